@@ -1,0 +1,3 @@
+//! `nexus-attack`: every operator command, including `serve`.
+
+fn main() {}

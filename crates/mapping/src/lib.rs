@@ -1,0 +1,1 @@
+//! Mapping candidates, confidence, precedence, rule language, rule packs, incident aggregation.

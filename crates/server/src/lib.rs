@@ -1,0 +1,1 @@
+//! HTTP API, auth, roles, envelopes, exports, metrics and web UI.

@@ -1,0 +1,1 @@
+//! SQLite and PostgreSQL storage: migrations, tenant-scoped repositories, audit chain, rollups.

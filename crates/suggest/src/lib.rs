@@ -1,0 +1,1 @@
+//! Built-in AI-assisted technique suggester learned from an ATT&CK release.
