@@ -1,3 +1,710 @@
 //! `nexus-attack`: every operator command, including `serve`.
+//!
+//! A thin layer over [`service::App`]: parse arguments, call one use case,
+//! print the answer (JSON with `--json`), and on failure print one line on
+//! stderr and exit non-zero. The CLI acts as a local operator: a
+//! platform-admin named by `--actor`.
 
-fn main() {}
+mod output;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use service::{
+    Actor, App, AppConfig, DatasetFilter, DatasetId, DatasetState, LoadOptions, PageRequest, Role,
+    ServiceError, StatusFilter, TechniqueFilter,
+};
+use taxonomy::Domain;
+
+use crate::output::Printer;
+
+/// MITRE ATT&CK as governed reference data: load, validate, approve,
+/// activate and diff releases; orgs, tokens and the audit log; the HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "nexus-attack", version, about)]
+struct Cli {
+    /// Database URL: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        global = true,
+        env = "NEXUS_ATTACK_DATABASE",
+        default_value = "sqlite://nexus-attack.db"
+    )]
+    database: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// ATT&CK datasets and their lifecycle.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Orgs (tenants).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Read the active taxonomy of a domain.
+    #[command(subcommand)]
+    Taxonomy(TaxonomyCommand),
+    /// Run the HTTP API.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "NEXUS_ATTACK_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
+}
+
+/// The steward acting, recorded in lifecycle columns and the audit log.
+#[derive(Debug, Args)]
+struct ActorArg {
+    /// Who acts (recorded in the audit log; approval needs someone other
+    /// than the loader).
+    #[arg(long)]
+    actor: String,
+}
+
+/// `--json` output switch.
+#[derive(Debug, Args)]
+struct JsonArg {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum DatasetCommand {
+    /// Load a release from a file or an http(s) URL (gzip or plain STIX).
+    Load {
+        /// Bundle file or URL.
+        source: String,
+        /// Release version, when neither the bundle nor the file name says.
+        #[arg(long)]
+        release: Option<String>,
+        /// Domain, when neither the bundle nor the file name says.
+        #[arg(long)]
+        domain: Option<String>,
+        #[command(flatten)]
+        actor: ActorArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Run Gate A validation.
+    Validate {
+        /// Dataset id.
+        id: String,
+        #[command(flatten)]
+        actor: ActorArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Approve a validated dataset (not by its loader).
+    Approve {
+        /// Dataset id.
+        id: String,
+        #[command(flatten)]
+        actor: ActorArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Reject a dataset.
+    Reject {
+        /// Dataset id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        actor: ActorArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Activate an approved dataset (runs the compatibility check).
+    Activate {
+        /// Dataset id.
+        id: String,
+        #[command(flatten)]
+        actor: ActorArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Reactivate the previously active dataset of a domain.
+    Rollback {
+        /// Domain (enterprise-attack, mobile-attack, ics-attack).
+        #[arg(long)]
+        domain: String,
+        #[command(flatten)]
+        actor: ActorArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// List datasets, newest first.
+    List {
+        /// Only this domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only this state.
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show one dataset.
+    Show {
+        /// Dataset id.
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show the Gate A report of a dataset.
+    Report {
+        /// Dataset id.
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Changes between two releases (dataset ids, files or URLs).
+    Diff {
+        /// Older side.
+        from: String,
+        /// Newer side.
+        to: String,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Print a Markdown changelog (the default).
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Load and validate new releases from a directory or URL; never activates.
+    Sync {
+        /// Directory of bundles, a bundle file or a URL.
+        #[arg(long)]
+        source: String,
+        /// One pass (the default).
+        #[arg(long, conflicts_with = "interval")]
+        once: bool,
+        /// Poll every SECS seconds until interrupted.
+        #[arg(long, value_name = "SECS")]
+        interval: Option<u64>,
+        #[command(flatten)]
+        actor: ActorArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Reference migrations suggested by an activation.
+    Migrations(MigrationsArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct MigrationsArgs {
+    /// Dataset id whose suggestions to list.
+    #[arg(required = true)]
+    id: Option<String>,
+    #[command(flatten)]
+    json: JsonArg,
+    #[command(subcommand)]
+    apply: Option<MigrationsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrationsCommand {
+    /// Apply the suggestions: new records beside the originals.
+    Apply {
+        /// Dataset id.
+        id: String,
+        #[command(flatten)]
+        actor: ActorArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Create an org.
+    Create {
+        /// Unique org name.
+        name: String,
+        /// Who acts.
+        #[arg(long, default_value = "operator")]
+        actor: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create an API token; its secret is printed once.
+    Create {
+        /// Org name.
+        #[arg(long)]
+        org: String,
+        /// viewer, analyst, lead, engineer, admin, steward or platform-admin.
+        #[arg(long)]
+        role: String,
+        /// A label to recognise the token by.
+        #[arg(long)]
+        label: Option<String>,
+        /// Who acts.
+        #[arg(long, default_value = "operator")]
+        actor: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Revoke an API token.
+    Revoke {
+        /// Token id.
+        id: String,
+        /// Who acts.
+        #[arg(long, default_value = "operator")]
+        actor: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Re-compute the hash chain; exits non-zero when it is broken.
+    Verify {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Audit events, newest first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TaxonomyCommand {
+    /// Tactics in matrix order.
+    Tactics {
+        /// Domain.
+        #[arg(long, default_value = "enterprise-attack")]
+        domain: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Techniques and sub-techniques, filtered.
+    Techniques {
+        /// Domain.
+        #[arg(long, default_value = "enterprise-attack")]
+        domain: String,
+        /// Tactic ID or shortname.
+        #[arg(long)]
+        tactic: Option<String>,
+        /// Platform.
+        #[arg(long)]
+        platform: Option<String>,
+        /// live, deprecated, revoked or all.
+        #[arg(long, default_value = "live")]
+        status: String,
+        /// Leave sub-techniques out.
+        #[arg(long)]
+        no_subtechniques: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// One technique with its sub-techniques and replacement.
+    Technique {
+        /// Technique ID (T1059.001).
+        id: String,
+        /// Domain.
+        #[arg(long, default_value = "enterprise-attack")]
+        domain: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: print and succeed.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's own text spans several lines (usage, tips); the
+            // contract is one line, so keep the message part, joined.
+            let text = e.to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .collect();
+            eprintln!("{} (see --help)", message.join(" "));
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cli.command);
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("{}", one_line(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `error[code]: message` on one line, with the cause chain joined.
+fn one_line(error: &anyhow::Error) -> String {
+    let code = error
+        .chain()
+        .find_map(|e| e.downcast_ref::<ServiceError>())
+        .map(|e| format!("[{}]", e.code()))
+        .unwrap_or_default();
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("error{code}: {message}")
+}
+
+/// Logs go to stderr, JSON when `NEXUS_ATTACK_LOG_FORMAT=json`. The level
+/// comes from `NEXUS_ATTACK_LOG`; by default only warnings, except for the
+/// long-running `serve` and `dataset sync`, which report progress at info.
+fn init_logging(command: &Command) {
+    let default = match command {
+        Command::Serve { .. } | Command::Dataset(DatasetCommand::Sync { .. }) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NEXUS_ATTACK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("NEXUS_ATTACK_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// A spinner on stderr for long steps; hidden for JSON output and when
+/// stderr is not a terminal.
+fn spinner(message: &str, json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+fn parse_domain(s: &str) -> anyhow::Result<Domain> {
+    Ok(s.parse::<Domain>()?)
+}
+
+async fn connect(database: &str) -> anyhow::Result<App> {
+    App::connect(AppConfig::new(database))
+        .await
+        .context("cannot open the database")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let app = connect(&cli.database).await?;
+    match cli.command {
+        Command::Dataset(command) => dataset(&app, command).await,
+        Command::Org(OrgCommand::Create { name, actor, json }) => {
+            let org = app.create_org(&Actor::operator(actor), &name).await?;
+            Printer::new(json.json).org(&org)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Create {
+            org,
+            role,
+            label,
+            actor,
+            json,
+        }) => {
+            let role: Role = role.parse()?;
+            let token = app
+                .create_token(&Actor::operator(actor), &org, role, label.as_deref())
+                .await?;
+            Printer::new(json.json).token(&token)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Revoke { id, actor }) => {
+            let id = service::TokenId(id);
+            app.revoke_token(&Actor::operator(actor), &id).await?;
+            println!("token {id} revoked");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify { json }) => {
+            let verification = app.audit_verify(&Actor::operator("operator")).await?;
+            Printer::new(json.json).verification(&verification)?;
+            if verification.ok {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "error[audit_tampered]: audit chain broken at event {}: {}",
+                    verification.first_bad_seq.unwrap_or_default(),
+                    verification.problem.as_deref().unwrap_or("unknown problem")
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Audit(AuditCommand::List { limit, json }) => {
+            let page = PageRequest {
+                cursor: None,
+                limit: Some(limit),
+            };
+            let events = app.audit_list(&Actor::operator("operator"), &page).await?;
+            Printer::new(json.json).audit_events(&events.items)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Taxonomy(command) => taxonomy(&app, command).await,
+        Command::Serve { addr } => {
+            let config = server::ServerConfig {
+                addr,
+                ..server::ServerConfig::default()
+            };
+            server::serve(app, config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn dataset(app: &App, command: DatasetCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DatasetCommand::Load {
+            source,
+            release,
+            domain,
+            actor,
+            json,
+        } => {
+            let options = LoadOptions {
+                release,
+                domain: domain.as_deref().map(parse_domain).transpose()?,
+                file_name: None,
+            };
+            let bar = spinner(&format!("loading {source}"), json.json);
+            let loaded = app
+                .load_dataset(&Actor::operator(actor.actor), &source, &options)
+                .await;
+            bar.finish_and_clear();
+            Printer::new(json.json).loaded(&loaded?)?;
+        }
+        DatasetCommand::Validate { id, actor, json } => {
+            let bar = spinner("validating", json.json);
+            let report = app
+                .validate_dataset(&Actor::operator(actor.actor), &DatasetId(id.clone()))
+                .await;
+            bar.finish_and_clear();
+            let report = report?;
+            Printer::new(json.json).validation(&report)?;
+            if report.errors > 0 {
+                let first = report
+                    .findings
+                    .iter()
+                    .find(|f| f.severity == "error")
+                    .map(|f| format!("{} {}: {}", f.code, f.object, f.message))
+                    .unwrap_or_default();
+                bail!(ServiceError::ValidationFailed {
+                    dataset: id,
+                    errors: report.errors,
+                    first,
+                });
+            }
+        }
+        DatasetCommand::Approve { id, actor, json } => {
+            let dataset = app
+                .approve_dataset(&Actor::operator(actor.actor), &DatasetId(id))
+                .await?;
+            Printer::new(json.json).dataset(&dataset)?;
+        }
+        DatasetCommand::Reject {
+            id,
+            reason,
+            actor,
+            json,
+        } => {
+            let dataset = app
+                .reject_dataset(&Actor::operator(actor.actor), &DatasetId(id), &reason)
+                .await?;
+            Printer::new(json.json).dataset(&dataset)?;
+        }
+        DatasetCommand::Activate { id, actor, json } => {
+            let bar = spinner("activating", json.json);
+            let activation = app
+                .activate_dataset(&Actor::operator(actor.actor), &DatasetId(id))
+                .await;
+            bar.finish_and_clear();
+            Printer::new(json.json).activation(&activation?)?;
+        }
+        DatasetCommand::Rollback {
+            domain,
+            actor,
+            json,
+        } => {
+            let rollback = app
+                .rollback_domain(&Actor::operator(actor.actor), parse_domain(&domain)?)
+                .await?;
+            Printer::new(json.json).rollback(&rollback)?;
+        }
+        DatasetCommand::List {
+            domain,
+            state,
+            json,
+        } => {
+            let filter = DatasetFilter {
+                domain: domain.as_deref().map(parse_domain).transpose()?,
+                state: state
+                    .as_deref()
+                    .map(str::parse::<DatasetState>)
+                    .transpose()?,
+            };
+            let datasets = app
+                .list_datasets(&Actor::operator("operator"), &filter)
+                .await?;
+            Printer::new(json.json).datasets(&datasets)?;
+        }
+        DatasetCommand::Show { id, json } => {
+            let dataset = app
+                .dataset(&Actor::operator("operator"), &DatasetId(id))
+                .await?;
+            Printer::new(json.json).dataset(&dataset)?;
+        }
+        DatasetCommand::Report { id, json } => {
+            let report = app
+                .validation_report(&Actor::operator("operator"), &DatasetId(id))
+                .await?;
+            Printer::new(json.json).validation(&report)?;
+        }
+        DatasetCommand::Diff { from, to, json, .. } => {
+            let bar = spinner("comparing releases", json);
+            let report = app.diff(&Actor::operator("operator"), &from, &to).await;
+            bar.finish_and_clear();
+            Printer::new(json).diff(&report?)?;
+        }
+        DatasetCommand::Sync {
+            source,
+            interval,
+            actor,
+            json,
+            ..
+        } => {
+            let actor = Actor::operator(actor.actor);
+            loop {
+                let bar = spinner(&format!("syncing {source}"), json.json);
+                let report = app.sync_once(&actor, &source).await;
+                bar.finish_and_clear();
+                Printer::new(json.json).sync(&report?)?;
+                let Some(secs) = interval else { break };
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
+        }
+        DatasetCommand::Migrations(MigrationsArgs { id, json, apply }) => match (apply, id) {
+            (Some(MigrationsCommand::Apply { id, actor, json }), _) => {
+                let applied = app
+                    .apply_migrations(&Actor::operator(actor.actor), &DatasetId(id))
+                    .await?;
+                Printer::new(json.json).applied_migrations(&applied)?;
+            }
+            (None, Some(id)) => {
+                let suggestions = app
+                    .migrations(&Actor::operator("operator"), &DatasetId(id))
+                    .await?;
+                Printer::new(json.json).migrations(&suggestions)?;
+            }
+            (None, None) => bail!("give a dataset id, or `apply ID --actor NAME`"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn taxonomy(app: &App, command: TaxonomyCommand) -> anyhow::Result<ExitCode> {
+    let actor = Actor::operator("operator");
+    match command {
+        TaxonomyCommand::Tactics { domain, json } => {
+            let list = app.tactics(&actor, parse_domain(&domain)?).await?;
+            Printer::new(json.json).tactics(&list)?;
+        }
+        TaxonomyCommand::Techniques {
+            domain,
+            tactic,
+            platform,
+            status,
+            no_subtechniques,
+            json,
+        } => {
+            let status = match status.to_ascii_lowercase().as_str() {
+                "live" => StatusFilter::Live,
+                "deprecated" => StatusFilter::Deprecated,
+                "revoked" => StatusFilter::Revoked,
+                "all" => StatusFilter::All,
+                other => {
+                    bail!("unknown status `{other}` (expected live, deprecated, revoked or all)")
+                }
+            };
+            let filter = TechniqueFilter {
+                tactic,
+                platform,
+                status,
+                exclude_subtechniques: no_subtechniques,
+            };
+            let domain = parse_domain(&domain)?;
+            // The CLI prints everything: walk the pages.
+            let mut page = PageRequest {
+                cursor: None,
+                limit: Some(PageRequest::MAX_LIMIT),
+            };
+            let mut techniques = Vec::new();
+            loop {
+                let answer = app.techniques(&actor, domain, &filter, &page).await?;
+                techniques.extend(answer.page.items);
+                match answer.page.next_cursor {
+                    Some(cursor) => page.cursor = Some(cursor),
+                    None => break,
+                }
+            }
+            Printer::new(json.json).techniques(&techniques)?;
+        }
+        TaxonomyCommand::Technique { id, domain, json } => {
+            let detail = app.technique(&actor, parse_domain(&domain)?, &id).await?;
+            Printer::new(json.json).technique(&detail)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,1 +1,362 @@
 //! SQLite and PostgreSQL storage: migrations, tenant-scoped repositories, audit chain, rollups.
+//!
+//! One code path serves both databases through sqlx's `Any` driver; the
+//! schema lives in identically named migrations per backend
+//! (`migrations/sqlite`, `migrations/postgres`), chosen by the URL scheme.
+//! Reads go through [`Store`]; changes that must land together (a state
+//! change and its audit event) go through one [`Tx`].
+
+mod audit;
+mod datasets;
+mod orgs;
+mod records;
+mod references;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Transaction};
+
+pub use audit::{GENESIS_HASH, canonical_hash};
+pub use datasets::DatasetDocument;
+pub use records::*;
+pub use references::REFERENCE_MIGRATION;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL names no supported backend or is malformed.
+    #[error("unsupported database URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL with any password masked.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A unique constraint refused the change (a duplicate name, a second
+    /// active dataset in a domain).
+    #[error("{what} already exists")]
+    Conflict {
+        /// What would be duplicated.
+        what: String,
+    },
+    /// A stored value does not decode (a column edited by hand, say).
+    #[error("stored {what} is corrupt: {reason}")]
+    Corrupt {
+        /// Which value.
+        what: String,
+        /// Why it does not decode.
+        reason: String,
+    },
+    /// A query failed.
+    #[error("database error while {context}: {source}")]
+    Database {
+        /// What the store was doing.
+        context: String,
+        /// The driver error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Applying the schema migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Adds what the store was doing to a driver error, and turns unique
+/// violations into [`StoreError::Conflict`].
+pub(crate) trait Context<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, sqlx::Error> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError> {
+        self.map_err(|source| {
+            let unique = source
+                .as_database_error()
+                .is_some_and(|e| e.is_unique_violation());
+            if unique {
+                StoreError::Conflict { what: context() }
+            } else {
+                StoreError::Database {
+                    context: context(),
+                    source,
+                }
+            }
+        })
+    }
+}
+
+/// The database behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, one file.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Backend {
+    /// Reads the backend from a database URL, refusing anything unknown or
+    /// mistyped instead of guessing (`sqlite:nexus.db` without `//`, a bare
+    /// path, `postgress://`).
+    pub fn from_url(url: &str) -> Result<Backend, StoreError> {
+        let invalid = |reason: &str| StoreError::InvalidUrl {
+            url: redact(url),
+            reason: reason.to_string(),
+        };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(invalid(
+                "expected sqlite://PATH or postgres://USER@HOST/DB (e.g. sqlite://nexus-attack.db)",
+            ));
+        };
+        match scheme {
+            "sqlite" if rest.is_empty() || rest.starts_with('?') => {
+                Err(invalid("the SQLite URL names no file"))
+            }
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            other => Err(invalid(&format!(
+                "unknown scheme `{other}` (supported: sqlite, postgres)"
+            ))),
+        }
+    }
+}
+
+/// Masks the password of a URL for messages and logs.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A handle on the database: cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to `sqlite://PATH` (the file is created if missing) or
+    /// `postgres://...`. Does not migrate: call [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            // `mode=rwc` creates the file; the caller chose the path.
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::InvalidUrl {
+                url: redact(&url),
+                reason: e.to_string(),
+            })?
+            // sqlx logs every statement, and slow ones at warn with their
+            // full text: a 20,000-parameter batch insert would flood the logs.
+            .disable_statement_logging();
+
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers proceed during a write; NORMAL is
+                        // durable enough with WAL; the busy timeout makes a
+                        // second writer wait instead of failing at once.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .context(|| format!("connecting to {}", redact(url.as_str())))?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Applies pending migrations of the backend's folder.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&self.pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Begins a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes
+    /// fails with "database is locked" instead of waiting when another
+    /// writer got there first.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .context(|| "beginning a transaction".to_string())?;
+        Ok(Tx {
+            tx,
+            backend: self.backend,
+        })
+    }
+
+    pub(crate) async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+        self.pool
+            .acquire()
+            .await
+            .context(|| "acquiring a connection".to_string())
+    }
+}
+
+/// A write transaction: everything done through it lands together on
+/// [`Tx::commit`], or not at all when it is dropped.
+pub struct Tx {
+    tx: Transaction<'static, Any>,
+    backend: Backend,
+}
+
+impl fmt::Debug for Tx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tx")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tx {
+    /// Commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx
+            .commit()
+            .await
+            .context(|| "committing a transaction".to_string())
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
+/// A tenant boundary: every query over tenant data takes one, and one cannot
+/// be built without an org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgScope {
+    org: OrgId,
+}
+
+impl OrgScope {
+    /// The scope of one org.
+    pub fn new(org: OrgId) -> Self {
+        Self { org }
+    }
+
+    /// The org.
+    pub fn org(&self) -> &OrgId {
+        &self.org
+    }
+}
+
+/// Formats a timestamp as stored: RFC 3339 UTC with milliseconds, so that
+/// text order is time order.
+pub(crate) fn ts(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Reads a stored timestamp.
+pub(crate) fn parse_ts(what: &str, s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt {
+            what: what.to_string(),
+            reason: format!("`{s}` is not an RFC 3339 timestamp: {e}"),
+        })
+}
+
+/// The current time at the precision the store keeps (milliseconds), so a
+/// value written and read back compares equal.
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_before_connecting() {
+        assert_eq!(Backend::from_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::from_url("postgres://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        for bad in [
+            "x.db",
+            "sqlite:x.db",
+            "sqlite://",
+            "postgress://u@h/db",
+            "mysql://h/db",
+        ] {
+            let err = Backend::from_url(bad).unwrap_err();
+            assert!(matches!(err, StoreError::InvalidUrl { .. }), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn passwords_never_show_in_errors() {
+        let err = Backend::from_url("postgress://me:hunter2@h/db").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("me:***@h/db"), "{err}");
+    }
+}

@@ -130,13 +130,21 @@ mod tests {
 
     #[test]
     fn technique_ids_parse_and_normalise() {
-        assert_eq!(TechniqueId::parse("t1059.001").unwrap().as_str(), "T1059.001");
-        assert_eq!(TechniqueId::parse("T1059").unwrap().parent().as_str(), "T1059");
+        assert_eq!(
+            TechniqueId::parse("t1059.001").unwrap().as_str(),
+            "T1059.001"
+        );
+        assert_eq!(
+            TechniqueId::parse("T1059").unwrap().parent().as_str(),
+            "T1059"
+        );
         assert_eq!(
             TechniqueId::parse("T1059.001").unwrap().parent().as_str(),
             "T1059"
         );
-        for bad in ["t1059-1", "T105", "T10590", "T1059.01", "TA0001", "", "T1059."] {
+        for bad in [
+            "t1059-1", "T105", "T10590", "T1059.01", "TA0001", "", "T1059.",
+        ] {
             assert!(TechniqueId::parse(bad).is_err(), "{bad} must be rejected");
         }
     }

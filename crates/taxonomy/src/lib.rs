@@ -4,11 +4,18 @@
 //! Pure logic: bytes in, values out. Fetching files or URLs and storing
 //! results belong to other crates.
 
+pub mod diff;
 pub mod ids;
+pub mod lifecycle;
 pub mod model;
+pub mod parse;
+pub mod validate;
 
+pub use diff::{ReleaseDiff, diff, to_markdown};
 pub use ids::{IdError, TacticId, TechniqueId};
 pub use model::{
     Domain, IdentitySource, KillChainPhase, Matrix, Procedure, Release, ReleaseCounts, Status,
     Tactic, Technique, UnknownDomain,
 };
+pub use parse::{IdentityField, LoadHints, ParseError, parse};
+pub use validate::{Finding, Severity, ValidationReport, validate};

@@ -203,7 +203,9 @@ pub struct Release {
     pub domain: Domain,
     /// The release version (`18.1`).
     pub version: String,
-    /// Where domain and version came from.
+    /// Where the release version came from. The domain comes from the
+    /// bundle itself whenever its matrix or tactics name one (every official
+    /// release does); sources that disagree are refused at parse time.
     pub identity_source: IdentitySource,
     /// STIX spec version of the bundle (`2.0`, `2.1`).
     pub spec_version: String,
@@ -232,7 +234,11 @@ impl Release {
     /// revoked or deprecated one that carries the same ID.
     pub fn technique(&self, id: &str) -> Option<&Technique> {
         let mut found = None;
-        for t in self.techniques.iter().filter(|t| t.id.eq_ignore_ascii_case(id)) {
+        for t in self
+            .techniques
+            .iter()
+            .filter(|t| t.id.eq_ignore_ascii_case(id))
+        {
             if t.status.is_live() {
                 return Some(t);
             }

@@ -1,0 +1,15 @@
+//! Integration tests of the HTTP API: the real router over a real database
+//! (SQLite always, PostgreSQL when `NEXUS_ATTACK_TEST_POSTGRES` is set),
+//! one module per area.
+
+mod helpers;
+
+mod auth;
+mod envelope;
+mod leakage;
+mod lifecycle;
+mod logs;
+mod ops;
+mod roles;
+mod serve;
+mod taxonomy;

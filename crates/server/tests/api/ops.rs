@@ -1,0 +1,190 @@
+//! Operations endpoints and the OpenAPI document.
+
+use std::collections::BTreeSet;
+
+use axum::http::Method;
+use serde_json::Value;
+use server::{Location, Tenancy, route_table};
+use service::Role;
+
+use crate::helpers::{TestApp, concrete_path, error_of, http_method};
+
+#[tokio::test]
+async fn liveness_and_readiness_on_an_empty_database() {
+    let app = TestApp::new("sqlite").await;
+
+    let health = app.send(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.text().trim(), "ok");
+
+    let ready = app.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, 503);
+    let error = error_of(&ready);
+    assert_eq!(error["code"], "not_ready");
+    assert_eq!(error["details"]["database"], true);
+    assert_eq!(error["details"]["missing_domains"][0], "enterprise-attack");
+}
+
+fn metric_value(text: &str, line_prefix: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_histogram_per_route_template() {
+    let app = TestApp::new("sqlite").await;
+    let viewer = app.token("acme", Role::Viewer).await;
+
+    // Three requests on one template with different raw paths, two statuses.
+    for domain in ["enterprise-attack", "mobile-attack"] {
+        let answer = app
+            .send(
+                Method::GET,
+                &format!("/api/v1/taxonomy/{domain}/tactics"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, 401);
+    }
+    let answer = app
+        .get("/api/v1/taxonomy/pre-attack/tactics", &viewer)
+        .await;
+    assert_eq!(answer.status, 400);
+    app.send(Method::GET, "/no/such/route/12345", None, None)
+        .await;
+
+    let metrics = app.send(Method::GET, "/metrics", None, None).await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.headers["content-type"]
+            .to_str()
+            .is_ok_and(|c| c.starts_with("text/plain; version=0.0.4"))
+    );
+    let text = metrics.text();
+    let series = |status: u16| {
+        format!("route=\"/api/v1/taxonomy/{{domain}}/tactics\",method=\"GET\",status=\"{status}\"")
+    };
+    let family = "nexus_attack_http_request_duration_seconds";
+    assert!(text.contains(&format!("# TYPE {family} histogram")));
+    assert_eq!(
+        metric_value(&text, &format!("{family}_count{{{}}}", series(401))),
+        Some(2)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            &format!("{family}_bucket{{{},le=\"+Inf\"}}", series(401))
+        ),
+        Some(2)
+    );
+    assert_eq!(
+        metric_value(&text, &format!("{family}_count{{{}}}", series(400))),
+        Some(1)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            &format!("nexus_attack_http_requests_total{{{}}}", series(401))
+        ),
+        Some(2)
+    );
+    assert_eq!(
+        metric_value(&text, "nexus_attack_unauthenticated_total"),
+        Some(2)
+    );
+    // Raw paths never become labels.
+    assert!(!text.contains("12345") && !text.contains("pre-attack"));
+    assert!(text.contains("route=\"unmatched\""));
+}
+
+#[tokio::test]
+async fn openapi_documents_exactly_the_routes_served() {
+    let app = TestApp::new("sqlite").await;
+    let answer = app
+        .send(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(answer.status, 200);
+    let doc = answer.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    let table = route_table();
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("path item")
+                .keys()
+                .map(move |method| (path.clone(), method.to_uppercase()))
+        })
+        .collect();
+    let listed: BTreeSet<(String, String)> = table
+        .iter()
+        .map(|r| (r.path.to_string(), r.method.as_str().to_string()))
+        .collect();
+    assert_eq!(documented, listed);
+    assert!(listed.len() >= 17, "issue 2 routes are all there");
+
+    for route in &table {
+        let op = &doc["paths"][route.path][route.method.as_lower()];
+        assert_eq!(op["operationId"], route.operation_id);
+        let params: BTreeSet<&str> = op["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for param in &route.params {
+            assert!(params.contains(param.name), "{} {}", route.path, param.name);
+            if param.location == Location::Path {
+                assert!(route.path.contains(&format!("{{{}}}", param.name)));
+            }
+        }
+        let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+        assert_eq!(secured, route.auth, "{}", route.path);
+        assert_eq!(op["x-tenancy"], route.tenancy.as_str());
+
+        // The router serves every documented route: without a token a
+        // protected route answers 401, a public one anything but a
+        // routing error.
+        let served = app
+            .send(
+                http_method(route.method),
+                &concrete_path(route.path),
+                None,
+                None,
+            )
+            .await;
+        if route.tenancy == Tenancy::Public {
+            assert!(
+                ![404, 405].contains(&served.status.as_u16()),
+                "{} {} answered {}",
+                route.method.as_str(),
+                route.path,
+                served.status
+            );
+        } else {
+            assert_eq!(
+                served.status,
+                401,
+                "{} {}",
+                route.method.as_str(),
+                route.path
+            );
+        }
+    }
+
+    // And a route missing from the table is not served.
+    let undocumented = app
+        .send(Method::GET, "/api/v1/datasets/x/y/z", None, None)
+        .await;
+    assert_eq!(undocumented.status, 404);
+    assert_eq!(error_of(&undocumented)["code"], "route_not_found");
+
+    let error_schema: &Value = &doc["components"]["schemas"]["Error"];
+    assert_eq!(error_schema["required"][0], "error");
+}

@@ -1,0 +1,260 @@
+//! Roles and the permission matrix, as data, in one place.
+//!
+//! The server and the CLI never decide who may do what: every use case asks
+//! [`allows`] and audits a refusal. Later issues add actions to [`Action`] and
+//! one row to [`MATRIX`] each.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A role carried by an API token or an operator.
+///
+/// Org roles, least to most: viewer, analyst, lead, engineer, admin. The
+/// platform-wide roles (steward, platform-admin) act across orgs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Reads the taxonomy and its own org's data.
+    Viewer,
+    /// Works alerts and mappings.
+    Analyst,
+    /// Owns incidents' ATT&CK profiles.
+    Lead,
+    /// Writes mapping rules and imports rule packs.
+    Engineer,
+    /// Administers one org: tokens, audit.
+    Admin,
+    /// ATT&CK data steward: runs the dataset lifecycle for every org.
+    Steward,
+    /// Operates the whole platform.
+    PlatformAdmin,
+}
+
+impl Role {
+    /// Every role, least to most privileged.
+    pub const ALL: [Role; 7] = [
+        Role::Viewer,
+        Role::Analyst,
+        Role::Lead,
+        Role::Engineer,
+        Role::Admin,
+        Role::Steward,
+        Role::PlatformAdmin,
+    ];
+
+    /// The role as written in tokens, the CLI and the API (`platform-admin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Analyst => "analyst",
+            Role::Lead => "lead",
+            Role::Engineer => "engineer",
+            Role::Admin => "admin",
+            Role::Steward => "steward",
+            Role::PlatformAdmin => "platform-admin",
+        }
+    }
+
+    /// True for the roles that act across orgs.
+    pub fn is_platform(self) -> bool {
+        matches!(self, Role::Steward | Role::PlatformAdmin)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no role.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown role `{0}` (expected viewer, analyst, lead, engineer, admin, steward or platform-admin)"
+)]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    /// Accepts `platform-admin` and `platform_admin`, any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == wanted)
+            .ok_or_else(|| UnknownRole(s.to_string()))
+    }
+}
+
+/// A use case that needs a permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Read tactics and techniques of an active dataset.
+    ReadTaxonomy,
+    /// List datasets, read validation reports and diffs.
+    ReadDatasets,
+    /// Load a release as a new dataset.
+    DatasetLoad,
+    /// Run Gate A on a loaded dataset.
+    DatasetValidate,
+    /// Approve a validated dataset (four-eyes rule applies on top).
+    DatasetApprove,
+    /// Reject a dataset.
+    DatasetReject,
+    /// Activate an approved dataset.
+    DatasetActivate,
+    /// Roll a domain back to its previous dataset.
+    DatasetRollback,
+    /// Poll a release source and load what is new.
+    DatasetSync,
+    /// Apply the reference migrations suggested by an activation.
+    DatasetMigrate,
+    /// Create orgs.
+    ManageOrgs,
+    /// Create and revoke API tokens.
+    ManageTokens,
+    /// Read the audit log.
+    ReadAudit,
+    /// Verify the audit chain.
+    VerifyAudit,
+}
+
+impl Action {
+    /// The action as written in the audit log and in errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ReadTaxonomy => "read_taxonomy",
+            Action::ReadDatasets => "read_datasets",
+            Action::DatasetLoad => "dataset_load",
+            Action::DatasetValidate => "dataset_validate",
+            Action::DatasetApprove => "dataset_approve",
+            Action::DatasetReject => "dataset_reject",
+            Action::DatasetActivate => "dataset_activate",
+            Action::DatasetRollback => "dataset_rollback",
+            Action::DatasetSync => "dataset_sync",
+            Action::DatasetMigrate => "dataset_migrate",
+            Action::ManageOrgs => "manage_orgs",
+            Action::ManageTokens => "manage_tokens",
+            Action::ReadAudit => "read_audit",
+            Action::VerifyAudit => "verify_audit",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+use Role::{Admin, Analyst, Engineer, Lead, PlatformAdmin, Steward, Viewer};
+
+/// Every action with the roles allowed to perform it.
+///
+/// Org roles do not inherit the steward's dataset rights: the lifecycle is a
+/// platform duty, whatever an org admin may do inside an org.
+pub const MATRIX: &[(Action, &[Role])] = &[
+    (
+        Action::ReadTaxonomy,
+        &[
+            Viewer,
+            Analyst,
+            Lead,
+            Engineer,
+            Admin,
+            Steward,
+            PlatformAdmin,
+        ],
+    ),
+    (
+        Action::ReadDatasets,
+        &[
+            Viewer,
+            Analyst,
+            Lead,
+            Engineer,
+            Admin,
+            Steward,
+            PlatformAdmin,
+        ],
+    ),
+    (Action::DatasetLoad, &[Steward, PlatformAdmin]),
+    (Action::DatasetValidate, &[Steward, PlatformAdmin]),
+    (Action::DatasetApprove, &[Steward, PlatformAdmin]),
+    (Action::DatasetReject, &[Steward, PlatformAdmin]),
+    (Action::DatasetActivate, &[Steward, PlatformAdmin]),
+    (Action::DatasetRollback, &[Steward, PlatformAdmin]),
+    (Action::DatasetSync, &[Steward, PlatformAdmin]),
+    (Action::DatasetMigrate, &[Steward, PlatformAdmin]),
+    (Action::ManageOrgs, &[PlatformAdmin]),
+    (Action::ManageTokens, &[Admin, PlatformAdmin]),
+    (Action::ReadAudit, &[Admin, Steward, PlatformAdmin]),
+    (Action::VerifyAudit, &[Admin, Steward, PlatformAdmin]),
+];
+
+/// Whether `role` may perform `action`, read from [`MATRIX`].
+pub fn allows(role: Role, action: Action) -> bool {
+    MATRIX
+        .iter()
+        .find(|(a, _)| *a == action)
+        .is_some_and(|(_, roles)| roles.contains(&role))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_exactly_one_row() {
+        let all = [
+            Action::ReadTaxonomy,
+            Action::ReadDatasets,
+            Action::DatasetLoad,
+            Action::DatasetValidate,
+            Action::DatasetApprove,
+            Action::DatasetReject,
+            Action::DatasetActivate,
+            Action::DatasetRollback,
+            Action::DatasetSync,
+            Action::DatasetMigrate,
+            Action::ManageOrgs,
+            Action::ManageTokens,
+            Action::ReadAudit,
+            Action::VerifyAudit,
+        ];
+        for action in all {
+            let rows = MATRIX.iter().filter(|(a, _)| *a == action).count();
+            assert_eq!(rows, 1, "{action}");
+        }
+        assert_eq!(MATRIX.len(), all.len());
+    }
+
+    #[test]
+    fn viewer_reads_but_cannot_approve() {
+        assert!(allows(Role::Viewer, Action::ReadTaxonomy));
+        assert!(!allows(Role::Viewer, Action::DatasetApprove));
+        assert!(!allows(Role::Admin, Action::DatasetActivate));
+        assert!(allows(Role::Steward, Action::DatasetActivate));
+        assert!(!allows(Role::Steward, Action::ManageTokens));
+    }
+
+    #[test]
+    fn roles_parse_in_both_spellings() {
+        assert_eq!(
+            "platform_admin".parse::<Role>().unwrap(),
+            Role::PlatformAdmin
+        );
+        assert_eq!(
+            "Platform-Admin".parse::<Role>().unwrap(),
+            Role::PlatformAdmin
+        );
+        assert!("root".parse::<Role>().is_err());
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
+        }
+    }
+}

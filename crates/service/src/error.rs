@@ -1,0 +1,177 @@
+//! The one error type of the use cases, with stable codes.
+
+use taxonomy::lifecycle::LifecycleError;
+
+use crate::access::{Action, Role};
+
+/// How a [`ServiceError`] should be answered; the server maps each kind to
+/// one HTTP status in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The caller sent something malformed (400).
+    InvalidInput,
+    /// No valid credentials (401).
+    Unauthenticated,
+    /// Valid credentials, not allowed (403).
+    Forbidden,
+    /// Missing, or owned by another tenant (404).
+    NotFound,
+    /// The request conflicts with the current state (409).
+    Conflict,
+    /// Well-formed but refused on its content (422).
+    Unprocessable,
+    /// Something outside the caller's control broke (500).
+    Internal,
+    /// A dependency is down (503).
+    Unavailable,
+}
+
+/// Why a use case failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The object does not exist or belongs to another tenant: both answer
+    /// the same so that IDs of other tenants cannot be probed.
+    #[error("{kind} `{id}` not found")]
+    NotFound {
+        /// Kind of object (`dataset`, `technique`, `org`).
+        kind: &'static str,
+        /// The identifier asked for.
+        id: String,
+    },
+    /// An input field is malformed.
+    #[error("invalid {field}: {message}")]
+    InvalidInput {
+        /// The field or argument at fault.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A lifecycle rule refuses the action (`invalid_transition`, `four_eyes`).
+    #[error("dataset {dataset}: {source}")]
+    Lifecycle {
+        /// The dataset concerned.
+        dataset: String,
+        /// The refused transition.
+        #[source]
+        source: LifecycleError,
+    },
+    /// The role does not allow the action.
+    #[error("role {role} may not {action}")]
+    Forbidden {
+        /// The caller's role.
+        role: Role,
+        /// The refused action.
+        action: Action,
+    },
+    /// The bearer token is missing, malformed, unknown or revoked.
+    #[error("authentication failed: {0}")]
+    Unauthenticated(String),
+    /// The change conflicts with stored state (a duplicate name, a
+    /// concurrent change).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The bundle could not be parsed.
+    #[error("cannot parse {source_name}: {message}")]
+    Parse {
+        /// The file, URL or upload that failed.
+        source_name: String,
+        /// The parser's explanation.
+        message: String,
+        /// Where in the input, when known (`line 3 column 7`).
+        location: Option<String>,
+    },
+    /// Gate A found errors, so the action is blocked.
+    #[error("dataset {dataset} failed validation with {errors} error(s); first: {first}")]
+    ValidationFailed {
+        /// The dataset concerned.
+        dataset: String,
+        /// Number of error findings.
+        errors: usize,
+        /// The first error finding, for a one-line answer.
+        first: String,
+    },
+    /// A release could not be fetched from its file or URL.
+    #[error("cannot read {source_name}: {message}")]
+    Fetch {
+        /// The path or URL.
+        source_name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// A bug or a crashed worker; the message is for operators, not clients.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// The stable snake_case error code clients and scripts rely on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::NotFound { .. } => "not_found",
+            ServiceError::InvalidInput { .. } => "invalid_input",
+            ServiceError::Lifecycle { source, .. } => source.code(),
+            ServiceError::Forbidden { .. } => "forbidden",
+            ServiceError::Unauthenticated(_) => "unauthenticated",
+            ServiceError::Conflict(_) => "conflict",
+            ServiceError::Parse { .. } => "parse_error",
+            ServiceError::ValidationFailed { .. } => "validation_failed",
+            ServiceError::Fetch { .. } => "fetch_failed",
+            ServiceError::Store(store::StoreError::Conflict { .. }) => "conflict",
+            ServiceError::Store(_) | ServiceError::Internal(_) => "internal",
+        }
+    }
+
+    /// How to answer it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ServiceError::NotFound { .. } => ErrorKind::NotFound,
+            ServiceError::InvalidInput { .. } | ServiceError::Parse { .. } => {
+                ErrorKind::InvalidInput
+            }
+            ServiceError::Lifecycle { source, .. } => match source {
+                LifecycleError::InvalidTransition { .. } => ErrorKind::Conflict,
+                LifecycleError::FourEyes { .. } => ErrorKind::Forbidden,
+            },
+            ServiceError::Forbidden { .. } => ErrorKind::Forbidden,
+            ServiceError::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            ServiceError::Conflict(_) => ErrorKind::Conflict,
+            ServiceError::ValidationFailed { .. } => ErrorKind::Unprocessable,
+            ServiceError::Fetch { .. } => ErrorKind::InvalidInput,
+            ServiceError::Store(store::StoreError::Conflict { .. }) => ErrorKind::Conflict,
+            ServiceError::Store(_) | ServiceError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Structured context for the error body (`field`, `location`), when any.
+    pub fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            ServiceError::NotFound { kind, id } => {
+                Some(serde_json::json!({"kind": kind, "id": id}))
+            }
+            ServiceError::InvalidInput { field, .. } => Some(serde_json::json!({"field": field})),
+            ServiceError::Lifecycle { dataset, source } => match source {
+                LifecycleError::InvalidTransition { from, action } => Some(serde_json::json!({
+                    "dataset": dataset, "state": from.as_str(), "action": action.as_str()
+                })),
+                LifecycleError::FourEyes { actor } => {
+                    Some(serde_json::json!({"dataset": dataset, "actor": actor}))
+                }
+            },
+            ServiceError::Parse {
+                source_name,
+                location,
+                ..
+            } => Some(serde_json::json!({"source": source_name, "location": location})),
+            ServiceError::ValidationFailed {
+                dataset, errors, ..
+            } => Some(serde_json::json!({"dataset": dataset, "errors": errors})),
+            ServiceError::Forbidden { role, action } => {
+                Some(serde_json::json!({"role": role.as_str(), "action": action.as_str()}))
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,727 @@
+//! Use cases end to end on a real database: SQLite always, PostgreSQL when
+//! `NEXUS_ATTACK_TEST_POSTGRES` is set. Expected values are computed from the
+//! raw bundles here, not by the code under test.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use service::{
+    Actor, App, AppConfig, DatasetFilter, DatasetState, LoadOptions, Outcome, PageRequest,
+    ReferenceStatus, Role, StatusFilter, TechniqueFilter,
+};
+use store::testing::{TestDatabase, databases};
+use taxonomy::Domain;
+
+fn shared() -> PathBuf {
+    std::env::var_os("NEXUS_ATTACK_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+fn attack(name: &str) -> String {
+    shared().join("attack").join(name).display().to_string()
+}
+
+fn raw(name: &str) -> Value {
+    let bytes = std::fs::read(attack(name)).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn objects<'a>(bundle: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    bundle["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(move |o| o["type"] == kind)
+}
+
+fn external_id(object: &Value) -> Option<&str> {
+    object["external_references"]
+        .as_array()?
+        .iter()
+        .find(|r| r["source_name"] == "mitre-attack")?["external_id"]
+        .as_str()
+}
+
+fn live(object: &Value) -> bool {
+    object["revoked"] != true && object["x_mitre_deprecated"] != true
+}
+
+async fn app(db: &TestDatabase) -> App {
+    App::connect(AppConfig::new(db.url.clone())).await.unwrap()
+}
+
+fn steward(name: &str) -> Actor {
+    Actor {
+        name: name.into(),
+        org: None,
+        role: Role::Steward,
+    }
+}
+
+/// Loads, validates, approves (by someone else) and activates a release.
+async fn activate(app: &App, file: &str) -> service::Activation {
+    let alice = steward("alice");
+    let dataset = app
+        .load_dataset(&alice, &attack(file), &LoadOptions::default())
+        .await
+        .unwrap();
+    let report = app.validate_dataset(&alice, &dataset.id).await.unwrap();
+    assert_eq!(report.errors, 0, "{file}: {:?}", report.findings.first());
+    app.approve_dataset(&steward("bob"), &dataset.id)
+        .await
+        .unwrap();
+    app.activate_dataset(&steward("carol"), &dataset.id)
+        .await
+        .unwrap()
+}
+
+/// ATT&CK ID of the `revoked-by` target of the object with `id`, from raw JSON.
+fn raw_revoked_by(bundle: &Value, id: &str) -> Option<String> {
+    let by_stix: HashMap<&str, &Value> = bundle["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["id"].as_str().unwrap_or_default(), o))
+        .collect();
+    let object = objects(bundle, "attack-pattern")
+        .find(|o| external_id(o) == Some(id) && o["revoked"] == true)?;
+    let relationship = objects(bundle, "relationship")
+        .find(|r| r["relationship_type"] == "revoked-by" && r["source_ref"] == object["id"])?;
+    let target = by_stix.get(relationship["target_ref"].as_str()?)?;
+    external_id(target).map(str::to_string)
+}
+
+#[tokio::test]
+async fn activation_checks_stored_references_and_rollback_restores() {
+    let new_release = raw("enterprise-attack-17.1.json.gz");
+    let expected_replacement = raw_revoked_by(&new_release, "T1574.002");
+    assert_eq!(expected_replacement.as_deref(), Some("T1574.001"));
+
+    for db in databases().await {
+        let app = app(&db).await;
+        let first = activate(&app, "enterprise-attack-16.1.json.gz").await;
+        assert_eq!(first.retired, None);
+
+        // A stored record that names T1574.002, live in 16.1.
+        let reference = store::ReferenceMigration {
+            id: store::MigrationId::generate(),
+            org_id: None,
+            dataset_id: first.dataset.id.clone(),
+            ref_kind: "mapping".into(),
+            ref_id: "alert-7".into(),
+            old_technique: "T1073".into(),
+            new_technique: "T1574.002".into(),
+            applied_by: "seed".into(),
+            applied_at: store::now(),
+        };
+        let mut tx = app.store().begin().await.unwrap();
+        tx.insert_reference_migration(&reference).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let second = activate(&app, "enterprise-attack-17.1.json.gz").await;
+        assert_eq!(
+            second.retired.as_ref(),
+            Some(&first.dataset.id),
+            "{}",
+            db.label()
+        );
+        assert_eq!(
+            second.dataset.previous_active.as_ref(),
+            Some(&first.dataset.id)
+        );
+        let issue = second
+            .compatibility
+            .issues
+            .iter()
+            .find(|i| i.id == reference.id.to_string())
+            .expect("the T1574.002 reference is reported");
+        assert_eq!(issue.status, ReferenceStatus::Revoked);
+        assert_eq!(issue.replaced_by, expected_replacement);
+        assert_eq!(second.compatibility.references_checked, 1);
+
+        // The change summary stored at load compares with 16.1.
+        let stored = app
+            .store()
+            .dataset_document(&second.dataset.id, store::DatasetDocument::ChangeSummary)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored["against"]["release"], "16.1");
+
+        // Migration: suggested, applied beside the original, then marked.
+        let carol = steward("carol");
+        let suggested = app.migrations(&carol, &second.dataset.id).await.unwrap();
+        assert_eq!(suggested.len(), 1);
+        assert_eq!(suggested[0].new_technique, "T1574.001");
+        assert!(!suggested[0].applied);
+        let applied = app
+            .apply_migrations(&carol, &second.dataset.id)
+            .await
+            .unwrap();
+        assert_eq!(applied.len(), 1);
+        assert_eq!(applied[0].old_technique, "T1574.002");
+        assert!(app.migrations(&carol, &second.dataset.id).await.unwrap()[0].applied);
+        let originals = app
+            .store()
+            .reference_migrations(&first.dataset.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            originals,
+            vec![reference.clone()],
+            "the original is never rewritten"
+        );
+        assert!(
+            app.apply_migrations(&carol, &second.dataset.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Rollback: 16.1 active again, 17.1 rolled back.
+        let rollback = app
+            .rollback_domain(&carol, Domain::Enterprise)
+            .await
+            .unwrap();
+        assert_eq!(rollback.reactivated.id, first.dataset.id);
+        assert_eq!(rollback.reactivated.state, DatasetState::Active);
+        assert_eq!(rollback.rolled_back.state, DatasetState::RolledBack);
+        let active = app
+            .store()
+            .active_dataset(Domain::Enterprise)
+            .await
+            .unwrap();
+        assert_eq!(active.map(|d| d.release).as_deref(), Some("16.1"));
+        // Nothing was active before 16.1.
+        let err = app
+            .rollback_domain(&carol, Domain::Enterprise)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "conflict");
+
+        let verification = app.audit_verify(&carol).await.unwrap();
+        assert!(verification.ok, "{verification:?}");
+        let actions: Vec<String> = app
+            .audit_list(&carol, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|e| e.action.clone())
+            .collect();
+        for action in ["dataset_activate", "dataset_rollback", "dataset_migrate"] {
+            assert!(actions.iter().any(|a| a == action), "{action} audited");
+        }
+    }
+}
+
+#[tokio::test]
+async fn lifecycle_rules_are_enforced_and_refusals_audited() {
+    for db in databases().await {
+        let app = app(&db).await;
+        let alice = steward("alice");
+        let ics = attack("ics-attack-18.1.json.gz");
+        let dataset = app
+            .load_dataset(&alice, &ics, &LoadOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(dataset.state, DatasetState::Loaded);
+
+        let err = app.activate_dataset(&alice, &dataset.id).await.unwrap_err();
+        assert_eq!(err.code(), "invalid_transition", "{err}");
+        assert!(err.to_string().contains("loaded"), "{err}");
+
+        app.validate_dataset(&alice, &dataset.id).await.unwrap();
+        let err = app.approve_dataset(&alice, &dataset.id).await.unwrap_err();
+        assert_eq!(err.code(), "four_eyes", "{err}");
+
+        // An org viewer may read but not approve; the denial is audited.
+        let viewer = Actor {
+            name: "token:v".into(),
+            org: None,
+            role: Role::Viewer,
+        };
+        let err = app.approve_dataset(&viewer, &dataset.id).await.unwrap_err();
+        assert_eq!(err.code(), "forbidden");
+
+        let unchanged = app.dataset(&alice, &dataset.id).await.unwrap();
+        assert_eq!(unchanged.state, DatasetState::Validated);
+        assert_eq!(unchanged.approved_by, None);
+
+        let events = app
+            .audit_list(&alice, &PageRequest::default())
+            .await
+            .unwrap()
+            .items;
+        let outcomes: Vec<(String, Outcome)> = events
+            .iter()
+            .rev()
+            .map(|e| (e.action.clone(), e.outcome))
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                ("dataset_load".to_string(), Outcome::Ok),
+                ("dataset_activate".to_string(), Outcome::Failed),
+                ("dataset_validate".to_string(), Outcome::Ok),
+                ("dataset_approve".to_string(), Outcome::Denied),
+                ("dataset_approve".to_string(), Outcome::Denied),
+            ],
+            "{}",
+            db.label()
+        );
+
+        // The same bytes again are refused while the first copy is alive.
+        let err = app
+            .load_dataset(&alice, &ics, &LoadOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "conflict");
+
+        // A rejection needs a reason, then ends the dataset's road.
+        let err = app
+            .reject_dataset(&alice, &dataset.id, "  ")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_input");
+        let rejected = app
+            .reject_dataset(&steward("bob"), &dataset.id, "wrong feed")
+            .await
+            .unwrap();
+        assert_eq!(rejected.state, DatasetState::Rejected);
+        assert_eq!(rejected.rejection_reason.as_deref(), Some("wrong feed"));
+    }
+}
+
+/// A small STIX 2.0 bundle whose only technique is a sub-technique without
+/// its parent.
+fn orphan_bundle() -> Vec<u8> {
+    let modified = "2024-01-01T00:00:00.000Z";
+    let refs = |id: &str| json!([{"source_name": "mitre-attack", "external_id": id}]);
+    json!({
+        "type": "bundle",
+        "id": "bundle--00000000-0000-4000-8000-000000000000",
+        "spec_version": "2.0",
+        "objects": [
+            {
+                "type": "x-mitre-matrix", "id": "x-mitre-matrix--1", "name": "Enterprise ATT&CK",
+                "external_references": refs("enterprise-attack"),
+                "tactic_refs": ["x-mitre-tactic--1"], "created": modified, "modified": modified,
+                "x_mitre_version": "1.0"
+            },
+            {
+                "type": "x-mitre-tactic", "id": "x-mitre-tactic--1", "name": "Execution",
+                "x_mitre_shortname": "execution", "external_references": refs("TA0002"),
+                "created": modified, "modified": modified, "x_mitre_version": "1.0",
+                "description": "Run code."
+            },
+            {
+                "type": "attack-pattern", "id": "attack-pattern--1", "name": "Orphan",
+                "external_references": refs("T9999.001"), "x_mitre_is_subtechnique": true,
+                "kill_chain_phases": [{"kill_chain_name": "mitre-attack", "phase_name": "execution"}],
+                "x_mitre_platforms": ["Windows"], "created": modified, "modified": modified,
+                "x_mitre_version": "1.0", "description": "No parent."
+            }
+        ]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn bad_input_changes_nothing() {
+    let good = std::fs::read(attack("ics-attack-18.1.json.gz")).unwrap();
+    for db in databases().await {
+        let app = app(&db).await;
+        let alice = steward("alice");
+        let active = activate(&app, "ics-attack-17.1.json.gz").await.dataset;
+        let before = app
+            .list_datasets(&alice, &DatasetFilter::default())
+            .await
+            .unwrap();
+        let audit_before = app.store().verify_audit().await.unwrap().events;
+
+        let named = |name: &str| LoadOptions {
+            file_name: Some(name.into()),
+            ..LoadOptions::default()
+        };
+        let cases: Vec<(&str, Vec<u8>, LoadOptions)> = vec![
+            (
+                "truncated gzip",
+                good[..good.len() / 2].to_vec(),
+                named("ics-attack-18.1.json.gz"),
+            ),
+            (
+                "invalid JSON",
+                b"{\"type\": \"bundle\", \"objects\": [".to_vec(),
+                named("ics-attack-18.1.json"),
+            ),
+            (
+                "unknown domain",
+                orphan_bundle(),
+                named("cloud-attack-1.0.json"),
+            ),
+        ];
+        for (case, bytes, options) in cases {
+            let err = app
+                .load_dataset_bytes(&alice, bytes, &options)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "parse_error", "{case}: {err}");
+            assert!(!err.to_string().contains('\n'), "{case}: one line");
+        }
+        let err = app
+            .load_dataset(
+                &alice,
+                "/nonexistent/enterprise-attack-18.1.json",
+                &LoadOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "fetch_failed");
+        assert_eq!(
+            app.list_datasets(&alice, &DatasetFilter::default())
+                .await
+                .unwrap(),
+            before,
+            "{}",
+            db.label()
+        );
+        assert_eq!(
+            app.store().verify_audit().await.unwrap().events,
+            audit_before
+        );
+
+        // A sub-technique without parent loads, then Gate A rejects it and
+        // names the object; the active dataset stays.
+        let orphan = app
+            .load_dataset_bytes(
+                &alice,
+                orphan_bundle(),
+                &named("enterprise-attack-99.1.json"),
+            )
+            .await
+            .unwrap();
+        let report = app.validate_dataset(&alice, &orphan.id).await.unwrap();
+        let error = report
+            .findings
+            .iter()
+            .find(|f| f.severity == "error" && f.code == "missing_parent")
+            .expect("missing_parent reported");
+        assert_eq!(error.attack_id.as_deref(), Some("T9999.001"));
+        let orphan = app.dataset(&alice, &orphan.id).await.unwrap();
+        assert_eq!(orphan.state, DatasetState::Rejected);
+        assert_eq!(orphan.validation_errors, Some(report.errors as i64));
+        let err = app.activate_dataset(&alice, &orphan.id).await.unwrap_err();
+        assert_eq!(err.code(), "invalid_transition");
+        let still = app
+            .store()
+            .active_dataset(Domain::Ics)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(still.id, active.id);
+    }
+}
+
+#[tokio::test]
+async fn tokens_authenticate_within_their_org() {
+    for db in databases().await {
+        let app = app(&db).await;
+        let root = Actor::operator("root");
+        let acme = app.create_org(&root, "acme").await.unwrap();
+        let other = app.create_org(&root, "other").await.unwrap();
+        assert_eq!(
+            app.create_org(&root, "acme").await.unwrap_err().code(),
+            "conflict"
+        );
+
+        let admin = app
+            .create_token(&root, "acme", Role::Admin, Some("acme admin"))
+            .await
+            .unwrap();
+        let secret = admin.secret.expose().to_string();
+        assert!(secret.starts_with("nxa_") && secret.len() > 40);
+        assert!(
+            !format!("{admin:?}").contains(&secret),
+            "Debug never shows the secret"
+        );
+
+        let principal = app.authenticate(&format!("Bearer {secret}")).await.unwrap();
+        assert_eq!(principal.org, acme.id);
+        assert_eq!(principal.role, Role::Admin);
+        for bad in [
+            "",
+            "Bearer ",
+            "nxa_nope",
+            "Bearer abc",
+            &secret[..secret.len() - 1],
+        ] {
+            let err = app.authenticate(bad).await.unwrap_err();
+            assert_eq!(err.code(), "unauthenticated", "{bad:?}");
+        }
+
+        // The org admin mints tokens for its own org, never above itself.
+        let acting = principal.actor();
+        let viewer = app
+            .create_token(&acting, "acme", Role::Viewer, None)
+            .await
+            .unwrap();
+        let err = app
+            .create_token(&acting, "acme", Role::Steward, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "forbidden");
+        // Another org's name answers like a missing one.
+        let foreign = app
+            .create_token(&acting, "other", Role::Viewer, None)
+            .await
+            .unwrap_err();
+        let missing = app
+            .create_token(&acting, "no-such-org", Role::Viewer, None)
+            .await
+            .unwrap_err();
+        assert_eq!((foreign.code(), missing.code()), ("not_found", "not_found"));
+        assert_eq!(foreign.kind(), missing.kind());
+
+        // Revocation ends authentication; another org's admin cannot revoke.
+        let other_admin = app
+            .create_token(&root, "other", Role::Admin, None)
+            .await
+            .unwrap();
+        let other_actor = app
+            .authenticate(other_admin.secret.expose())
+            .await
+            .unwrap()
+            .actor();
+        let err = app
+            .revoke_token(&other_actor, &viewer.id)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found");
+        app.authenticate(viewer.secret.expose()).await.unwrap();
+        app.revoke_token(&acting, &viewer.id).await.unwrap();
+        let err = app.authenticate(viewer.secret.expose()).await.unwrap_err();
+        assert_eq!(err.code(), "unauthenticated");
+
+        // Each org reads only its own audit events.
+        let events = app
+            .audit_list(&acting, &PageRequest::default())
+            .await
+            .unwrap()
+            .items;
+        assert!(!events.is_empty());
+        assert!(
+            events.iter().all(|e| e.org_id.as_ref() == Some(&acme.id)),
+            "{}",
+            db.label()
+        );
+        let other_events = app
+            .audit_list(&other_actor, &PageRequest::default())
+            .await
+            .unwrap()
+            .items;
+        assert!(
+            other_events
+                .iter()
+                .all(|e| e.org_id.as_ref() == Some(&other.id))
+        );
+        assert!(app.audit_verify(&root).await.unwrap().ok);
+    }
+}
+
+#[tokio::test]
+async fn taxonomy_reads_answer_from_the_active_release() {
+    let bundle = raw("enterprise-attack-18.1.json.gz");
+    let stix_to_attack: HashMap<&str, &str> = bundle["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| Some((o["id"].as_str()?, external_id(o)?)))
+        .collect();
+    let matrix = objects(&bundle, "x-mitre-matrix")
+        .find(|m| live(m))
+        .unwrap();
+    let matrix_order: Vec<&str> = matrix["tactic_refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| stix_to_attack[r.as_str().unwrap()])
+        .collect();
+    let live_patterns: Vec<&Value> = objects(&bundle, "attack-pattern")
+        .filter(|o| live(o))
+        .collect();
+    let all_live: BTreeSet<&str> = live_patterns
+        .iter()
+        .filter_map(|o| external_id(o))
+        .collect();
+    let windows_execution: BTreeSet<&str> = live_patterns
+        .iter()
+        .filter(|o| {
+            o["kill_chain_phases"].as_array().is_some_and(|p| {
+                p.iter().any(|k| {
+                    k["kill_chain_name"] == "mitre-attack" && k["phase_name"] == "execution"
+                })
+            }) && o["x_mitre_platforms"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|x| x == "Windows"))
+        })
+        .filter_map(|o| external_id(o))
+        .collect();
+    let t1574_subs: BTreeSet<&str> = objects(&bundle, "attack-pattern")
+        .filter(|o| o["x_mitre_is_subtechnique"] == true)
+        .filter_map(|o| external_id(o))
+        .filter(|id| id.starts_with("T1574."))
+        .collect();
+
+    for db in databases().await {
+        let app = app(&db).await;
+        let viewer = Actor {
+            name: "v".into(),
+            org: None,
+            role: Role::Viewer,
+        };
+        let err = app.tactics(&viewer, Domain::Enterprise).await.unwrap_err();
+        assert_eq!(err.code(), "not_found", "nothing active yet");
+        activate(&app, "enterprise-attack-18.1.json.gz").await;
+
+        let tactics = app.tactics(&viewer, Domain::Enterprise).await.unwrap();
+        let ids: Vec<&str> = tactics.tactics.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, matrix_order, "{}", db.label());
+        assert_eq!(tactics.dataset.release, "18.1");
+
+        // Walk every page of live techniques.
+        let mut page = PageRequest {
+            cursor: None,
+            limit: Some(100),
+        };
+        let mut seen = Vec::new();
+        loop {
+            let answer = app
+                .techniques(
+                    &viewer,
+                    Domain::Enterprise,
+                    &TechniqueFilter::default(),
+                    &page,
+                )
+                .await
+                .unwrap();
+            assert!(answer.page.items.len() <= 100);
+            seen.extend(answer.page.items.into_iter().map(|t| t.id));
+            match answer.page.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => break,
+            }
+        }
+        let unique: BTreeSet<&str> = seen.iter().map(String::as_str).collect();
+        assert_eq!(seen.len(), unique.len(), "no duplicates across pages");
+        assert_eq!(unique, all_live);
+        assert_eq!(seen.len(), 216 + 475);
+
+        let filter = TechniqueFilter {
+            tactic: Some("TA0002".into()),
+            platform: Some("windows".into()),
+            ..TechniqueFilter::default()
+        };
+        let page = PageRequest {
+            cursor: None,
+            limit: Some(500),
+        };
+        let got = app
+            .techniques(&viewer, Domain::Enterprise, &filter, &page)
+            .await
+            .unwrap();
+        let got: BTreeSet<&str> = got.page.items.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(got, windows_execution);
+
+        let revoked = TechniqueFilter {
+            status: StatusFilter::Revoked,
+            exclude_subtechniques: false,
+            ..TechniqueFilter::default()
+        };
+        let got = app
+            .techniques(&viewer, Domain::Enterprise, &revoked, &page)
+            .await
+            .unwrap();
+        assert_eq!(got.page.items.len(), 132);
+
+        let t1574 = app
+            .technique(&viewer, Domain::Enterprise, "t1574")
+            .await
+            .unwrap();
+        let subs: BTreeSet<&str> = t1574.subtechniques.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(subs, t1574_subs);
+
+        // T1073 was revoked in favour of T1574.002 (itself revoked in 17.1).
+        let t1073 = app
+            .technique(&viewer, Domain::Enterprise, "T1073")
+            .await
+            .unwrap();
+        assert!(t1073.technique.status.revoked);
+        assert_eq!(
+            t1073.replacement.map(|r| r.id),
+            raw_revoked_by(&bundle, "T1073")
+        );
+        let err = app
+            .technique(&viewer, Domain::Enterprise, "T1059-1")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_input");
+        let err = app
+            .technique(&viewer, Domain::Enterprise, "T9999")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found");
+
+        let ready = app.readiness().await;
+        assert!(ready.ready && ready.database);
+    }
+}
+
+#[tokio::test]
+async fn sync_loads_new_releases_once_and_never_activates() {
+    for db in databases().await {
+        let app = app(&db).await;
+        let alice = steward("alice");
+        let dir = tempfile::tempdir().unwrap();
+        let link = |name: &str| {
+            std::os::unix::fs::symlink(attack(name), dir.path().join(name)).unwrap();
+        };
+        link("ics-attack-17.1.json.gz");
+        std::fs::write(dir.path().join("notes.txt"), "not a bundle").unwrap();
+        let source = dir.path().display().to_string();
+
+        let first = app.sync_once(&alice, &source).await.unwrap();
+        assert_eq!(first.loaded.len(), 1, "{}: {first:?}", db.label());
+        assert_eq!(first.loaded[0].dataset.state, DatasetState::Validated);
+        assert_eq!(first.loaded[0].change_summary, None);
+        let again = app.sync_once(&alice, &source).await.unwrap();
+        assert!(again.loaded.is_empty());
+        assert_eq!(again.skipped.len(), 1);
+
+        let id = first.loaded[0].dataset.id.clone();
+        app.approve_dataset(&steward("bob"), &id).await.unwrap();
+        app.activate_dataset(&steward("bob"), &id).await.unwrap();
+
+        link("ics-attack-18.1.json.gz");
+        let second = app.sync_once(&alice, &source).await.unwrap();
+        assert_eq!(second.loaded.len(), 1);
+        let summary = second.loaded[0].change_summary.as_ref().expect("summary");
+        assert_eq!(summary["against"]["dataset_id"], json!(id));
+        assert_eq!(second.loaded[0].dataset.state, DatasetState::Validated);
+        let active = app
+            .store()
+            .active_dataset(Domain::Ics)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(active.release, "17.1", "sync never activates");
+    }
+}
