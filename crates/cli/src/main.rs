@@ -63,6 +63,15 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "NEXUS_ATTACK_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
+        /// Domains that must have an active dataset for /readyz
+        /// (comma-separated).
+        #[arg(
+            long,
+            env = "NEXUS_ATTACK_REQUIRED_DOMAINS",
+            value_delimiter = ',',
+            default_value = "enterprise-attack"
+        )]
+        require_domain: Vec<String>,
     },
 }
 
@@ -432,14 +441,17 @@ fn parse_domain(s: &str) -> anyhow::Result<Domain> {
     Ok(s.parse::<Domain>()?)
 }
 
-async fn connect(database: &str) -> anyhow::Result<App> {
-    App::connect(AppConfig::new(database))
-        .await
-        .context("cannot open the database")
-}
-
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let app = connect(&cli.database).await?;
+    let mut config = AppConfig::new(&cli.database);
+    if let Command::Serve { require_domain, .. } = &cli.command {
+        config.required_domains = require_domain
+            .iter()
+            .map(|d| parse_domain(d))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    let app = App::connect(config)
+        .await
+        .context("cannot open the database")?;
     match cli.command {
         Command::Dataset(command) => dataset(&app, command).await,
         Command::Org(OrgCommand::Create { name, actor, json }) => {
@@ -491,7 +503,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Taxonomy(command) => taxonomy(&app, command).await,
-        Command::Serve { addr } => {
+        Command::Serve { addr, .. } => {
             let config = server::ServerConfig {
                 addr,
                 ..server::ServerConfig::default()

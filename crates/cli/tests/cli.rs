@@ -501,6 +501,44 @@ fn orgs_and_tokens_from_the_command_line() {
     assert_eq!(actions, vec!["token_create", "org_create"]);
 }
 
+#[test]
+fn sync_loads_each_new_release_once() {
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["ics-attack-17.1.json.gz", "ics-attack-18.1.json.gz"] {
+        std::os::unix::fs::symlink(attack(name), dir.path().join(name)).unwrap();
+    }
+    let source = dir.path().display().to_string();
+    let sync = || {
+        run(
+            &db.url,
+            &[
+                "dataset", "sync", "--source", &source, "--once", "--actor", "sync", "--json",
+            ],
+        )
+        .json()
+    };
+
+    let first = sync();
+    let releases: Vec<&str> = first["loaded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["dataset"]["release"].as_str().unwrap())
+        .collect();
+    assert_eq!(releases, vec!["17.1", "18.1"]);
+    let second = sync();
+    assert_eq!(second["loaded"], serde_json::json!([]));
+    assert_eq!(second["skipped"].as_array().unwrap().len(), 2);
+    let states: BTreeSet<String> = list(&db.url)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, BTreeSet::from(["validated".to_string()]));
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

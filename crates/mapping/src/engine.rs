@@ -1,6 +1,8 @@
 //! Mapping one alert: rule candidates, vendor-declared candidates, and the
 //! canonical set precedence derives from them.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use taxonomy::{Release, TacticId};
 
@@ -23,7 +25,9 @@ pub const DEFAULT_VENDOR_CONFIDENCE: f64 = 0.70;
 #[derive(Debug, Clone)]
 pub struct Mapper<'r> {
     release: &'r Release,
-    rules: RuleSet,
+    // Shared: a service keeps one compiled rule set per org and builds a
+    // mapper per batch without copying thousands of rules.
+    rules: Arc<RuleSet>,
     context: MappingContext,
     policy: PrecedencePolicy,
     vendor_confidence: Confidence,
@@ -50,11 +54,16 @@ pub struct AlertMapping {
 }
 
 impl<'r> Mapper<'r> {
-    /// A mapper with the default policy and vendor confidence.
-    pub fn new(release: &'r Release, rules: RuleSet, dataset_id: Option<String>) -> Self {
+    /// A mapper with the default policy and vendor confidence; `rules` may
+    /// be a [`RuleSet`] or an `Arc` of one shared with other mappers.
+    pub fn new(
+        release: &'r Release,
+        rules: impl Into<Arc<RuleSet>>,
+        dataset_id: Option<String>,
+    ) -> Self {
         Mapper {
             release,
-            rules,
+            rules: rules.into(),
             context: MappingContext::of(release, dataset_id),
             policy: PrecedencePolicy::default(),
             vendor_confidence: Confidence::saturating(DEFAULT_VENDOR_CONFIDENCE),

@@ -10,6 +10,12 @@
 //! producing [`candidate::MappingCandidate`]s; [`precedence::canonical`]
 //! derives the canonical set from candidates and [`overrides::Override`]s.
 //! Incidents aggregate their alerts' canonical sets in [`incident`].
+//!
+//! Around that flow: [`rules::parse_rule`] reads and validates mapping rules,
+//! [`sigma`] turns a Sigma pack into mapping rules with a tag report,
+//! [`compat::check_reference`] says whether a technique is still live in a
+//! release, [`engine::simulate`] previews a rule change, and [`staleness`]
+//! names the changes that make a mapping stale.
 
 #![warn(missing_docs)]
 

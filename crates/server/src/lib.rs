@@ -24,6 +24,7 @@ mod middleware;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
+pub mod ui;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -63,8 +64,9 @@ pub struct AppState {
 }
 
 /// Builds the complete router: every route of [`routes::route_table`] with
-/// its body limit, the structured fallbacks, and the request middleware
-/// (span, metrics, timeout, request id).
+/// its body limit, the web UI's static files ([`ui`]), the structured
+/// fallbacks, and the request middleware (span, metrics, timeout, request
+/// id).
 ///
 /// Tests call this without a socket; [`serve`] binds it.
 pub fn router(app: service::App, config: ServerConfig) -> Router {
@@ -91,7 +93,10 @@ pub fn router(app: service::App, config: ServerConfig) -> Router {
         router = router.route(route.spec.path, handler);
     }
 
+    // The web UI is static and public, and not part of the API: merged
+    // beside the route table rather than listed in it.
     router
+        .merge(ui::router())
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(

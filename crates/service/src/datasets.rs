@@ -444,12 +444,14 @@ impl App {
         decode(value, "compatibility report")
     }
 
-    /// Diff between two releases; each side is a dataset id, a path or a URL.
+    /// Diff between two releases; each side is a dataset id, or a path or
+    /// URL for actors who may load releases (reading files and URLs acts on
+    /// the service's machine).
     pub async fn diff(&self, actor: &Actor, from: &str, to: &str) -> Result<DiffReport> {
         self.authorize(actor, Action::ReadDatasets, (DATASET, from))
             .await?;
-        let (old, from_side) = self.diff_side(from).await?;
-        let (new, to_side) = self.diff_side(to).await?;
+        let (old, from_side) = self.diff_side(actor, from).await?;
+        let (new, to_side) = self.diff_side(actor, to).await?;
         if old.domain != new.domain {
             return Err(ServiceError::InvalidInput {
                 field: "to".into(),
@@ -471,7 +473,7 @@ impl App {
         })
     }
 
-    async fn diff_side(&self, source: &str) -> Result<(Arc<Release>, DiffSide)> {
+    async fn diff_side(&self, actor: &Actor, source: &str) -> Result<(Arc<Release>, DiffSide)> {
         // A stored dataset id wins over a file of the same name: ids are
         // UUIDs, nobody names a bundle file like one.
         if let Some(dataset) = self.store.dataset(&DatasetId::from(source)).await? {
@@ -484,6 +486,10 @@ impl App {
             };
             return Ok((release, side));
         }
+        // Reading a path or URL acts on the machine that runs the service:
+        // only those who may load releases may do it, not every reader.
+        self.authorize(actor, Action::DatasetLoad, (DATASET, source))
+            .await?;
         let location = Location::parse(source)?;
         let bytes = fetch(source, self.config.max_bundle_bytes).await?;
         let hints = taxonomy::LoadHints {

@@ -725,3 +725,143 @@ async fn sync_loads_new_releases_once_and_never_activates() {
         assert_eq!(active.release, "17.1", "sync never activates");
     }
 }
+
+/// Serves `files` (path -> bytes) over HTTP/1.1 on a loopback port until
+/// the test ends; anything else is a 404.
+async fn serve_files(files: HashMap<String, Vec<u8>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0_u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&request);
+            let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let (status, body) = match files.get(&path) {
+                Some(body) => ("200 OK", body.clone()),
+                None => ("404 Not Found", b"missing".to_vec()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&body).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn releases_load_from_urls_gzipped_or_plain() {
+    let gz = std::fs::read(attack("mobile-attack-18.1.json.gz")).unwrap();
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    let expected_tactics = objects(&serde_json::from_slice(&plain).unwrap(), "x-mitre-tactic")
+        .filter(|o| live(o))
+        .count();
+    let base = serve_files(HashMap::from([
+        ("/attack/mobile-attack-18.1.json.gz".to_string(), gz.clone()),
+        ("/plain/mobile-attack-18.1.json".to_string(), plain.clone()),
+    ]))
+    .await;
+
+    for db in databases().await {
+        let app = app(&db).await;
+        let alice = steward("alice");
+        let from_gz = app
+            .load_dataset(
+                &alice,
+                &format!("{base}/attack/mobile-attack-18.1.json.gz"),
+                &LoadOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (from_gz.domain, from_gz.release.as_str()),
+            (Domain::Mobile, "18.1")
+        );
+        assert_eq!(from_gz.counts.tactics, expected_tactics, "{}", db.label());
+        assert_eq!(
+            from_gz.source,
+            format!("{base}/attack/mobile-attack-18.1.json.gz")
+        );
+        // The stored bytes are those served, gzip and all.
+        assert_eq!(app.store().bundle(&from_gz.id).await.unwrap().unwrap(), gz);
+
+        // Plain JSON is other bytes, so another dataset of the same release.
+        let from_plain = app
+            .load_dataset(
+                &alice,
+                &format!("{base}/plain/mobile-attack-18.1.json"),
+                &LoadOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(from_plain.counts, from_gz.counts);
+        assert_ne!(from_plain.sha256, from_gz.sha256);
+
+        let err = app
+            .load_dataset(
+                &alice,
+                &format!("{base}/nothing/mobile-attack-18.1.json"),
+                &LoadOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "fetch_failed");
+        assert!(err.to_string().contains("404"), "{err}");
+
+        // A diff side may be a URL too.
+        let diff = app
+            .diff(
+                &alice,
+                from_gz.id.as_str(),
+                &format!("{base}/plain/mobile-attack-18.1.json"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(diff.diff["techniques"]["added"], json!([]));
+        assert_eq!(diff.to.dataset_id, None);
+    }
+}
+
+#[tokio::test]
+async fn readers_diff_datasets_but_not_files() {
+    let db = TestDatabase::sqlite();
+    let app = app(&db).await;
+    let loaded = app
+        .load_dataset(
+            &steward("alice"),
+            &attack("ics-attack-17.1.json.gz"),
+            &LoadOptions::default(),
+        )
+        .await
+        .unwrap();
+    let viewer = Actor {
+        name: "v".into(),
+        org: None,
+        role: Role::Viewer,
+    };
+    let same = app
+        .diff(&viewer, loaded.id.as_str(), loaded.id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(same.diff["techniques"]["added"], json!([]));
+    let err = app
+        .diff(&viewer, loaded.id.as_str(), "/etc/hostname")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+}

@@ -128,7 +128,7 @@ impl Tx {
         .bind(ts(&new.loaded_at))
         .execute(self.conn())
         .await
-        .context(|| format!("dataset {id}"))?;
+        .context(|| format!("a live dataset with sha256 {}", release.sha256))?;
 
         sqlx::query("INSERT INTO dataset_bundles (dataset_id, bytes) VALUES ($1, $2)")
             .bind(id)

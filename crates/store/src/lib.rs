@@ -6,11 +6,15 @@
 //! Reads go through [`Store`]; changes that must land together (a state
 //! change and its audit event) go through one [`Tx`].
 
+mod alerts;
 mod audit;
+mod batch;
 mod datasets;
 mod orgs;
 mod records;
 mod references;
+mod review;
+mod rules;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -22,10 +26,16 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Transaction};
 
+pub use alerts::{
+    AlertId, AlertRecord, CandidateRecord, CanonicalEntryRecord, CanonicalRecord,
+    CanonicalSetRecord, MappingUpdate,
+};
 pub use audit::{GENESIS_HASH, canonical_hash};
 pub use datasets::DatasetDocument;
 pub use records::*;
 pub use references::REFERENCE_MIGRATION;
+pub use review::{NotificationRecord, OverrideRecord, ReviewRecord};
+pub use rules::{PackImportRecord, RuleRecord};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]

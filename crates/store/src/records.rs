@@ -42,6 +42,7 @@ macro_rules! id_type {
         }
     };
 }
+pub(crate) use id_type;
 
 id_type!(
     /// Identifies a dataset (one loaded release).

@@ -2,8 +2,8 @@
 //!
 //! [`Store::technique_references`] is the one place that lists every stored
 //! record naming a technique: the compatibility check at activation reads
-//! it. Each later table that names techniques (mappings, rules, overrides)
-//! adds one `UNION ALL` branch here.
+//! it. Each table that names techniques (candidates, canonical mappings,
+//! rules, overrides) has one `UNION ALL` branch here.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -87,9 +87,27 @@ impl Store {
     pub async fn technique_references(&self) -> Result<Vec<TechniqueReference>, StoreError> {
         // A migration record names its new technique: it is a reference in
         // its own right and may itself need migrating after a later release.
+        // Candidates and canonical mappings are many per technique: they are
+        // listed once per org and technique (`<org>:<technique>`), which is
+        // what a migration acts on; rules per version, overrides each.
         let rows = sqlx::query(
             "SELECT 'reference_migration' AS kind, id, org_id, new_technique AS technique_id \
              FROM reference_migrations \
+             UNION ALL \
+             SELECT DISTINCT 'mapping_candidate' AS kind, org_id || ':' || technique AS id, \
+             org_id, technique AS technique_id FROM mapping_candidates \
+             UNION ALL \
+             SELECT DISTINCT 'canonical_mapping' AS kind, m.org_id || ':' || m.technique AS id, \
+             m.org_id, m.technique AS technique_id FROM canonical_mappings m \
+             JOIN alerts a ON a.org_id = m.org_id AND a.id = m.alert_id \
+             AND a.canonical_version = m.version \
+             UNION ALL \
+             SELECT DISTINCT 'rule' AS kind, r.rule_id || '@' || r.rule_version AS id, r.org_id, \
+             r.technique AS technique_id FROM rule_techniques r \
+             JOIN rules x ON x.org_id = r.org_id AND x.id = r.rule_id \
+             AND x.version = r.rule_version AND x.status <> 'retired' \
+             UNION ALL \
+             SELECT 'override' AS kind, id, org_id, technique AS technique_id FROM overrides \
              ORDER BY kind, id",
         )
         .fetch_all(&mut *self.conn().await?)

@@ -186,14 +186,14 @@ async fn a_release_is_stored_whole() {
 
 #[tokio::test]
 async fn one_active_dataset_per_domain_is_enforced_by_the_database() {
-    let name = "ics-attack-18.1.json.gz";
-    let bytes = bundle(name);
-    let release = parse(&bytes, name);
+    let (old_name, new_name) = ("ics-attack-17.1.json.gz", "ics-attack-18.1.json.gz");
+    let (old_bytes, new_bytes) = (bundle(old_name), bundle(new_name));
+    let (old, new) = (parse(&old_bytes, old_name), parse(&new_bytes, new_name));
 
     for db in databases().await {
         let store = db.store().await;
-        let a = insert(&store, &release, &bytes, "alice").await;
-        let b = insert(&store, &release, &bytes, "alice").await;
+        let a = insert(&store, &old, &old_bytes, "alice").await;
+        let b = insert(&store, &new, &new_bytes, "alice").await;
 
         let mut tx = store.begin().await.unwrap();
         for id in [&a, &b] {
@@ -455,6 +455,57 @@ async fn orgs_and_tokens_are_unique_and_scoped() {
         assert_eq!(
             store.list_tokens(&OrgScope::new(other.id)).await.unwrap(),
             vec![]
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_same_bytes_are_one_live_dataset() {
+    let name = "ics-attack-18.1.json.gz";
+    let bytes = bundle(name);
+    let release = parse(&bytes, name);
+
+    for db in databases().await {
+        let store = db.store().await;
+        let first = insert(&store, &release, &bytes, "alice").await;
+        let mut tx = store.begin().await.unwrap();
+        let copy = NewDataset {
+            id: DatasetId::generate(),
+            release: &release,
+            bundle: &bytes,
+            source: "again".into(),
+            loaded_by: "alice".into(),
+            loaded_at: store::now(),
+            change_summary: None,
+        };
+        let err = tx.insert_dataset(&copy).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { .. }),
+            "{}: {err}",
+            db.label()
+        );
+        drop(tx);
+
+        // Once the first copy is rejected, the bytes may be loaded again.
+        let mut tx = store.begin().await.unwrap();
+        assert!(
+            tx.change_state(
+                &first,
+                &change(DatasetState::Loaded, DatasetState::Rejected)
+            )
+            .await
+            .unwrap()
+        );
+        tx.insert_dataset(&copy).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store
+                .list_datasets(&DatasetFilter::default())
+                .await
+                .unwrap()
+                .len(),
+            2
         );
         store.close().await;
     }

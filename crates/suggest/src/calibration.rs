@@ -69,6 +69,11 @@ impl Calibrator {
         if !raw.is_finite() {
             return 0.0;
         }
+        // A map read back from storage could be malformed; it then acts as
+        // the identity rather than panicking on a missing point.
+        if self.xs.is_empty() || self.xs.len() != self.ys.len() {
+            return raw.clamp(0.0, 1.0);
+        }
         let last = self.xs.len() - 1;
         let p = if raw <= self.xs[0] {
             self.ys[0]
@@ -174,6 +179,13 @@ mod tests {
             assert!(p >= previous - 1e-12, "not monotone at {i}");
             previous = p;
         }
+    }
+
+    #[test]
+    fn a_malformed_stored_map_acts_as_identity() {
+        let c: Calibrator = serde_json::from_str(r#"{"xs": [], "ys": [0.5]}"#).expect("json");
+        assert_eq!(c.apply(0.3), 0.3);
+        assert_eq!(c.apply(7.0), 1.0);
     }
 
     #[test]

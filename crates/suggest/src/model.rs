@@ -1,11 +1,13 @@
-//! The learned scoring core: tf-idf features, one centroid per technique and
-//! an inverted index of procedure examples for nearest-neighbour search.
+//! The learned scoring core: tf-idf features, one centroid per technique,
+//! complement naive Bayes weights over the same counts, and an inverted index
+//! of procedure examples for nearest-neighbour search.
 //!
 //! Method (chosen by measurement, see the crate docs): a technique's score is
 //! the cosine between the input and the technique's centroid (the normalised
 //! sum of its procedure examples and, weighted up, its own name, description
-//! and detection text), plus a small bonus for the most similar single
-//! procedure example among the input's nearest neighbours.
+//! and detection text), optionally plus a bonus for the most similar single
+//! procedure example, standardised over the techniques and added to the
+//! standardised complement naive Bayes score.
 
 use std::collections::HashMap;
 
@@ -26,6 +28,7 @@ pub(crate) struct TrainingDoc {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FitParams {
     pub min_document_frequency: u32,
+    pub complement_alpha: f32,
     pub neighbour_max_df_share: f64,
 }
 
@@ -47,8 +50,11 @@ pub(crate) struct Core {
     /// Parallel to `centroid_rows`: the first procedure example with each
     /// feature, or [`NO_PROCEDURE`].
     centroid_sources: Vec<Vec<u32>>,
-    /// Per feature, (technique, centroid weight).
-    centroid_postings: Vec<Vec<(u32, f32)>>,
+    /// Per feature, (technique, centroid weight, complement naive Bayes
+    /// weight): one posting list serves both scorers.
+    postings: Vec<Vec<(u32, f32, f32)>>,
+    /// Per technique, log of its complement mass (see [`Core::score`]).
+    complement_log_mass: Vec<f32>,
     /// Per feature, (procedure, weight); empty for features too common to
     /// tell neighbours apart.
     procedure_postings: Vec<Vec<(u32, f32)>>,
@@ -58,12 +64,24 @@ pub(crate) struct Core {
     procedure_features: Vec<Vec<u32>>,
 }
 
+/// How the scorers are combined, taken from the suggester configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScoreWeights {
+    pub neighbours: usize,
+    pub neighbour: f32,
+    pub complement: f32,
+}
+
 /// The scores of one input.
 #[derive(Debug, Clone)]
 pub(crate) struct Scored {
     /// The input's normalised tf-idf vector.
     pub query: SparseVec,
-    /// Per technique, centroid cosine plus neighbour bonus.
+    /// Per technique, the centroid cosine alone: positive exactly when the
+    /// technique shares a term with the input.
+    pub lexical: Vec<f32>,
+    /// Per technique, the combined score that ranks (standardised, so it
+    /// can be negative).
     pub scores: Vec<f32>,
     /// Per technique, the most similar neighbour procedure, if any.
     pub best_neighbour: Vec<Option<u32>>,
@@ -93,11 +111,18 @@ impl Core {
             }
         }
 
+        // The frequency floor filters the noise of procedure examples (typos,
+        // one-off names); a word of a technique's own text is always kept, so
+        // a release with few or no procedure examples still has a vocabulary.
+        let own_text: std::collections::HashSet<&str> = technique_docs
+            .iter()
+            .flat_map(|d| d.features.iter().map(String::as_str))
+            .collect();
         // Sorted terms give feature ids that do not depend on hash order, so
         // two builds from the same release are identical.
         let mut kept: Vec<(&str, u32)> = df
             .into_iter()
-            .filter(|&(_, n)| n >= params.min_document_frequency.max(1))
+            .filter(|&(t, n)| n >= params.min_document_frequency.max(1) || own_text.contains(t))
             .collect();
         kept.sort_unstable();
         let n_docs = docs.len() as f32;
@@ -118,7 +143,8 @@ impl Core {
             idf,
             centroid_rows: Vec::with_capacity(technique_count),
             centroid_sources: Vec::with_capacity(technique_count),
-            centroid_postings: Vec::new(),
+            postings: Vec::new(),
+            complement_log_mass: Vec::new(),
             procedure_postings: Vec::new(),
             procedure_technique: procedures.iter().map(|d| d.technique).collect(),
             procedure_features: Vec::with_capacity(procedures.len()),
@@ -144,19 +170,43 @@ impl Core {
                 }
             }
         }
+        let mut mass_rows: Vec<SparseVec> = Vec::with_capacity(technique_count);
         for sum in sums {
             let mut row: Vec<(u32, (f32, u32))> = sum.into_iter().collect();
             row.sort_unstable_by_key(|&(f, _)| f);
-            let mut weights: SparseVec = row.iter().map(|&(f, (w, _))| (f, w)).collect();
+            let raw: SparseVec = row.iter().map(|&(f, (w, _))| (f, w)).collect();
+            let mut weights = raw.clone();
             normalize(&mut weights);
+            mass_rows.push(raw);
             core.centroid_rows.push(weights);
             core.centroid_sources
                 .push(row.iter().map(|&(_, (_, p))| p).collect());
         }
-        core.centroid_postings = vec![Vec::new(); core.terms.len()];
-        for (t, row) in core.centroid_rows.iter().enumerate() {
-            for &(f, w) in row {
-                core.centroid_postings[f as usize].push((t as u32, w));
+
+        // Complement naive Bayes (Rennie et al. 2003) over the same weighted
+        // tf-idf mass: technique c scores sum_f x_f * -log(comp(c, f) / Z(c))
+        // with comp(c, f) = total(f) + alpha - mass(c, f) and Z(c) its sum over
+        // the vocabulary. Split as |x| * log Z(c) - sum_f x_f log(total(f) +
+        // alpha) + sum over c's features of x_f log((total(f) + alpha) /
+        // comp(c, f)); the middle term is the same for every technique and
+        // is dropped, the last is sparse and shares the centroid postings.
+        let alpha = params.complement_alpha.max(1e-6);
+        let mut total = vec![0.0f32; core.terms.len()];
+        for row in &mass_rows {
+            for &(f, m) in row {
+                total[f as usize] += m;
+            }
+        }
+        let vocabulary_mass: f32 = total.iter().sum::<f32>() + alpha * core.terms.len() as f32;
+        core.postings = vec![Vec::new(); core.terms.len()];
+        for (t, (row, mass)) in core.centroid_rows.iter().zip(&mass_rows).enumerate() {
+            let own: f32 = mass.iter().map(|&(_, m)| m).sum();
+            core.complement_log_mass
+                .push((vocabulary_mass - own).max(f32::MIN_POSITIVE).ln());
+            for (&(f, w), &(_, m)) in row.iter().zip(mass) {
+                let all = total[f as usize] + alpha;
+                let complement = (all - m).max(alpha);
+                core.postings[f as usize].push((t as u32, w, (all / complement).ln()));
             }
         }
 
@@ -218,15 +268,27 @@ impl Core {
         v
     }
 
-    /// Scores every technique for a query vector.
-    pub fn score(&self, query: SparseVec, neighbours: usize, neighbour_weight: f32) -> Scored {
+    /// Scores every technique for a query vector: the centroid cosine plus
+    /// the neighbour bonus, and the complement naive Bayes score, each
+    /// standardised over the techniques (so their scales agree) and summed
+    /// with `weights.complement` on the second.
+    pub fn score(&self, query: SparseVec, weights: ScoreWeights) -> Scored {
         let n_techniques = self.centroid_rows.len();
-        let mut scores = vec![0.0f32; n_techniques];
+        let mut lexical = vec![0.0f32; n_techniques];
+        let query_mass: f32 = query.iter().map(|&(_, w)| w).sum();
+        let mut complement: Vec<f32> = self
+            .complement_log_mass
+            .iter()
+            .map(|&z| query_mass * z)
+            .collect();
         for &(f, qw) in &query {
-            for &(t, cw) in &self.centroid_postings[f as usize] {
-                scores[t as usize] += qw * cw;
+            for &(t, cw, nw) in &self.postings[f as usize] {
+                lexical[t as usize] += qw * cw;
+                complement[t as usize] += qw * nw;
             }
         }
+        let mut scores = lexical.clone();
+        let (neighbours, neighbour_weight) = (weights.neighbours, weights.neighbour);
 
         // Nearest procedure examples: accumulate similarities over the
         // touched procedures only, then keep the best per technique among
@@ -269,8 +331,15 @@ impl Core {
             }
         }
 
+        standardize(&mut scores);
+        standardize(&mut complement);
+        for (score, c) in scores.iter_mut().zip(&complement) {
+            *score += weights.complement * c;
+        }
+
         Scored {
             query,
+            lexical,
             scores,
             best_neighbour,
         }
@@ -304,7 +373,7 @@ impl Core {
     /// How many technique centroids contain a feature: the measure of how
     /// generic a matching term is.
     pub fn technique_frequency(&self, feature: u32) -> usize {
-        self.centroid_postings[feature as usize].len()
+        self.postings[feature as usize].len()
     }
 
     /// Whether a procedure example contains a feature.
@@ -317,6 +386,21 @@ impl Core {
     /// Number of features in the vocabulary.
     pub fn vocabulary_size(&self) -> usize {
         self.terms.len()
+    }
+}
+
+/// Shifts and scales values to mean 0 and standard deviation 1 (all zeros
+/// when they are all equal).
+fn standardize(values: &mut [f32]) {
+    let n = values.len() as f32;
+    if n == 0.0 {
+        return;
+    }
+    let mean = values.iter().sum::<f32>() / n;
+    let variance = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let sd = variance.sqrt();
+    for v in values.iter_mut() {
+        *v = if sd > 0.0 { (*v - mean) / sd } else { 0.0 };
     }
 }
 
@@ -349,6 +433,7 @@ mod tests {
 
     const PARAMS: FitParams = FitParams {
         min_document_frequency: 1,
+        complement_alpha: 0.3,
         neighbour_max_df_share: 1.0,
     };
 
@@ -385,10 +470,81 @@ mod tests {
         let refs: Vec<&TrainingDoc> = procedures.iter().collect();
         let core = Core::fit(2, &techniques, &refs, PARAMS);
         let q = core.vectorize(["schtasks", "task"].into_iter());
-        let scored = core.score(q, 1, 0.2);
-        assert!(scored.scores[0] > 0.0);
-        assert_eq!(scored.scores[1], 0.0);
+        let weights = ScoreWeights {
+            neighbours: 1,
+            neighbour: 0.2,
+            complement: 0.3,
+        };
+        let scored = core.score(q, weights);
+        assert!(scored.lexical[0] > 0.0);
+        assert_eq!(scored.lexical[1], 0.0);
+        // Two techniques, standardised: +1 and -1 on each scorer.
+        assert!((scored.scores[0] - 1.3).abs() < 1e-5, "{:?}", scored.scores);
+        assert!((scored.scores[1] + 1.3).abs() < 1e-5, "{:?}", scored.scores);
         assert_eq!(scored.best_neighbour, [Some(0), None]);
+    }
+
+    /// The sparse complement naive Bayes score equals the textbook dense
+    /// formula up to a constant shared by all techniques: compared after
+    /// standardising both over the techniques.
+    #[test]
+    fn complement_scores_match_the_dense_formula() {
+        let techniques = [
+            doc(0, "scheduled task schtasks"),
+            doc(1, "registry run key"),
+            doc(2, "scheduled registry service"),
+        ];
+        let procedures = [
+            doc(0, "used schtasks to create a task"),
+            doc(1, "added a run key"),
+        ];
+        let refs: Vec<&TrainingDoc> = procedures.iter().collect();
+        let params = FitParams {
+            min_document_frequency: 1,
+            complement_alpha: 0.5,
+            neighbour_max_df_share: 1.0,
+        };
+        let core = Core::fit(3, &techniques, &refs, params);
+        let query = core.vectorize(["schtasks", "task", "registry"].into_iter());
+
+        // Dense: mass[c][f] = sum over c's documents of weight * tf-idf.
+        let n = core.vocabulary_size();
+        let mut mass = vec![vec![0.0f64; n]; 3];
+        for d in techniques.iter().chain(procedures.iter()) {
+            for (f, w) in core.vectorize(d.features.iter().map(String::as_str)) {
+                mass[d.technique as usize][f as usize] += f64::from(d.weight * w);
+            }
+        }
+        let mut dense: Vec<f32> = (0..3)
+            .map(|c| {
+                let complement: Vec<f64> = (0..n)
+                    .map(|f| (0..3).filter(|&o| o != c).map(|o| mass[o][f]).sum::<f64>() + 0.5)
+                    .collect();
+                let z: f64 = complement.iter().sum();
+                query
+                    .iter()
+                    .map(|&(f, x)| f64::from(x) * -(complement[f as usize] / z).ln())
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        standardize(&mut dense);
+
+        let weights = ScoreWeights {
+            neighbours: 0,
+            neighbour: 0.0,
+            complement: 1.0,
+        };
+        let scored = core.score(query, weights);
+        let mut lexical = scored.lexical.clone();
+        standardize(&mut lexical);
+        for c in 0..3 {
+            let complement = scored.scores[c] - lexical[c];
+            assert!(
+                (complement - dense[c]).abs() < 1e-4,
+                "{c}: {complement} vs {}",
+                dense[c]
+            );
+        }
     }
 
     #[test]

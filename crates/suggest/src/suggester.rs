@@ -9,13 +9,13 @@ use taxonomy::Release;
 
 use crate::calibration::Calibrator;
 use crate::input::{InputField, SuggestInput};
-use crate::model::{self, Core, FitParams, Scored, TrainingDoc};
+use crate::model::{self, Core, FitParams, ScoreWeights, Scored, TrainingDoc};
 use crate::split::{self, ProcedureExample};
 use crate::text;
 
 /// Name and revision of the method, part of every model version: a change of
 /// method must change the version even for the same release and settings.
-pub const METHOD: &str = "tfidf-centroid+knn/isotonic/v1";
+pub const METHOD: &str = "tfidf-centroid+knn+cnb/isotonic/v2";
 
 /// The softmax that turns scores into a raw probability runs over this many
 /// best scores, whatever the number of suggestions asked for, so a
@@ -42,14 +42,23 @@ pub struct SuggesterConfig {
     pub technique_text_weight: f32,
     /// Features seen in fewer training documents are dropped.
     pub min_document_frequency: u32,
-    /// Nearest procedure examples consulted per input (0 disables).
+    /// Nearest procedure examples consulted per input (0 disables). The
+    /// nearest example of a technique is the one its procedure evidence
+    /// cites.
     pub neighbours: usize,
-    /// Weight of the best neighbour's similarity added to a technique's score.
+    /// Weight of the best neighbour's similarity added to a technique's
+    /// score. Off by default: with the complement naive Bayes score it no
+    /// longer helped (see `bench/suggest/README.md`).
     pub neighbour_weight: f32,
     /// Features found in more than this share of procedure examples are not
     /// used to find neighbours (they are in the centroids all the same).
     pub neighbour_max_df_share: f64,
-    /// Temperature of the softmax over the best scores.
+    /// Weight of the complement naive Bayes score against the centroid
+    /// score (both standardised over the techniques); 0 disables it.
+    pub complement_weight: f32,
+    /// Additive smoothing of the complement naive Bayes counts.
+    pub complement_alpha: f32,
+    /// Temperature of the softmax over the best (standardised) scores.
     pub softmax_temperature: f64,
     /// A matching term is *generic* when more than this share of live
     /// techniques' centroids contain it. Words of one or two characters
@@ -76,9 +85,11 @@ impl Default for SuggesterConfig {
             technique_text_weight: 5.0,
             min_document_frequency: 2,
             neighbours: 10,
-            neighbour_weight: 0.1,
+            neighbour_weight: 0.0,
             neighbour_max_df_share: 0.2,
-            softmax_temperature: 0.04,
+            complement_weight: 0.3,
+            complement_alpha: 0.3,
+            softmax_temperature: 1.0,
             generic_term_share: 0.05,
             min_specific_terms: 2,
             weak_evidence_cap: 0.39,
@@ -102,6 +113,15 @@ pub struct ConfigError {
 }
 
 impl SuggesterConfig {
+    /// How the scorers are combined.
+    fn score_weights(&self) -> ScoreWeights {
+        ScoreWeights {
+            neighbours: self.neighbours,
+            neighbour: self.neighbour_weight,
+            complement: self.complement_weight,
+        }
+    }
+
     /// Checks every setting's range, so a mistyped configuration is refused
     /// with the setting's name instead of silently giving odd suggestions.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -132,6 +152,20 @@ impl SuggesterConfig {
                 "neighbour_weight",
                 self.neighbour_weight.to_string(),
                 "a finite number >= 0",
+            );
+        }
+        if !(self.complement_weight.is_finite() && self.complement_weight >= 0.0) {
+            return err(
+                "complement_weight",
+                self.complement_weight.to_string(),
+                "a finite number >= 0",
+            );
+        }
+        if !(self.complement_alpha.is_finite() && self.complement_alpha > 0.0) {
+            return err(
+                "complement_alpha",
+                self.complement_alpha.to_string(),
+                "a finite number > 0",
             );
         }
         if !unit(self.neighbour_max_df_share) {
@@ -288,6 +322,10 @@ pub struct Suggester {
 
 impl Suggester {
     /// Builds the suggester from every procedure example of the release.
+    ///
+    /// Building does not refuse a configuration: out-of-range values are
+    /// clamped where they would break arithmetic. Call
+    /// [`SuggesterConfig::validate`] first to refuse them with a message.
     pub fn build(release: &Release, config: &SuggesterConfig) -> Self {
         Self::build_excluding(release, config, &HashSet::new())
     }
@@ -338,6 +376,8 @@ impl Suggester {
                 weight: config.technique_text_weight,
             })
             .collect();
+        // `procedure_examples` keeps only examples of live techniques, the
+        // same set `index` is built from, so the lookup cannot miss.
         let procedure_docs: Vec<TrainingDoc> = procedures
             .iter()
             .map(|p| TrainingDoc {
@@ -348,6 +388,7 @@ impl Suggester {
             .collect();
         let params = FitParams {
             min_document_frequency: config.min_document_frequency,
+            complement_alpha: config.complement_alpha,
             neighbour_max_df_share: config.neighbour_max_df_share,
         };
 
@@ -411,12 +452,15 @@ impl Suggester {
     ///
     /// # Evidence cap
     /// A suggestion's evidence is *weak* when fewer than `min_specific_terms`
-    /// of its matching terms are specific (a word of three characters or
-    /// more, or a two-word phrase, found in at most `generic_term_share` of
-    /// the live techniques' centroids) and none of
-    /// its specific terms comes from a structured field (command line,
-    /// process, parent process, event ID, registry path). Weak evidence caps
-    /// the confidence at `weak_evidence_cap` and forces review.
+    /// (2) of its matching terms are specific and none of its specific terms
+    /// comes from a structured field (command line, process, parent process,
+    /// event ID, registry path). A term is specific when it is a word of three
+    /// characters or more, or a two-word phrase, found in at most
+    /// `generic_term_share` (5%) of the live techniques' centroids. Weak
+    /// evidence caps the confidence at `weak_evidence_cap` (0.39, below the
+    /// medium band), sets `capped` and `forced_review`, and says why in
+    /// `cap_reason`; `raw_confidence` keeps the calibrated value before the
+    /// cap.
     pub fn suggest_with_outcome(&self, input: &SuggestInput) -> SuggestOutcome {
         let (fields, input_truncated) = self.read_input(input);
         let field_features: Vec<(InputField, u32)> = fields
@@ -442,14 +486,9 @@ impl Suggester {
             };
         }
 
-        let scored = self
-            .core
-            .score(query, self.config.neighbours, self.config.neighbour_weight);
-        let ranked = rank(
-            &scored.scores,
-            SOFTMAX_CANDIDATES.max(self.config.max_suggestions),
-        );
-        let raw = softmax_top(&scored.scores, &ranked, self.config.softmax_temperature);
+        let scored = self.core.score(query, self.config.score_weights());
+        let ranked = rank(&scored.scores, &scored.lexical, self.config.max_suggestions);
+        let raw = probabilities(&scored.scores, &ranked, self.config.softmax_temperature);
         let suggestions = ranked
             .iter()
             .zip(raw)
@@ -704,9 +743,9 @@ fn calibration_samples(
     config: &SuggesterConfig,
 ) -> Vec<(f64, bool)> {
     let query = core.vectorize(doc.features.iter().map(String::as_str));
-    let scored = core.score(query, config.neighbours, config.neighbour_weight);
-    let ranked = rank(&scored.scores, SOFTMAX_CANDIDATES);
-    let raw = softmax_top(&scored.scores, &ranked, config.softmax_temperature);
+    let scored = core.score(query, config.score_weights());
+    let ranked = rank(&scored.scores, &scored.lexical, SOFTMAX_CANDIDATES);
+    let raw = probabilities(&scored.scores, &ranked, config.softmax_temperature);
     let mut samples: Vec<(f64, bool)> = ranked
         .iter()
         .zip(raw)
@@ -746,21 +785,22 @@ fn live_techniques(release: &Release, core: &Core) -> Vec<TechniqueEntry> {
         .collect()
 }
 
-/// The `k` technique indices with the best positive scores, best first
-/// (ties by index, so the order is deterministic). Selecting before sorting
-/// keeps this linear in the number of techniques.
-fn rank(scores: &[f32], k: usize) -> Vec<u32> {
+/// The `k` best-scoring techniques that share at least one term with the
+/// input (positive `lexical` score), best first, ties by index so the order
+/// is deterministic. Selecting before sorting keeps this linear in the
+/// number of techniques.
+fn rank(scores: &[f32], lexical: &[f32], k: usize) -> Vec<u32> {
     let order = |a: &u32, b: &u32| {
         scores[*b as usize]
             .total_cmp(&scores[*a as usize])
             .then(a.cmp(b))
     };
-    let mut ranked: Vec<u32> = (0..scores.len() as u32)
-        .filter(|&t| scores[t as usize] > 0.0)
-        .collect();
     if k == 0 {
         return Vec::new();
     }
+    let mut ranked: Vec<u32> = (0..scores.len() as u32)
+        .filter(|&t| lexical[t as usize] > 0.0)
+        .collect();
     if ranked.len() > k {
         ranked.select_nth_unstable_by(k - 1, order);
         ranked.truncate(k);
@@ -769,26 +809,25 @@ fn rank(scores: &[f32], k: usize) -> Vec<u32> {
     ranked
 }
 
-/// Softmax probabilities of the ranked techniques over the best
-/// [`SOFTMAX_CANDIDATES`] scores. Techniques without a positive score count
-/// as zeros, so one faint match among no others is not a certainty.
-fn softmax_top(scores: &[f32], ranked: &[u32], temperature: f64) -> Vec<f64> {
-    let Some(&best) = ranked.first() else {
+/// Softmax probabilities of the ranked techniques, normalised over the
+/// [`SOFTMAX_CANDIDATES`] best scores of *all* techniques, matching or not:
+/// one faint match among techniques that score about as well without any
+/// shared term is no certainty.
+fn probabilities(scores: &[f32], ranked: &[u32], temperature: f64) -> Vec<f64> {
+    if ranked.is_empty() {
         return Vec::new();
-    };
+    }
+    let mut best: Vec<f32> = scores.to_vec();
+    let k = SOFTMAX_CANDIDATES.min(best.len());
+    best.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    best.truncate(k);
+    let top = best.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let temperature = temperature.max(1e-6);
-    let top = f64::from(scores[best as usize]);
-    let weight = |s: f64| ((s - top) / temperature).exp();
-    let shown = ranked.len().min(SOFTMAX_CANDIDATES);
-    let padding = SOFTMAX_CANDIDATES.min(scores.len()) - shown;
-    let total: f64 = ranked[..shown]
-        .iter()
-        .map(|&t| weight(f64::from(scores[t as usize])))
-        .sum::<f64>()
-        + padding as f64 * weight(0.0);
+    let weight = |s: f32| (f64::from(s - top) / temperature).exp();
+    let total: f64 = best.iter().map(|&s| weight(s)).sum();
     ranked
         .iter()
-        .map(|&t| weight(f64::from(scores[t as usize])) / total)
+        .map(|&t| weight(scores[t as usize]) / total)
         .collect()
 }
 
@@ -827,16 +866,138 @@ mod tests {
     use super::*;
 
     #[test]
-    fn softmax_pads_with_zero_scores() {
-        // One technique at 0.1 among 20 with no score: the other nine of the
-        // ten softmax slots are zeros.
+    fn probabilities_are_over_the_best_ten_of_all_techniques() {
+        // Twenty techniques; only technique 3 matches the input, at 1.0, the
+        // others score 0.0: its probability is e^(1/T) / (e^(1/T) + 9 * e^0)
+        // over the ten best, whether or not they match.
         let mut scores = vec![0.0f32; 20];
-        scores[3] = 0.1;
-        let ranked = rank(&scores, 10);
+        scores[3] = 1.0;
+        let mut lexical = vec![0.0f32; 20];
+        lexical[3] = 0.2;
+        let ranked = rank(&scores, &lexical, 10);
         assert_eq!(ranked, [3]);
-        let p = softmax_top(&scores, &ranked, 0.05);
-        let expected = (0.1f64 / 0.05).exp() / ((0.1f64 / 0.05).exp() + 9.0);
+        let p = probabilities(&scores, &ranked, 0.5);
+        let expected = 2.0f64.exp() / (2.0f64.exp() + 9.0);
         assert!((p[0] - expected).abs() < 1e-6, "{} vs {expected}", p[0]);
+    }
+
+    use taxonomy::{Domain, IdentitySource, Procedure, Status, Technique};
+
+    fn technique(stix: &str, id: &str, name: &str, description: &str, status: Status) -> Technique {
+        Technique {
+            stix_id: stix.into(),
+            id: id.into(),
+            name: name.into(),
+            is_subtechnique: id.contains('.'),
+            parent: id.split_once('.').map(|(p, _)| p.to_string()),
+            tactics: vec!["execution".into()],
+            kill_chain_phases: Vec::new(),
+            platforms: vec!["Windows".into()],
+            description: description.into(),
+            detection: String::new(),
+            version: "1.0".into(),
+            modified: "2025-01-01T00:00:00Z".into(),
+            status,
+        }
+    }
+
+    fn procedure(stix: &str, technique_stix: &str, description: &str) -> Procedure {
+        Procedure {
+            stix_id: stix.into(),
+            source_ref: "malware--x".into(),
+            source_name: Some("X".into()),
+            technique_stix_id: technique_stix.into(),
+            technique_id: None,
+            description: description.into(),
+            status: Status::default(),
+        }
+    }
+
+    /// Two live techniques, one revoked one, a handful of procedures.
+    fn tiny_release(procedures: Vec<Procedure>) -> Release {
+        let revoked = Status {
+            revoked: true,
+            ..Status::default()
+        };
+        Release {
+            domain: Domain::Enterprise,
+            version: "0.1".into(),
+            identity_source: IdentitySource::Caller,
+            spec_version: "2.0".into(),
+            sha256: "00".into(),
+            tactics: Vec::new(),
+            techniques: vec![
+                technique(
+                    "attack-pattern--a",
+                    "T1053.005",
+                    "Scheduled Task",
+                    "Adversaries may abuse the Windows Task Scheduler (schtasks) to run code.",
+                    Status::default(),
+                ),
+                technique(
+                    "attack-pattern--b",
+                    "T1547.001",
+                    "Registry Run Keys",
+                    "Adversaries may add a Run key in the registry to run code at logon.",
+                    Status::default(),
+                ),
+                technique(
+                    "attack-pattern--c",
+                    "T1064",
+                    "Scripting",
+                    "Adversaries may use schtasks scripts registry run keys.",
+                    revoked,
+                ),
+            ],
+            matrices: Vec::new(),
+            procedures,
+        }
+    }
+
+    #[test]
+    fn a_release_without_procedures_still_suggests_from_technique_text() {
+        let release = tiny_release(Vec::new());
+        let suggester = Suggester::build(&release, &SuggesterConfig::default());
+        assert_eq!(
+            (suggester.technique_count(), suggester.procedure_count()),
+            (2, 0)
+        );
+        assert_eq!(suggester.calibration_examples(), 0);
+        let suggestions = suggester.suggest(&SuggestInput::text("schtasks task scheduler"));
+        let ids: Vec<&str> = suggestions.iter().map(|s| s.technique.as_str()).collect();
+        // The revoked T1064 also mentions schtasks but is never suggested.
+        assert_eq!(ids, ["T1053.005"]);
+    }
+
+    #[test]
+    fn procedures_of_revoked_techniques_and_blank_ones_are_not_learned() {
+        let release = tiny_release(vec![
+            procedure(
+                "relationship--1",
+                "attack-pattern--a",
+                "X created a scheduled task.",
+            ),
+            procedure("relationship--2", "attack-pattern--c", "X ran a script."),
+            procedure("relationship--3", "attack-pattern--b", "   "),
+        ]);
+        let suggester = Suggester::build(&release, &SuggesterConfig::default());
+        assert_eq!(suggester.procedure_count(), 1);
+        let held: HashSet<String> = ["relationship--1".to_string()].into();
+        let without = Suggester::build_excluding(&release, &SuggesterConfig::default(), &held);
+        assert_eq!(without.procedure_count(), 0);
+        assert_ne!(without.model_version(), suggester.model_version());
+    }
+
+    #[test]
+    fn an_empty_release_suggests_nothing() {
+        let mut release = tiny_release(Vec::new());
+        release.techniques.clear();
+        let suggester = Suggester::build(&release, &SuggesterConfig::default());
+        assert!(
+            suggester
+                .suggest(&SuggestInput::text("schtasks"))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -870,9 +1031,12 @@ mod tests {
 
     #[test]
     fn rank_orders_by_score_then_index() {
-        assert_eq!(rank(&[0.2, 0.5, 0.2, 0.0], 10), [1, 0, 2]);
-        assert_eq!(rank(&[0.2, 0.5, 0.2, 0.3, 0.1], 2), [1, 3]);
-        assert!(rank(&[0.0, 0.0], 10).is_empty());
-        assert!(rank(&[0.5], 0).is_empty());
+        let all = [1.0; 5];
+        assert_eq!(rank(&[0.2, 0.5, 0.2, -1.0], &all, 10), [1, 0, 2, 3]);
+        assert_eq!(rank(&[0.2, 0.5, 0.2, 0.3, 0.1], &all, 2), [1, 3]);
+        // Only techniques sharing a term with the input are candidates.
+        assert_eq!(rank(&[0.2, 0.5, 0.3], &[1.0, 0.0, 1.0], 10), [2, 0]);
+        assert!(rank(&[0.5], &[0.0], 10).is_empty());
+        assert!(rank(&[0.5], &[1.0], 0).is_empty());
     }
 }

@@ -247,6 +247,36 @@ impl Release {
         found
     }
 
+    /// The sub-techniques whose parent is this technique ID, in bundle order
+    /// (revoked and deprecated ones included: filter on `status` as needed).
+    pub fn subtechniques<'a>(&'a self, parent_id: &'a str) -> impl Iterator<Item = &'a Technique> {
+        self.techniques.iter().filter(move |t| {
+            t.is_subtechnique
+                && t.parent
+                    .as_deref()
+                    .is_some_and(|p| p.eq_ignore_ascii_case(parent_id))
+        })
+    }
+
+    /// The tactics a technique sits under (its matrix columns), in the
+    /// technique's kill-chain order; shortnames no tactic has are skipped
+    /// (Gate A reports them as `unknown_tactic`).
+    pub fn tactics_of(&self, technique: &Technique) -> Vec<&Tactic> {
+        technique
+            .tactics
+            .iter()
+            .filter_map(|shortname| {
+                // A live tactic wins over a retired one with the same shortname.
+                let mut matches = self.tactics.iter().filter(|t| &t.shortname == shortname);
+                let first = matches.next()?;
+                if first.status.is_live() {
+                    return Some(first);
+                }
+                Some(matches.find(|t| t.status.is_live()).unwrap_or(first))
+            })
+            .collect()
+    }
+
     /// The tactic with this ATT&CK ID or shortname.
     pub fn tactic(&self, id_or_shortname: &str) -> Option<&Tactic> {
         self.tactics.iter().find(|t| {

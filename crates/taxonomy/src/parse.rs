@@ -96,6 +96,16 @@ pub enum ParseError {
         /// What is wrong.
         message: String,
     },
+    /// An object the model keeps has a field of the wrong shape.
+    #[error("object {object}: field `{field}` is malformed: {message}")]
+    InvalidObject {
+        /// STIX id of the object.
+        object: String,
+        /// The field.
+        field: &'static str,
+        /// What serde_json found wrong.
+        message: String,
+    },
     /// A domain named by the bundle or the file name is not an ATT&CK domain.
     #[error(
         "unknown ATT&CK domain `{value}` (from {origin}); expected enterprise-attack, \
@@ -183,9 +193,10 @@ pub fn parse(bytes: &[u8], hints: &LoadHints) -> Result<Release, ParseError> {
     let bundle: RawBundle<'_> = serde_json::from_slice(json).map_err(|e| json_error(json, &e))?;
     let objects = check_bundle(&bundle)?;
 
-    let (domain, version, identity_source) = resolve_identity(objects, hints)?;
+    let attack_ids = attack_ids(objects)?;
+    let (domain, version, identity_source) = resolve_identity(objects, &attack_ids, hints)?;
     let spec_version = spec_version(&bundle, objects);
-    let content = build(objects);
+    let content = build(objects, &attack_ids)?;
     Ok(Release {
         domain,
         version,
@@ -310,6 +321,7 @@ struct Claim<T> {
 
 fn resolve_identity(
     objects: &[RawObject<'_>],
+    attack_ids: &AttackIds<'_, '_>,
     hints: &LoadHints,
 ) -> Result<(Domain, String, IdentitySource), ParseError> {
     let collection = objects.iter().find(|o| o.kind == "x-mitre-collection");
@@ -342,7 +354,7 @@ fn resolve_identity(
     // Domain claims: the bundle's content speaks for itself even without a
     // collection (STIX 2.0 matrices and tactics carry their domain).
     let mut domains = Vec::new();
-    if let Some((raw, origin)) = domain_from_content(objects, collection) {
+    if let Some((raw, origin)) = domain_from_content(objects, attack_ids, collection)? {
         let value = raw
             .parse::<Domain>()
             .map_err(|_| ParseError::UnknownDomain {
@@ -412,26 +424,29 @@ fn normalise_release(v: &str) -> String {
 /// the tactics' `x_mitre_domains`, else (2.1 bundles) the collection's name.
 fn domain_from_content(
     objects: &[RawObject<'_>],
+    attack_ids: &AttackIds<'_, '_>,
     collection: Option<&RawObject<'_>>,
-) -> Option<(String, String)> {
+) -> Result<Option<(String, String)>, ParseError> {
     let matrix = objects
         .iter()
         .filter(|o| o.kind == "x-mitre-matrix" && o.status().is_live())
-        .find_map(|o| o.attack_id());
+        .find_map(|o| attack_ids.get(o.id.as_ref()));
     if let Some(id) = matrix {
-        return Some((id.to_string(), "the bundle's x-mitre-matrix".into()));
+        return Ok(Some((id.to_string(), "the bundle's x-mitre-matrix".into())));
     }
-    let tactic_domain = objects
-        .iter()
-        .filter(|o| o.kind == "x-mitre-tactic")
-        .find_map(|o| o.x_mitre_domains.as_ref().and_then(|d| d.first()));
-    if let Some(d) = tactic_domain {
-        return Some((
-            d.to_string(),
-            "the bundle's tactics (x_mitre_domains)".into(),
-        ));
+    for tactic in objects.iter().filter(|o| o.kind == "x-mitre-tactic") {
+        let domains: Vec<Cow<'_, str>> =
+            decode(tactic, "x_mitre_domains", tactic.x_mitre_domains)?.unwrap_or_default();
+        if let Some(d) = domains.first() {
+            return Ok(Some((
+                d.to_string(),
+                "the bundle's tactics (x_mitre_domains)".into(),
+            )));
+        }
     }
-    let name = collection?.name.as_deref()?;
+    let Some(name) = collection.and_then(|c| c.name.as_deref()) else {
+        return Ok(None);
+    };
     let lower = name.to_ascii_lowercase();
     let domain = if lower.contains("enterprise") {
         "enterprise-attack"
@@ -442,10 +457,10 @@ fn domain_from_content(
     } else {
         name
     };
-    Some((
+    Ok(Some((
         domain.to_string(),
         "the bundle's x-mitre-collection name".into(),
-    ))
+    )))
 }
 
 /// Reads `(domain, release, base name)` from names such as
@@ -495,17 +510,67 @@ struct Content {
     procedures: Vec<Procedure>,
 }
 
+/// STIX id -> ATT&CK ID of the tactics, techniques and matrices.
+type AttackIds<'b, 'a> = HashMap<&'b str, Cow<'a, str>>;
+
+/// Object kinds the model keeps, and so the only ones whose lists
+/// (references, phases, platforms) are decoded.
+const KEPT_KINDS: [&str; 3] = ["attack-pattern", "x-mitre-tactic", "x-mitre-matrix"];
+
+/// STIX id -> ATT&CK ID of the kept objects, for relationship ends.
+fn attack_ids<'b, 'a>(objects: &'b [RawObject<'a>]) -> Result<AttackIds<'b, 'a>, ParseError> {
+    let mut ids = HashMap::new();
+    for o in objects
+        .iter()
+        .filter(|o| KEPT_KINDS.contains(&o.kind.as_ref()))
+    {
+        if let Some(id) = object_attack_id(o)? {
+            ids.insert(o.id.as_ref(), id);
+        }
+    }
+    Ok(ids)
+}
+
+/// The ATT&CK ID of an object: the `external_id` of the first reference
+/// whose source is an ATT&CK domain (`mitre-attack`, `mitre-mobile-attack`,
+/// `mitre-ics-attack`); other references (NIST, CAPEC) also carry IDs.
+fn object_attack_id<'a>(o: &RawObject<'a>) -> Result<Option<Cow<'a, str>>, ParseError> {
+    let refs: Vec<RawExternalReference<'a>> =
+        decode(o, "external_references", o.external_references)?.unwrap_or_default();
+    Ok(refs.into_iter().find_map(|r| {
+        let attack = r
+            .source_name
+            .as_deref()
+            .is_some_and(|s| s.starts_with("mitre-") && s.ends_with("attack"));
+        if attack { r.external_id } else { None }
+    }))
+}
+
+/// Decodes a field kept raw during the bundle pass. Only kept objects pay
+/// for this, and a malformed field is reported with the object's id.
+fn decode<'a, T: Deserialize<'a>>(
+    o: &RawObject<'_>,
+    field: &'static str,
+    raw: Option<&'a RawValue>,
+) -> Result<Option<T>, ParseError> {
+    raw.map(|r| serde_json::from_str(r.get()))
+        .transpose()
+        .map_err(|e| ParseError::InvalidObject {
+            object: o.id.to_string(),
+            field,
+            message: e.to_string(),
+        })
+}
+
 /// Builds the model objects from the raw STIX objects.
-fn build(objects: &[RawObject<'_>]) -> Content {
-    // STIX id -> index of every object, for relationship ends.
-    let by_stix: HashMap<&str, &RawObject<'_>> =
-        objects.iter().map(|o| (o.id.as_ref(), o)).collect();
-    let attack_id_of = |stix: &str| -> Option<String> {
-        by_stix
-            .get(stix)
-            .and_then(|o| o.attack_id())
-            .map(str::to_string)
-    };
+fn build(objects: &[RawObject<'_>], attack_ids: &AttackIds<'_, '_>) -> Result<Content, ParseError> {
+    let attack_id_of = |stix: &str| attack_ids.get(stix).map(|id| id.to_string());
+    // Names of the groups, software and campaigns that procedures cite.
+    let names: HashMap<&str, &str> = objects
+        .iter()
+        .filter(|o| o.kind != "relationship")
+        .filter_map(|o| Some((o.id.as_ref(), o.name.as_deref()?)))
+        .collect();
 
     // Relationships first: they decorate the objects built below.
     let mut revoked_by: HashMap<&str, String> = HashMap::new();
@@ -533,10 +598,7 @@ fn build(objects: &[RawObject<'_>]) -> Content {
                 procedures.push(Procedure {
                     stix_id: rel.id.to_string(),
                     source_ref: source.to_string(),
-                    source_name: by_stix
-                        .get(source)
-                        .and_then(|o| o.name.as_deref())
-                        .map(str::to_string),
+                    source_name: names.get(source).map(|n| n.to_string()),
                     technique_stix_id: target.to_string(),
                     technique_id: attack_id_of(target),
                     description: raw_text(rel.description),
@@ -553,6 +615,11 @@ fn build(objects: &[RawObject<'_>]) -> Content {
         s
     };
 
+    // Each object's own ID, not the map's: with a duplicated STIX id the map
+    // holds one of them, and validation must see both.
+    let attack_id = |o: &RawObject<'_>| -> Result<String, ParseError> {
+        Ok(object_attack_id(o)?.unwrap_or_default().into_owned())
+    };
     let mut tactics = Vec::new();
     let mut techniques = Vec::new();
     let mut matrices = Vec::new();
@@ -560,7 +627,7 @@ fn build(objects: &[RawObject<'_>]) -> Content {
         match o.kind.as_ref() {
             "x-mitre-tactic" => tactics.push(Tactic {
                 stix_id: o.id.to_string(),
-                id: o.attack_id().unwrap_or_default().to_string(),
+                id: attack_id(o)?,
                 name: o.name.as_deref().unwrap_or_default().to_string(),
                 shortname: o
                     .x_mitre_shortname
@@ -574,7 +641,7 @@ fn build(objects: &[RawObject<'_>]) -> Content {
                 status: status_of(o),
             }),
             "attack-pattern" => {
-                let id = o.attack_id().unwrap_or_default().to_string();
+                let id = attack_id(o)?;
                 let is_subtechnique = o.x_mitre_is_subtechnique.unwrap_or(false);
                 // Some revoked and deprecated sub-techniques (T1053.001,
                 // T1547.011) lost their `subtechnique-of` relationship; their
@@ -584,10 +651,10 @@ fn build(objects: &[RawObject<'_>]) -> Content {
                         .then(|| id.split_once('.').map(|(p, _)| p.to_string()))
                         .flatten()
                 });
-                let kill_chain_phases: Vec<KillChainPhase> = o
-                    .kill_chain_phases
+                let phases: Vec<RawKillChainPhase<'_>> =
+                    decode(o, "kill_chain_phases", o.kill_chain_phases)?.unwrap_or_default();
+                let kill_chain_phases: Vec<KillChainPhase> = phases
                     .iter()
-                    .flatten()
                     .map(|k| KillChainPhase {
                         kill_chain_name: k.kill_chain_name.to_string(),
                         phase_name: k.phase_name.to_string(),
@@ -607,12 +674,15 @@ fn build(objects: &[RawObject<'_>]) -> Content {
                     parent,
                     tactics: tactic_names,
                     kill_chain_phases,
-                    platforms: o
-                        .x_mitre_platforms
-                        .iter()
-                        .flatten()
-                        .map(|p| p.to_string())
-                        .collect(),
+                    platforms: decode::<Vec<Cow<'_, str>>>(
+                        o,
+                        "x_mitre_platforms",
+                        o.x_mitre_platforms,
+                    )?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Cow::into_owned)
+                    .collect(),
                     description: raw_text(o.description),
                     detection: raw_text(o.x_mitre_detection),
                     version: o.x_mitre_version.as_deref().unwrap_or_default().to_string(),
@@ -622,13 +692,12 @@ fn build(objects: &[RawObject<'_>]) -> Content {
             }
             "x-mitre-matrix" => matrices.push(Matrix {
                 stix_id: o.id.to_string(),
-                id: o.attack_id().unwrap_or_default().to_string(),
+                id: attack_id(o)?,
                 name: o.name.as_deref().unwrap_or_default().to_string(),
-                tactic_refs: o
-                    .tactic_refs
-                    .iter()
-                    .flatten()
-                    .map(|r| r.to_string())
+                tactic_refs: decode::<Vec<Cow<'_, str>>>(o, "tactic_refs", o.tactic_refs)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Cow::into_owned)
                     .collect(),
                 version: o.x_mitre_version.as_deref().unwrap_or_default().to_string(),
                 modified: o.modified.as_deref().unwrap_or_default().to_string(),
@@ -639,12 +708,12 @@ fn build(objects: &[RawObject<'_>]) -> Content {
     }
 
     order_tactics(&mut tactics, &matrices);
-    Content {
+    Ok(Content {
         tactics,
         techniques,
         matrices,
         procedures,
-    }
+    })
 }
 
 /// True for the ATT&CK kill chains (`mitre-attack`, `mitre-mobile-attack`,
@@ -701,10 +770,12 @@ struct RawObject<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     description: Option<&'a RawValue>,
+    // Lists stay raw until `decode`: most objects are relationships, groups
+    // and software whose lists the model never reads.
     #[serde(borrow, default)]
-    external_references: Option<Vec<RawExternalReference<'a>>>,
+    external_references: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    kill_chain_phases: Option<Vec<RawKillChainPhase<'a>>>,
+    kill_chain_phases: Option<&'a RawValue>,
     #[serde(borrow, default)]
     modified: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -718,13 +789,13 @@ struct RawObject<'a> {
     #[serde(borrow, default)]
     x_mitre_shortname: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    x_mitre_platforms: Option<Vec<Cow<'a, str>>>,
+    x_mitre_platforms: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    x_mitre_domains: Option<Vec<Cow<'a, str>>>,
+    x_mitre_domains: Option<&'a RawValue>,
     #[serde(borrow, default)]
     x_mitre_detection: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    tactic_refs: Option<Vec<Cow<'a, str>>>,
+    tactic_refs: Option<&'a RawValue>,
     #[serde(borrow, default)]
     relationship_type: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -734,22 +805,6 @@ struct RawObject<'a> {
 }
 
 impl RawObject<'_> {
-    /// The ATT&CK external ID: the `external_id` of the first reference whose
-    /// source is an ATT&CK domain (`mitre-attack`, `mitre-mobile-attack`,
-    /// `mitre-ics-attack`). Other references (NIST, CAPEC) also carry IDs.
-    fn attack_id(&self) -> Option<&str> {
-        self.external_references
-            .iter()
-            .flatten()
-            .find(|r| {
-                r.source_name
-                    .as_deref()
-                    .is_some_and(|s| s.starts_with("mitre-") && s.ends_with("attack"))
-                    && r.external_id.is_some()
-            })
-            .and_then(|r| r.external_id.as_deref())
-    }
-
     fn status(&self) -> Status {
         Status {
             deprecated: self.x_mitre_deprecated.unwrap_or(false),

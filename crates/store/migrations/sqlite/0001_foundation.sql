@@ -43,7 +43,10 @@ CREATE TABLE datasets (
 
 -- One active dataset per domain, enforced by the database itself.
 CREATE UNIQUE INDEX datasets_one_active_per_domain ON datasets (domain) WHERE state = 'active';
-CREATE INDEX datasets_sha256 ON datasets (sha256);
+-- The same bytes are one dataset while it is alive: a copy may be loaded
+-- again only once the first is rejected or rolled back.
+CREATE UNIQUE INDEX datasets_live_sha256 ON datasets (sha256)
+    WHERE state NOT IN ('rejected', 'rolled_back');
 
 -- The bundle exactly as given, so a dataset can be re-parsed for diffs.
 CREATE TABLE dataset_bundles (

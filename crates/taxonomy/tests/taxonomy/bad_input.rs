@@ -104,6 +104,23 @@ fn json_that_is_not_a_bundle_is_refused() {
 }
 
 #[test]
+fn a_malformed_field_of_a_kept_object_names_the_object_and_field() {
+    let mut objects = base();
+    objects[2]["kill_chain_phases"] = json!("execution");
+    let err = taxonomy::parse(&bundle(objects), &hints("enterprise-attack-1.0.json")).unwrap_err();
+    assert!(
+        matches!(&err, ParseError::InvalidObject { object, field, .. }
+            if object == "attack-pattern--t1059" && *field == "kill_chain_phases"),
+        "{err}"
+    );
+
+    // The same flaw on an object the model does not keep is no reason to refuse.
+    let mut objects = base();
+    objects.push(json!({"type": "malware", "id": "malware--x", "x_mitre_platforms": "Windows"}));
+    assert!(taxonomy::parse(&bundle(objects), &hints("enterprise-attack-1.0.json")).is_ok());
+}
+
+#[test]
 fn an_unknown_domain_is_a_structured_error() {
     // From the file name, when the bundle says nothing.
     let no_matrix = bundle(vec![json!({"type": "identity", "id": "identity--x"})]);

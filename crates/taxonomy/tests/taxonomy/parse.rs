@@ -434,3 +434,35 @@ fn texts_platforms_and_phases_are_kept() {
         assert_eq!(with_detection, expected, "{name}");
     }
 }
+
+#[test]
+fn lookups_answer_from_the_release() {
+    let name = "enterprise-attack-18.1.json.gz";
+    let bundle = util::raw(name);
+    let ids = util::attack_ids_by_stix(&bundle);
+    let t1059_stix = ids.iter().find(|(_, id)| *id == "T1059").unwrap().0.clone();
+    let mut expected: Vec<String> = util::relationships(&bundle, "subtechnique-of")
+        .into_iter()
+        .filter(|(_, target)| *target == t1059_stix)
+        .map(|(source, _)| ids[&source].clone())
+        .collect();
+    expected.sort();
+
+    let release = util::release(name);
+    let mut got: Vec<String> = release
+        .subtechniques("T1059")
+        .map(|t| t.id.clone())
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(got.contains(&"T1059.013".to_string()));
+
+    // T1055.011 Extra Window Memory Injection: defense-evasion, privilege-escalation.
+    let technique = release.technique("T1055.011").unwrap();
+    let tactics: Vec<&str> = release
+        .tactics_of(technique)
+        .iter()
+        .map(|t| t.id.as_str())
+        .collect();
+    assert_eq!(tactics, ["TA0005", "TA0004"]);
+}

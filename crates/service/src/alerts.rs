@@ -1,0 +1,976 @@
+//! Alerts: ingestion with mapping at ingestion, the alert mapping view, and
+//! the recomputation of canonical mappings that rule changes, overrides,
+//! changed alerts and new releases trigger.
+//!
+//! Ingestion streams: a blocking worker decodes and maps one batch of lines
+//! while the database takes the previous one, so memory stays flat in the
+//! number of alerts and both cores work.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::sync::{Arc, RwLock};
+
+use mapping::alert::decode_alert;
+use mapping::engine::AlertMapping;
+use mapping::overrides::Target;
+use mapping::precedence::ReviewFlag;
+use mapping::{
+    CanonicalSet, Confidence, DecodeError, Evidence, MappingCandidate, Mapper, NormalizedAlert,
+    Override, OverrideAction, OverrideStatus, PrecedencePolicy, ReasonCode, RuleSet, Source,
+    Subject,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use store::{
+    AlertId, AlertRecord, CandidateRecord, CanonicalEntryRecord, CanonicalRecord,
+    CanonicalSetRecord, MappingUpdate, OrgScope, OverrideRecord, ReviewRecord,
+};
+use taxonomy::{Domain, Release, TacticId, TechniqueId};
+
+use crate::{Action, Actor, App, Dataset, OrgId, Outcome, Result, ServiceError, audit_event};
+
+/// Settings of the mapping engine.
+#[derive(Debug, Clone)]
+pub struct MappingConfig {
+    /// Band thresholds, the AI bar and the over-mapping limit.
+    pub policy: PrecedencePolicy,
+    /// Conflicting approved overrides on one alert (flip-flops) that lock it
+    /// for arbitration by a lead.
+    pub flip_flop_threshold: usize,
+    /// Alerts per ingestion transaction.
+    pub batch_size: usize,
+}
+
+impl Default for MappingConfig {
+    /// Default policy, arbitration after 3 flip-flops, 1,000 alerts per batch.
+    fn default() -> Self {
+        MappingConfig {
+            policy: PrecedencePolicy::default(),
+            flip_flop_threshold: 3,
+            batch_size: 1_000,
+        }
+    }
+}
+
+/// One rejected NDJSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestError {
+    /// 1-based line number (position in the list for JSON arrays).
+    pub line: usize,
+    /// Stable code (`invalid_json`, `unrecognized_format`, `missing_field`, ...).
+    pub code: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What an ingestion did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestReport {
+    /// New alerts stored.
+    pub ingested: usize,
+    /// Of those, alerts with at least one canonical mapping.
+    pub mapped: usize,
+    /// Of those, alerts without canonical mapping.
+    pub unmapped: usize,
+    /// Lines refused.
+    pub rejected: usize,
+    /// Alerts already stored with the same content (not stored again).
+    pub duplicates: usize,
+    /// Alerts already stored whose content changed: re-mapped.
+    pub updated: usize,
+    /// Review items opened.
+    pub queued_for_review: usize,
+    /// Why each refused line was refused.
+    pub errors: Vec<IngestError>,
+}
+
+/// The compiled rules of one org under one dataset.
+#[derive(Debug)]
+pub(crate) struct CompiledRules {
+    dataset_id: crate::DatasetId,
+    revision: i64,
+    pub(crate) rules: Arc<RuleSet>,
+}
+
+/// Per-org compiled rule indexes, rebuilt when the org's rule revision or
+/// the active dataset changes (so every node of a cluster notices changes
+/// made through another node).
+#[derive(Debug, Default)]
+pub(crate) struct RuleCache {
+    by_org: RwLock<HashMap<OrgId, Arc<CompiledRules>>>,
+}
+
+/// Everything needed to map an org's alerts now.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    pub(crate) dataset: Dataset,
+    pub(crate) release: Arc<Release>,
+    pub(crate) rules: Arc<CompiledRules>,
+    pub(crate) policy: PrecedencePolicy,
+}
+
+impl Engine {
+    pub(crate) fn mapper(&self) -> Mapper<'_> {
+        Mapper::new(
+            &self.release,
+            self.rules.rules.clone(),
+            Some(self.dataset.id.to_string()),
+        )
+        .with_policy(self.policy)
+    }
+}
+
+/// One decoded line, mapped, ready to store.
+struct Prepared {
+    line: usize,
+    id: AlertId,
+    raw: String,
+    content_sha256: String,
+    alert: NormalizedAlert,
+    mapping: AlertMapping,
+    set: CanonicalSet,
+}
+
+/// One batch from the decoding worker.
+struct Batch {
+    prepared: Vec<Prepared>,
+    errors: Vec<IngestError>,
+    first_line: usize,
+    last_line: usize,
+}
+
+/// Where the lines come from.
+pub(crate) enum Lines {
+    /// NDJSON text.
+    Reader(Box<dyn BufRead + Send>),
+    /// Already parsed documents.
+    Values(Vec<Value>),
+}
+
+impl App {
+    /// Ingests NDJSON alerts (OCSF, ECS or native, detected per line) for an
+    /// org, mapping each at ingestion. A malformed line is rejected with its
+    /// line number while the others are stored; an alert already stored with
+    /// the same source uid is a duplicate, or an update when its content
+    /// changed.
+    pub async fn ingest_alerts(
+        &self,
+        actor: &Actor,
+        org: &str,
+        input: Box<dyn BufRead + Send>,
+    ) -> Result<IngestReport> {
+        self.ingest(actor, org, Lines::Reader(input)).await
+    }
+
+    /// Ingests alerts given as JSON documents (the API's JSON array body);
+    /// `line` in errors is the 1-based position in the list.
+    pub async fn ingest_alert_values(
+        &self,
+        actor: &Actor,
+        org: &str,
+        alerts: Vec<Value>,
+    ) -> Result<IngestReport> {
+        self.ingest(actor, org, Lines::Values(alerts)).await
+    }
+
+    async fn ingest(&self, actor: &Actor, org: &str, lines: Lines) -> Result<IngestReport> {
+        self.authorize(actor, Action::AlertIngest, ("alerts", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let engine = self.engine(&scope).await?;
+
+        let batch_size = self.config.mapping.batch_size.max(1);
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(2);
+        let worker_engine = engine.clone();
+        let worker = tokio::task::spawn_blocking(move || {
+            produce(lines, &worker_engine, batch_size, &sender);
+        });
+
+        let mut report = IngestReport::default();
+        while let Some(batch) = receiver.recv().await {
+            self.store_batch(actor, &scope, &engine, batch, &mut report)
+                .await?;
+        }
+        worker
+            .await
+            .map_err(|e| ServiceError::Internal(format!("the alert decoder stopped: {e}")))?;
+        report.errors.sort_by_key(|e| e.line);
+        tracing::info!(org = %scope.org(), ingested = report.ingested, rejected = report.rejected, "alerts ingested");
+        Ok(report)
+    }
+
+    /// Stores one batch in one transaction with its audit event.
+    async fn store_batch(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        engine: &Engine,
+        batch: Batch,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        report.rejected += batch.errors.len();
+        report.errors.extend(batch.errors.iter().cloned());
+        let uids: Vec<String> = batch
+            .prepared
+            .iter()
+            .map(|p| p.alert.source_uid.clone())
+            .collect();
+        let stored = self.store.alerts_by_source_uid(scope, &uids).await?;
+
+        let now = store::now();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut alerts = Vec::new();
+        let mut candidates = Vec::new();
+        let mut sets = Vec::new();
+        let mut reviews = Vec::new();
+        let mut updates = Vec::new();
+        let (mut ingested, mut mapped, mut duplicates) = (0, 0, 0);
+        for p in batch.prepared {
+            let uid = p.alert.source_uid.clone();
+            let known = stored
+                .get(&uid)
+                .map(|(id, sha)| (Some(id.clone()), sha.clone()))
+                .or_else(|| seen.get(&uid).map(|sha| (None, sha.clone())));
+            match known {
+                Some((_, sha)) if sha == p.content_sha256 => {
+                    duplicates += 1;
+                    continue;
+                }
+                Some((Some(id), _)) => {
+                    updates.push((id, p));
+                    continue;
+                }
+                // A second, different copy in the same batch: the first one
+                // wins, the second is an update once the first is stored.
+                Some((None, _)) => {
+                    updates.push((AlertId(String::new()), p));
+                    continue;
+                }
+                None => {}
+            }
+            seen.insert(uid, p.content_sha256.clone());
+            ingested += 1;
+            if !p.set.is_unmapped() {
+                mapped += 1;
+            }
+            let context = engine_context(engine);
+            reviews.extend(review_items(scope, &p.id, &p.set, now));
+            candidates.extend(
+                p.mapping
+                    .candidates
+                    .iter()
+                    .map(|c| candidate_record(scope, &p.id, c, now)),
+            );
+            sets.push(canonical_record(scope, &p.id, 1, &p.set, "ingest", &context, now));
+            alerts.push(alert_record(scope, &p, now));
+        }
+
+        let queued = reviews.len();
+        let details = json!({
+            "lines": [batch.first_line, batch.last_line],
+            "ingested": ingested,
+            "mapped": mapped,
+            "duplicates": duplicates,
+            "rejected": batch.errors.len(),
+            "dataset": engine.dataset.id,
+            "rule_revision": engine.rules.revision,
+        });
+        let mut tx = self.store.begin().await?;
+        tx.insert_alerts(alerts).await?;
+        tx.insert_candidates(candidates).await?;
+        tx.insert_canonical(sets).await?;
+        tx.open_reviews(reviews).await?;
+        tx.append_audit(&self.org_event(actor, scope, "alert_ingest", ("alerts", "batch"), details))
+            .await?;
+        tx.commit().await?;
+
+        report.ingested += ingested;
+        report.mapped += mapped;
+        report.unmapped += ingested - mapped;
+        report.duplicates += duplicates;
+        report.queued_for_review += queued;
+
+        for (id, p) in updates {
+            let id = if id.as_str().is_empty() {
+                match self.store.alert(scope, &p.alert.source_uid).await? {
+                    Some(a) => a.id,
+                    None => continue,
+                }
+            } else {
+                id
+            };
+            if self.update_alert(actor, scope, engine, &id, p).await? {
+                report.updated += 1;
+            } else {
+                report.duplicates += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// A stored alert sent again with other content: when what changed can
+    /// change its mapping (severity, evidence, analytic, declarations), the
+    /// new content is stored, the mapping is marked stale and recomputed.
+    /// False when nothing relevant changed.
+    async fn update_alert(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        engine: &Engine,
+        id: &AlertId,
+        p: Prepared,
+    ) -> Result<bool> {
+        let Some(before) = self.store.alert(scope, id.as_str()).await? else {
+            return Ok(false);
+        };
+        let old: NormalizedAlert = decode_stored(&before)?;
+        let reasons = mapping::staleness::alert_changes(&old, &p.alert);
+        if reasons.is_empty() {
+            return Ok(false);
+        }
+        let mut record = alert_record(scope, &p, store::now());
+        record.id = id.clone();
+        record.stale = true;
+        record.stale_reason = Some(serde_json::to_string(&reasons).unwrap_or_default());
+
+        let details = json!({"source_uid": p.alert.source_uid, "line": p.line, "changes": reasons});
+        let mut tx = self.store.begin().await?;
+        tx.update_alert_content(scope, &record).await?;
+        tx.append_audit(&self.org_event(
+            actor,
+            scope,
+            "alert_update",
+            ("alert", id.as_str()),
+            details,
+        ))
+        .await?;
+        tx.commit().await?;
+
+        self.recompute(actor, scope, engine, &[record], "alert_update")
+            .await?;
+        Ok(true)
+    }
+
+    /// The org scope for `org` (name or id), refusing another org's actor.
+    pub(crate) async fn scope(&self, actor: &Actor, org: &str) -> Result<OrgScope> {
+        let org = self.org_by_name(actor, org).await?;
+        Ok(OrgScope::new(org.id))
+    }
+
+    /// The active Enterprise dataset and the org's compiled rules under it.
+    pub(crate) async fn engine(&self, scope: &OrgScope) -> Result<Engine> {
+        let dataset = self
+            .store
+            .active_dataset(Domain::Enterprise)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "active dataset of domain",
+                id: Domain::Enterprise.to_string(),
+            })?;
+        let release = self.release_of(&dataset).await?;
+        let revision = self.store.rule_revision(scope).await?;
+        let cached = {
+            let map = self
+                .mapping_cache
+                .by_org
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            map.get(scope.org()).cloned()
+        };
+        let rules = match cached {
+            Some(c) if c.revision == revision && c.dataset_id == dataset.id => c,
+            _ => {
+                let compiled = Arc::new(self.compile_rules(scope, &dataset, &release, revision).await?);
+                let mut map = self
+                    .mapping_cache
+                    .by_org
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                map.insert(scope.org().clone(), compiled.clone());
+                compiled
+            }
+        };
+        Ok(Engine {
+            dataset,
+            release,
+            rules,
+            policy: self.config.mapping.policy,
+        })
+    }
+
+    /// Parses the org's active rules against the release. A stored rule
+    /// the release refuses (its technique revoked since) is left out and
+    /// logged: the compatibility check at activation lists it.
+    async fn compile_rules(
+        &self,
+        scope: &OrgScope,
+        dataset: &Dataset,
+        release: &Arc<Release>,
+        revision: i64,
+    ) -> Result<CompiledRules> {
+        let stored = self.store.rules(scope, Some("active")).await?;
+        let release = release.clone();
+        let org = scope.org().clone();
+        let rules = tokio::task::spawn_blocking(move || {
+            let mut parsed = Vec::with_capacity(stored.len());
+            for r in &stored {
+                let value: Value = match serde_json::from_str(&r.definition) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(org = %org, rule = %r.id, error = %e, "stored rule is not JSON");
+                        continue;
+                    }
+                };
+                match mapping::rules::parse_rule_value(&value, &release) {
+                    Ok(rule) => parsed.push(rule),
+                    Err(e) => {
+                        tracing::warn!(org = %org, rule = %r.id, error = %e, "stored rule refused by the active release")
+                    }
+                }
+            }
+            RuleSet::new(parsed)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("compiling rules stopped: {e}")))?;
+        Ok(CompiledRules {
+            dataset_id: dataset.id.clone(),
+            revision,
+            rules: Arc::new(rules),
+        })
+    }
+
+    /// An audit event of the scope's org.
+    pub(crate) fn org_event(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        action: &str,
+        target: (&str, &str),
+        details: Value,
+    ) -> store::NewAuditEvent {
+        store::NewAuditEvent {
+            org_id: Some(scope.org().clone()),
+            ..audit_event(actor, action, target, Outcome::Ok, details)
+        }
+    }
+
+    /// Re-maps `alerts` with the engine's rules, their stored AI and manual
+    /// candidates and their overrides; stores a new canonical version for
+    /// each alert whose canonical set changed and clears every stale mark.
+    /// Returns the alerts whose canonical set changed.
+    pub(crate) async fn recompute(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        engine: &Engine,
+        alerts: &[AlertRecord],
+        cause: &str,
+    ) -> Result<Vec<AlertId>> {
+        let now = store::now();
+        let context = engine_context(engine);
+        let mapper = engine.mapper();
+        let mut candidates = Vec::new();
+        let mut sets = Vec::new();
+        let mut updates = Vec::new();
+        let mut reviews = Vec::new();
+        let mut changed = Vec::new();
+        let mut unchanged = Vec::new();
+        for alert in alerts {
+            let normalized = decode_stored(alert)?;
+            let subject = Subject::alert(alert.id.as_str());
+            let kept = self.kept_candidates(scope, &alert.id).await?;
+            let overrides = self.mapping_overrides(scope, &alert.id).await?;
+            let mut mapping = mapper.candidates(&subject, &normalized);
+            mapping.candidates.extend(kept);
+            let set = mapping::canonical(&subject, &mapping.candidates, &overrides, &engine.policy);
+
+            let current = self
+                .store
+                .canonical(scope, &alert.id, alert.canonical_version)
+                .await?;
+            let same = current.as_ref().is_some_and(|c| {
+                same_set(c, &set) && c.set.dataset_id.as_deref() == Some(engine.dataset.id.as_str())
+            });
+            if same {
+                unchanged.push(alert.id.clone());
+                continue;
+            }
+            let version = alert.canonical_version + 1;
+            candidates.extend(
+                mapping
+                    .candidates
+                    .iter()
+                    .filter(|c| c.source == Source::Rule)
+                    .map(|c| candidate_record(scope, &alert.id, c, now)),
+            );
+            reviews.extend(review_items(scope, &alert.id, &set, now));
+            sets.push(canonical_record(scope, &alert.id, version, &set, cause, &context, now));
+            updates.push(MappingUpdate {
+                alert_id: alert.id.clone(),
+                canonical_version: version,
+                mapping_state: if set.is_unmapped() { "unmapped" } else { "mapped" }.into(),
+            });
+            changed.push(alert.id.clone());
+        }
+        // Unchanged alerts keep their version; only their stale mark goes.
+        let cleared: Vec<MappingUpdate> = alerts
+            .iter()
+            .filter(|a| a.stale && unchanged.contains(&a.id))
+            .map(|a| MappingUpdate {
+                alert_id: a.id.clone(),
+                canonical_version: a.canonical_version,
+                mapping_state: a.mapping_state.clone(),
+            })
+            .collect();
+        if changed.is_empty() && cleared.is_empty() {
+            return Ok(changed);
+        }
+
+        let details = json!({
+            "cause": cause,
+            "alerts": alerts.len(),
+            "changed": changed,
+            "dataset": engine.dataset.id,
+        });
+        let mut tx = self.store.begin().await?;
+        tx.insert_candidates(candidates).await?;
+        tx.insert_canonical(sets).await?;
+        tx.set_current_mapping(scope, &updates).await?;
+        tx.set_current_mapping(scope, &cleared).await?;
+        for a in alerts.iter().filter(|a| a.stale) {
+            tx.close_reviews_of(scope, &a.id, "stale", "accepted", "system:recompute")
+                .await?;
+        }
+        tx.open_reviews(reviews).await?;
+        tx.append_audit(&self.org_event(actor, scope, "mapping_recompute", ("alerts", cause), details))
+            .await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Recomputes every alert of the org, a page at a time; returns
+    /// `(alerts seen, alerts whose canonical set changed)`.
+    pub(crate) async fn recompute_org(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        engine: &Engine,
+        cause: &str,
+        affected: impl Fn(&AlertRecord) -> bool,
+    ) -> Result<(usize, usize)> {
+        const PAGE: i64 = 500;
+        let (mut seen, mut changed) = (0, 0);
+        let mut after: Option<AlertId> = None;
+        loop {
+            let page = self.store.alerts_page(scope, after.as_ref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            seen += page.len();
+            let chosen: Vec<AlertRecord> = page.into_iter().filter(|a| affected(a)).collect();
+            changed += self
+                .recompute(actor, scope, engine, &chosen, cause)
+                .await?
+                .len();
+        }
+        Ok((seen, changed))
+    }
+
+    /// Marks every alert of the org stale (a new release became active) and
+    /// recomputes them; the canonical mapping changes only through
+    /// precedence. Returns `(alerts, changed)`.
+    pub async fn remap_org(&self, actor: &Actor, org: &str) -> Result<(usize, usize)> {
+        self.authorize(actor, Action::RuleWrite, ("alerts", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let engine = self.engine(&scope).await?;
+        let reason = json!([{"reason": "release_activated", "release": engine.dataset.release}]);
+        let mut tx = self.store.begin().await?;
+        tx.mark_org_alerts_stale(&scope, &reason.to_string()).await?;
+        tx.commit().await?;
+        self.recompute_org(actor, &scope, &engine, "release_activated", |_| true)
+            .await
+    }
+
+    /// Stored AI and manual candidates of an alert: they survive a re-map,
+    /// which only re-runs the rules and the alert's declarations.
+    async fn kept_candidates(
+        &self,
+        scope: &OrgScope,
+        alert: &AlertId,
+    ) -> Result<Vec<MappingCandidate>> {
+        let stored = self.store.candidates(scope, alert).await?;
+        Ok(stored
+            .into_iter()
+            .filter(|c| c.source != "rule")
+            .filter_map(|c| candidate_from_record(&c))
+            .collect())
+    }
+
+    /// An alert's overrides as the precedence logic takes them.
+    pub(crate) async fn mapping_overrides(
+        &self,
+        scope: &OrgScope,
+        alert: &AlertId,
+    ) -> Result<Vec<Override>> {
+        let stored = self.store.overrides_of(scope, alert).await?;
+        Ok(stored.iter().filter_map(override_from_record).collect())
+    }
+}
+
+/// Decodes, maps and batches lines on a blocking thread.
+fn produce(
+    lines: Lines,
+    engine: &Engine,
+    batch_size: usize,
+    sender: &tokio::sync::mpsc::Sender<Batch>,
+) {
+    let mapper = engine.mapper();
+    let mut batch = Batch {
+        prepared: Vec::with_capacity(batch_size),
+        errors: Vec::new(),
+        first_line: 1,
+        last_line: 0,
+    };
+    let mut handle = |line: usize, item: std::result::Result<(String, Value), DecodeError>| {
+        batch.last_line = line;
+        match item.and_then(|(raw, value)| decode_alert(&value).map(|a| (raw, a))) {
+            Ok((raw, alert)) => {
+                let id = AlertId::generate();
+                let subject = Subject::alert(id.as_str());
+                let (mapping, set) = mapper.map(&subject, &alert, &[]);
+                batch.prepared.push(Prepared {
+                    line,
+                    id,
+                    content_sha256: hex::encode(Sha256::digest(raw.as_bytes())),
+                    raw,
+                    alert,
+                    mapping,
+                    set,
+                });
+            }
+            Err(e) => batch.errors.push(IngestError {
+                line,
+                code: e.code().to_string(),
+                message: e.to_string(),
+            }),
+        }
+        if batch.prepared.len() + batch.errors.len() >= batch_size {
+            let next = Batch {
+                prepared: Vec::with_capacity(batch_size),
+                errors: Vec::new(),
+                first_line: line + 1,
+                last_line: line,
+            };
+            let full = std::mem::replace(&mut batch, next);
+            // The receiver only goes away when storing failed; that error
+            // is what the caller sees, so stop quietly.
+            return sender.blocking_send(full).is_ok();
+        }
+        true
+    };
+
+    match lines {
+        Lines::Reader(mut reader) => {
+            let mut buf = Vec::new();
+            let mut line = 0;
+            loop {
+                buf.clear();
+                line += 1;
+                let item = match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => match std::str::from_utf8(&buf) {
+                        Ok(text) if text.trim().is_empty() => continue,
+                        Ok(text) => serde_json::from_str::<Value>(text)
+                            .map(|v| (text.trim_end().to_string(), v))
+                            .map_err(|e| DecodeError::Json(e.to_string())),
+                        Err(e) => Err(DecodeError::Json(format!("line is not UTF-8: {e}"))),
+                    },
+                    Err(e) => {
+                        // The stream position is unknown after a read error:
+                        // report it on this line and stop.
+                        let failed = Err(DecodeError::Json(format!("unreadable input: {e}")));
+                        handle(line, failed);
+                        break;
+                    }
+                };
+                if !handle(line, item) {
+                    return;
+                }
+            }
+        }
+        Lines::Values(values) => {
+            for (i, value) in values.into_iter().enumerate() {
+                if !handle(i + 1, Ok((value.to_string(), value))) {
+                    return;
+                }
+            }
+        }
+    }
+    if !batch.prepared.is_empty() || !batch.errors.is_empty() {
+        let _ = sender.blocking_send(batch);
+    }
+}
+
+/// Reads a stored alert's normalized form back.
+pub(crate) fn decode_stored(alert: &AlertRecord) -> Result<NormalizedAlert> {
+    serde_json::from_str(&alert.normalized).map_err(|e| {
+        ServiceError::Internal(format!("stored alert {} does not decode: {e}", alert.id))
+    })
+}
+
+/// The (domain, release, dataset) a mapping is made under.
+pub(crate) struct Context {
+    domain: String,
+    release: String,
+    dataset_id: String,
+}
+
+pub(crate) fn engine_context(engine: &Engine) -> Context {
+    Context {
+        domain: engine.dataset.domain.as_str().to_string(),
+        release: engine.dataset.release.clone(),
+        dataset_id: engine.dataset.id.to_string(),
+    }
+}
+
+fn alert_record(scope: &OrgScope, p: &Prepared, now: chrono::DateTime<chrono::Utc>) -> AlertRecord {
+    let a = &p.alert;
+    AlertRecord {
+        id: p.id.clone(),
+        org_id: scope.org().clone(),
+        source_uid: a.source_uid.clone(),
+        format: match a.format {
+            mapping::AlertFormat::Ocsf => "ocsf",
+            mapping::AlertFormat::Ecs => "ecs",
+            mapping::AlertFormat::Native => "native",
+        }
+        .to_string(),
+        time: a.time,
+        received_at: now,
+        title: a.title.clone(),
+        description: a.description.clone(),
+        severity: a.severity.as_str().to_string(),
+        severity_weight: a.severity.weight(),
+        connector: a.connector.clone(),
+        product: a.product.clone(),
+        analytic_uid: a.analytic_uid.clone(),
+        host: a.host.clone(),
+        user: a.user.clone(),
+        content_sha256: p.content_sha256.clone(),
+        raw: p.raw.clone(),
+        normalized: serde_json::to_string(a).unwrap_or_else(|_| "null".into()),
+        mapping_state: if p.set.is_unmapped() {
+            "unmapped"
+        } else {
+            "mapped"
+        }
+        .to_string(),
+        canonical_version: 1,
+        stale: false,
+        stale_reason: None,
+        locked: false,
+    }
+}
+
+pub(crate) fn candidate_record(
+    scope: &OrgScope,
+    alert: &AlertId,
+    c: &MappingCandidate,
+    now: chrono::DateTime<chrono::Utc>,
+) -> CandidateRecord {
+    CandidateRecord {
+        id: c.id.clone(),
+        org_id: scope.org().clone(),
+        alert_id: alert.clone(),
+        technique: c.technique.to_string(),
+        tactic: c.tactic.as_ref().map(|t| t.to_string()),
+        source: c.source.as_str().to_string(),
+        confidence: c.confidence.value(),
+        band: c.band.as_str().to_string(),
+        evidence: serde_json::to_string(&c.evidence).unwrap_or_else(|_| "[]".into()),
+        explanation: c.explanation.clone(),
+        rule_id: c.rule_id.clone(),
+        rule_version: c.rule_version.map(i64::from),
+        model_version: c.model_version.clone(),
+        vendor_declared: c.vendor_declared,
+        domain: c.domain.as_str().to_string(),
+        release: c.release.clone(),
+        dataset_id: c.dataset_id.clone(),
+        created_at: now,
+    }
+}
+
+fn candidate_from_record(c: &CandidateRecord) -> Option<MappingCandidate> {
+    let thresholds = mapping::BandThresholds::default();
+    let confidence = Confidence::new(c.confidence).ok()?;
+    Some(MappingCandidate {
+        id: c.id.clone(),
+        subject: Subject::alert(c.alert_id.as_str()),
+        technique: TechniqueId::parse(&c.technique).ok()?,
+        tactic: c.tactic.as_deref().and_then(|t| TacticId::parse(t).ok()),
+        source: c.source.parse::<Source>().ok()?,
+        confidence,
+        band: thresholds.band(confidence),
+        evidence: serde_json::from_str::<Vec<Evidence>>(&c.evidence).unwrap_or_default(),
+        explanation: c.explanation.clone(),
+        rule_id: c.rule_id.clone(),
+        rule_version: c.rule_version.and_then(|v| u32::try_from(v).ok()),
+        model_version: c.model_version.clone(),
+        vendor_declared: c.vendor_declared,
+        domain: c.domain.parse::<Domain>().ok()?,
+        release: c.release.clone(),
+        dataset_id: c.dataset_id.clone(),
+    })
+}
+
+pub(crate) fn override_from_record(o: &OverrideRecord) -> Option<Override> {
+    let target = |technique: &str, tactic: Option<&str>| -> Option<Target> {
+        Some(Target {
+            technique: TechniqueId::parse(technique).ok()?,
+            tactic: tactic.and_then(|t| TacticId::parse(t).ok()),
+        })
+    };
+    Some(Override {
+        id: o.id.clone(),
+        subject: Subject::alert(o.alert_id.as_str()),
+        version: u32::try_from(o.version).ok()?,
+        action: o.action.parse::<OverrideAction>().ok()?,
+        target: target(&o.technique, o.tactic.as_deref())?,
+        replaces: match &o.replaces_technique {
+            Some(t) => Some(target(t, o.replaces_tactic.as_deref())?),
+            None => None,
+        },
+        reason: o.reason.parse::<ReasonCode>().ok()?,
+        notes: o.notes.clone(),
+        confidence: Confidence::new(o.confidence).ok()?,
+        actor: o.actor.clone(),
+        status: match o.status.as_str() {
+            "approved" => OverrideStatus::Approved,
+            "rejected" => OverrideStatus::Rejected,
+            _ => OverrideStatus::Proposed,
+        },
+        decided_at: o.approved_at,
+    })
+}
+
+pub(crate) fn canonical_record(
+    scope: &OrgScope,
+    alert: &AlertId,
+    version: i64,
+    set: &CanonicalSet,
+    cause: &str,
+    context: &Context,
+    now: chrono::DateTime<chrono::Utc>,
+) -> CanonicalRecord {
+    let entries = set
+        .entries
+        .iter()
+        .map(|e| CanonicalEntryRecord {
+            org_id: scope.org().clone(),
+            alert_id: alert.clone(),
+            version,
+            technique: e.technique.to_string(),
+            tactic: e.tactic.as_ref().map(|t| t.to_string()),
+            source: e.source.as_str().to_string(),
+            confidence: e.confidence.value(),
+            band: e.band.as_str().to_string(),
+            candidate_ids: json_text(&e.candidates),
+            override_ids: json_text(&e.overrides),
+            producers: json_text(&e.producers),
+            vendor_declared: e.vendor_declared,
+            evidence_linked: e.evidence_linked,
+            needs_review: e.needs_review,
+            domain: context.domain.clone(),
+            release: context.release.clone(),
+            dataset_id: Some(context.dataset_id.clone()),
+            computed_at: now,
+        })
+        .collect();
+    CanonicalRecord {
+        set: CanonicalSetRecord {
+            org_id: scope.org().clone(),
+            alert_id: alert.clone(),
+            version,
+            decided_by: set.decided_by.map(|s| s.as_str().to_string()),
+            flags: json_text(&set.flags),
+            pending: json_text(&set.pending_review),
+            entries: i64::try_from(set.entries.len()).unwrap_or(i64::MAX),
+            cause: cause.to_string(),
+            domain: context.domain.clone(),
+            release: context.release.clone(),
+            dataset_id: Some(context.dataset_id.clone()),
+            computed_at: now,
+        },
+        entries,
+    }
+}
+
+/// JSON text of plain serializable values (vectors of strings and flags,
+/// which cannot fail to serialize).
+fn json_text<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// True when a stored canonical version holds the same entries (technique,
+/// tactic, source, confidence, lineage) as a freshly derived set.
+fn same_set(stored: &CanonicalRecord, set: &CanonicalSet) -> bool {
+    if stored.entries.len() != set.entries.len()
+        || stored.set.decided_by.as_deref() != set.decided_by.map(|s| s.as_str())
+    {
+        return false;
+    }
+    stored.entries.iter().zip(&set.entries).all(|(s, e)| {
+        s.technique == e.technique.as_str()
+            && s.tactic.as_deref() == e.tactic.as_ref().map(|t| t.as_str())
+            && s.source == e.source.as_str()
+            && (s.confidence - e.confidence.value()).abs() < 1e-9
+            && s.candidate_ids == json_text(&e.candidates)
+            && s.override_ids == json_text(&e.overrides)
+    })
+}
+
+/// Review items for a freshly derived set: one per reason.
+pub(crate) fn review_items(
+    scope: &OrgScope,
+    alert: &AlertId,
+    set: &CanonicalSet,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<ReviewRecord> {
+    let mut by_reason: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut add = |reason: &'static str, detail: Value| match by_reason
+        .iter_mut()
+        .find(|(r, _)| *r == reason)
+    {
+        Some((_, details)) => details.push(detail),
+        None => by_reason.push((reason, vec![detail])),
+    };
+    for flag in &set.flags {
+        let reason = match flag {
+            ReviewFlag::OverMapping { .. } => "over_mapping",
+            ReviewFlag::NoEvidence { .. } => "no_evidence",
+            ReviewFlag::AiOnly { .. } => "ai_only",
+            ReviewFlag::LowConfidence { .. } => "low_confidence",
+        };
+        add(reason, serde_json::to_value(flag).unwrap_or(Value::Null));
+    }
+    if !set.pending_review.is_empty() {
+        add("ai_only", json!({"pending_candidates": set.pending_review}));
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, details)| ReviewRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: scope.org().clone(),
+            alert_id: alert.clone(),
+            reason: reason.to_string(),
+            detail: Value::Array(details).to_string(),
+            state: "open".into(),
+            opened_at: now,
+            resolved_at: None,
+            resolved_by: None,
+            resolution: None,
+            interactions: 0,
+        })
+        .collect()
+}

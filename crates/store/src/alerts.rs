@@ -1,0 +1,838 @@
+//! Alerts, their mapping candidates and their canonical mappings.
+//!
+//! Candidates are append-only; each recomputation of an alert's canonical
+//! set is a new version (`canonical_sets` plus its `canonical_mappings`
+//! entries) and the alert row names the current version.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row};
+
+use crate::batch::{Val, in_list, insert_rows};
+use crate::{Backend, Context, OrgScope, Store, StoreError, Tx, parse_ts, ts};
+
+crate::records::id_type!(
+    /// Identifies a stored alert (the product's id, not the source's).
+    AlertId
+);
+
+/// One stored alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// The product's id.
+    pub id: AlertId,
+    /// The org it belongs to.
+    pub org_id: crate::OrgId,
+    /// The alert's own id in its source (OCSF `finding_info.uid`, ECS `event.id`).
+    pub source_uid: String,
+    /// `ocsf`, `ecs` or `native`.
+    pub format: String,
+    /// When the activity happened.
+    pub time: Option<DateTime<Utc>>,
+    /// When the product received it.
+    pub received_at: DateTime<Utc>,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Normalized severity word.
+    pub severity: String,
+    /// Weight of the severity for intensity.
+    pub severity_weight: f64,
+    /// The connector it came through.
+    pub connector: Option<String>,
+    /// The product that raised it.
+    pub product: Option<String>,
+    /// The detection rule that raised it.
+    pub analytic_uid: Option<String>,
+    /// Host name.
+    pub host: Option<String>,
+    /// User name.
+    pub user: Option<String>,
+    /// SHA-256 of the raw document, to tell a re-sent alert from a changed one.
+    pub content_sha256: String,
+    /// The document as received (JSON text).
+    pub raw: String,
+    /// The normalized alert (JSON text).
+    pub normalized: String,
+    /// `mapped` or `unmapped`, as of the current canonical version.
+    pub mapping_state: String,
+    /// The current canonical set version.
+    pub canonical_version: i64,
+    /// True while a change waits for the mapping to be recomputed.
+    pub stale: bool,
+    /// Why it is stale (JSON text), when it is.
+    pub stale_reason: Option<String>,
+    /// True when repeated conflicting overrides locked it for arbitration.
+    pub locked: bool,
+}
+
+/// One stored mapping candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    /// Content hash of the candidate.
+    pub id: String,
+    /// The org.
+    pub org_id: crate::OrgId,
+    /// The alert.
+    pub alert_id: AlertId,
+    /// The technique, exactly as the source gave it.
+    pub technique: String,
+    /// The tactic, when given.
+    pub tactic: Option<String>,
+    /// `manual`, `rule` or `ai`.
+    pub source: String,
+    /// 0.0 to 1.0.
+    pub confidence: f64,
+    /// `low`, `medium` or `high`.
+    pub band: String,
+    /// Evidence (JSON text, an array).
+    pub evidence: String,
+    /// Why.
+    pub explanation: String,
+    /// Rule id, for rule candidates.
+    pub rule_id: Option<String>,
+    /// Rule version, for rule candidates.
+    pub rule_version: Option<i64>,
+    /// Model version, for AI candidates.
+    pub model_version: Option<String>,
+    /// Declared by the alert itself.
+    pub vendor_declared: bool,
+    /// ATT&CK domain.
+    pub domain: String,
+    /// ATT&CK release.
+    pub release: String,
+    /// Dataset the release was loaded as.
+    pub dataset_id: Option<String>,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One version of an alert's canonical set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanonicalSetRecord {
+    /// The org.
+    pub org_id: crate::OrgId,
+    /// The alert.
+    pub alert_id: AlertId,
+    /// Version, from 1.
+    pub version: i64,
+    /// The precedence level that decided it, `None` when unmapped.
+    pub decided_by: Option<String>,
+    /// Review flags (JSON text, an array).
+    pub flags: String,
+    /// AI candidates below the bar (JSON text, an array of ids).
+    pub pending: String,
+    /// Number of entries.
+    pub entries: i64,
+    /// What caused the computation (`ingest`, `rule_change`, `override`, ...).
+    pub cause: String,
+    /// ATT&CK domain.
+    pub domain: String,
+    /// ATT&CK release.
+    pub release: String,
+    /// Dataset.
+    pub dataset_id: Option<String>,
+    /// When.
+    pub computed_at: DateTime<Utc>,
+}
+
+/// One entry of a canonical set version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanonicalEntryRecord {
+    /// The org.
+    pub org_id: crate::OrgId,
+    /// The alert.
+    pub alert_id: AlertId,
+    /// The set version it belongs to.
+    pub version: i64,
+    /// The technique.
+    pub technique: String,
+    /// The tactic.
+    pub tactic: Option<String>,
+    /// The winning source.
+    pub source: String,
+    /// The winning confidence.
+    pub confidence: f64,
+    /// Its band.
+    pub band: String,
+    /// Candidate ids behind it (JSON text).
+    pub candidate_ids: String,
+    /// Override ids behind it (JSON text).
+    pub override_ids: String,
+    /// Producers behind it (JSON text).
+    pub producers: String,
+    /// Declared by the alert.
+    pub vendor_declared: bool,
+    /// Some candidate links evidence.
+    pub evidence_linked: bool,
+    /// Belongs in the review queue.
+    pub needs_review: bool,
+    /// ATT&CK domain.
+    pub domain: String,
+    /// ATT&CK release.
+    pub release: String,
+    /// Dataset.
+    pub dataset_id: Option<String>,
+    /// When.
+    pub computed_at: DateTime<Utc>,
+}
+
+/// A computed canonical set: its header and entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanonicalRecord {
+    /// The set.
+    pub set: CanonicalSetRecord,
+    /// Its entries.
+    pub entries: Vec<CanonicalEntryRecord>,
+}
+
+/// How an alert's mapping changes with a new canonical version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingUpdate {
+    /// The alert.
+    pub alert_id: AlertId,
+    /// The new current version.
+    pub canonical_version: i64,
+    /// `mapped` or `unmapped`.
+    pub mapping_state: String,
+}
+
+const ALERT_COLUMNS: [&str; 23] = [
+    "id",
+    "org_id",
+    "source_uid",
+    "format",
+    "time",
+    "received_at",
+    "title",
+    "description",
+    "severity",
+    "severity_weight",
+    "connector",
+    "product",
+    "analytic_uid",
+    "host",
+    "user_name",
+    "content_sha256",
+    "raw",
+    "normalized",
+    "mapping_state",
+    "canonical_version",
+    "stale",
+    "stale_reason",
+    "locked",
+];
+
+const CANDIDATE_COLUMNS: [&str; 18] = [
+    "id",
+    "org_id",
+    "alert_id",
+    "technique",
+    "tactic",
+    "source",
+    "confidence",
+    "band",
+    "evidence",
+    "explanation",
+    "rule_id",
+    "rule_version",
+    "model_version",
+    "vendor_declared",
+    "domain",
+    "release",
+    "dataset_id",
+    "created_at",
+];
+
+const SET_COLUMNS: [&str; 12] = [
+    "org_id",
+    "alert_id",
+    "version",
+    "decided_by",
+    "flags",
+    "pending",
+    "entries",
+    "cause",
+    "domain",
+    "release",
+    "dataset_id",
+    "computed_at",
+];
+
+const ENTRY_COLUMNS: [&str; 18] = [
+    "org_id",
+    "alert_id",
+    "version",
+    "technique",
+    "tactic",
+    "source",
+    "confidence",
+    "band",
+    "candidate_ids",
+    "override_ids",
+    "producers",
+    "vendor_declared",
+    "evidence_linked",
+    "needs_review",
+    "domain",
+    "release",
+    "dataset_id",
+    "computed_at",
+];
+
+fn corrupt(what: &str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+pub(crate) fn get<T>(row: &AnyRow, table: &str, column: &str) -> Result<T, StoreError>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(column)
+        .map_err(|e| corrupt(&format!("{table}.{column}"), e))
+}
+
+pub(crate) fn get_ts(row: &AnyRow, table: &str, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    parse_ts(column, &get::<String>(row, table, column)?)
+}
+
+pub(crate) fn get_opt_ts(
+    row: &AnyRow,
+    table: &str,
+    column: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    get::<Option<String>>(row, table, column)?
+        .map(|s| parse_ts(column, &s))
+        .transpose()
+}
+
+fn alert_from_row(row: &AnyRow) -> Result<AlertRecord, StoreError> {
+    let t = "alerts";
+    Ok(AlertRecord {
+        id: AlertId(get(row, t, "id")?),
+        org_id: crate::OrgId(get(row, t, "org_id")?),
+        source_uid: get(row, t, "source_uid")?,
+        format: get(row, t, "format")?,
+        time: get_opt_ts(row, t, "time")?,
+        received_at: get_ts(row, t, "received_at")?,
+        title: get(row, t, "title")?,
+        description: get(row, t, "description")?,
+        severity: get(row, t, "severity")?,
+        severity_weight: get(row, t, "severity_weight")?,
+        connector: get(row, t, "connector")?,
+        product: get(row, t, "product")?,
+        analytic_uid: get(row, t, "analytic_uid")?,
+        host: get(row, t, "host")?,
+        user: get(row, t, "user_name")?,
+        content_sha256: get(row, t, "content_sha256")?,
+        raw: get(row, t, "raw")?,
+        normalized: get(row, t, "normalized")?,
+        mapping_state: get(row, t, "mapping_state")?,
+        canonical_version: get(row, t, "canonical_version")?,
+        stale: get::<i64>(row, t, "stale")? != 0,
+        stale_reason: get(row, t, "stale_reason")?,
+        locked: get::<i64>(row, t, "locked")? != 0,
+    })
+}
+
+fn candidate_from_row(row: &AnyRow) -> Result<CandidateRecord, StoreError> {
+    let t = "mapping_candidates";
+    Ok(CandidateRecord {
+        id: get(row, t, "id")?,
+        org_id: crate::OrgId(get(row, t, "org_id")?),
+        alert_id: AlertId(get(row, t, "alert_id")?),
+        technique: get(row, t, "technique")?,
+        tactic: get(row, t, "tactic")?,
+        source: get(row, t, "source")?,
+        confidence: get(row, t, "confidence")?,
+        band: get(row, t, "band")?,
+        evidence: get(row, t, "evidence")?,
+        explanation: get(row, t, "explanation")?,
+        rule_id: get(row, t, "rule_id")?,
+        rule_version: get(row, t, "rule_version")?,
+        model_version: get(row, t, "model_version")?,
+        vendor_declared: get::<i64>(row, t, "vendor_declared")? != 0,
+        domain: get(row, t, "domain")?,
+        release: get(row, t, "release")?,
+        dataset_id: get(row, t, "dataset_id")?,
+        created_at: get_ts(row, t, "created_at")?,
+    })
+}
+
+fn set_from_row(row: &AnyRow) -> Result<CanonicalSetRecord, StoreError> {
+    let t = "canonical_sets";
+    Ok(CanonicalSetRecord {
+        org_id: crate::OrgId(get(row, t, "org_id")?),
+        alert_id: AlertId(get(row, t, "alert_id")?),
+        version: get(row, t, "version")?,
+        decided_by: get(row, t, "decided_by")?,
+        flags: get(row, t, "flags")?,
+        pending: get(row, t, "pending")?,
+        entries: get(row, t, "entries")?,
+        cause: get(row, t, "cause")?,
+        domain: get(row, t, "domain")?,
+        release: get(row, t, "release")?,
+        dataset_id: get(row, t, "dataset_id")?,
+        computed_at: get_ts(row, t, "computed_at")?,
+    })
+}
+
+fn entry_from_row(row: &AnyRow) -> Result<CanonicalEntryRecord, StoreError> {
+    let t = "canonical_mappings";
+    Ok(CanonicalEntryRecord {
+        org_id: crate::OrgId(get(row, t, "org_id")?),
+        alert_id: AlertId(get(row, t, "alert_id")?),
+        version: get(row, t, "version")?,
+        technique: get(row, t, "technique")?,
+        tactic: get(row, t, "tactic")?,
+        source: get(row, t, "source")?,
+        confidence: get(row, t, "confidence")?,
+        band: get(row, t, "band")?,
+        candidate_ids: get(row, t, "candidate_ids")?,
+        override_ids: get(row, t, "override_ids")?,
+        producers: get(row, t, "producers")?,
+        vendor_declared: get::<i64>(row, t, "vendor_declared")? != 0,
+        evidence_linked: get::<i64>(row, t, "evidence_linked")? != 0,
+        needs_review: get::<i64>(row, t, "needs_review")? != 0,
+        domain: get(row, t, "domain")?,
+        release: get(row, t, "release")?,
+        dataset_id: get(row, t, "dataset_id")?,
+        computed_at: get_ts(row, t, "computed_at")?,
+    })
+}
+
+fn alert_values(a: AlertRecord) -> Vec<Val> {
+    vec![
+        a.id.0.into(),
+        a.org_id.0.into(),
+        a.source_uid.into(),
+        a.format.into(),
+        a.time.as_ref().map(ts).into(),
+        ts(&a.received_at).into(),
+        a.title.into(),
+        a.description.into(),
+        a.severity.into(),
+        a.severity_weight.into(),
+        a.connector.into(),
+        a.product.into(),
+        a.analytic_uid.into(),
+        a.host.into(),
+        a.user.into(),
+        a.content_sha256.into(),
+        a.raw.into(),
+        a.normalized.into(),
+        a.mapping_state.into(),
+        a.canonical_version.into(),
+        a.stale.into(),
+        a.stale_reason.into(),
+        a.locked.into(),
+    ]
+}
+
+fn candidate_values(c: CandidateRecord) -> Vec<Val> {
+    vec![
+        c.id.into(),
+        c.org_id.0.into(),
+        c.alert_id.0.into(),
+        c.technique.into(),
+        c.tactic.into(),
+        c.source.into(),
+        c.confidence.into(),
+        c.band.into(),
+        c.evidence.into(),
+        c.explanation.into(),
+        c.rule_id.into(),
+        c.rule_version.into(),
+        c.model_version.into(),
+        c.vendor_declared.into(),
+        c.domain.into(),
+        c.release.into(),
+        c.dataset_id.into(),
+        ts(&c.created_at).into(),
+    ]
+}
+
+fn set_values(s: CanonicalSetRecord) -> Vec<Val> {
+    vec![
+        s.org_id.0.into(),
+        s.alert_id.0.into(),
+        s.version.into(),
+        s.decided_by.into(),
+        s.flags.into(),
+        s.pending.into(),
+        s.entries.into(),
+        s.cause.into(),
+        s.domain.into(),
+        s.release.into(),
+        s.dataset_id.into(),
+        ts(&s.computed_at).into(),
+    ]
+}
+
+fn entry_values(e: CanonicalEntryRecord) -> Vec<Val> {
+    vec![
+        e.org_id.0.into(),
+        e.alert_id.0.into(),
+        e.version.into(),
+        e.technique.into(),
+        e.tactic.into(),
+        e.source.into(),
+        e.confidence.into(),
+        e.band.into(),
+        e.candidate_ids.into(),
+        e.override_ids.into(),
+        e.producers.into(),
+        e.vendor_declared.into(),
+        e.evidence_linked.into(),
+        e.needs_review.into(),
+        e.domain.into(),
+        e.release.into(),
+        e.dataset_id.into(),
+        ts(&e.computed_at).into(),
+    ]
+}
+
+/// `$n` on PostgreSQL, `?` on SQLite (see [`crate::batch`]).
+pub(crate) fn p(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_string(),
+        Backend::Postgres => format!("${n}"),
+    }
+}
+
+impl Tx {
+    /// Inserts new alerts in multi-row statements.
+    pub async fn insert_alerts(&mut self, alerts: Vec<AlertRecord>) -> Result<u64, StoreError> {
+        let backend = self.backend;
+        let rows = alerts.into_iter().map(alert_values).collect();
+        insert_rows(self.conn(), backend, "alerts", &ALERT_COLUMNS, rows, false).await
+    }
+
+    /// Appends candidates; a candidate already stored (same content hash)
+    /// is skipped, so re-mapping to the same result adds nothing.
+    pub async fn insert_candidates(
+        &mut self,
+        candidates: Vec<CandidateRecord>,
+    ) -> Result<u64, StoreError> {
+        let backend = self.backend;
+        let rows = candidates.into_iter().map(candidate_values).collect();
+        insert_rows(
+            self.conn(),
+            backend,
+            "mapping_candidates",
+            &CANDIDATE_COLUMNS,
+            rows,
+            true,
+        )
+        .await
+    }
+
+    /// Appends canonical set versions and their entries.
+    pub async fn insert_canonical(
+        &mut self,
+        sets: Vec<CanonicalRecord>,
+    ) -> Result<(), StoreError> {
+        let backend = self.backend;
+        let mut set_rows = Vec::with_capacity(sets.len());
+        let mut entry_rows = Vec::new();
+        for s in sets {
+            set_rows.push(set_values(s.set));
+            entry_rows.extend(s.entries.into_iter().map(entry_values));
+        }
+        insert_rows(
+            self.conn(),
+            backend,
+            "canonical_sets",
+            &SET_COLUMNS,
+            set_rows,
+            false,
+        )
+        .await?;
+        insert_rows(
+            self.conn(),
+            backend,
+            "canonical_mappings",
+            &ENTRY_COLUMNS,
+            entry_rows,
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Points alerts at their new canonical version and clears their stale mark.
+    pub async fn set_current_mapping(
+        &mut self,
+        scope: &OrgScope,
+        updates: &[MappingUpdate],
+    ) -> Result<(), StoreError> {
+        for u in updates {
+            sqlx::query(
+                "UPDATE alerts SET canonical_version = $1, mapping_state = $2, stale = 0, \
+                 stale_reason = NULL WHERE org_id = $3 AND id = $4",
+            )
+            .bind(u.canonical_version)
+            .bind(u.mapping_state.as_str())
+            .bind(scope.org().as_str())
+            .bind(u.alert_id.as_str())
+            .execute(self.conn())
+            .await
+            .context(|| format!("updating the mapping of alert {}", u.alert_id))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the content of an alert that was sent again with changes
+    /// (its evidence or severity), marking its mapping stale.
+    pub async fn update_alert_content(
+        &mut self,
+        scope: &OrgScope,
+        alert: &AlertRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alerts SET format = $1, time = $2, title = $3, description = $4, \
+             severity = $5, severity_weight = $6, connector = $7, product = $8, \
+             analytic_uid = $9, host = $10, user_name = $11, content_sha256 = $12, raw = $13, \
+             normalized = $14, stale = 1, stale_reason = $15 WHERE org_id = $16 AND id = $17",
+        )
+        .bind(alert.format.as_str())
+        .bind(alert.time.as_ref().map(ts))
+        .bind(alert.title.as_str())
+        .bind(alert.description.as_deref())
+        .bind(alert.severity.as_str())
+        .bind(alert.severity_weight)
+        .bind(alert.connector.as_deref())
+        .bind(alert.product.as_deref())
+        .bind(alert.analytic_uid.as_deref())
+        .bind(alert.host.as_deref())
+        .bind(alert.user.as_deref())
+        .bind(alert.content_sha256.as_str())
+        .bind(alert.raw.as_str())
+        .bind(alert.normalized.as_str())
+        .bind(alert.stale_reason.as_deref())
+        .bind(scope.org().as_str())
+        .bind(alert.id.as_str())
+        .execute(self.conn())
+        .await
+        .context(|| format!("updating alert {}", alert.id))?;
+        Ok(())
+    }
+
+    /// Marks every alert of the org stale (a rule change or a new release
+    /// may change any of them) until its mapping is recomputed.
+    pub async fn mark_org_alerts_stale(
+        &mut self,
+        scope: &OrgScope,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE alerts SET stale = 1, stale_reason = $1 WHERE org_id = $2")
+            .bind(reason)
+            .bind(scope.org().as_str())
+            .execute(self.conn())
+            .await
+            .context(|| format!("marking the alerts of org {} stale", scope.org()))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Locks (or unlocks) an alert's mapping for arbitration.
+    pub async fn set_alert_locked(
+        &mut self,
+        scope: &OrgScope,
+        alert: &AlertId,
+        locked: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE alerts SET locked = $1 WHERE org_id = $2 AND id = $3")
+            .bind(i64::from(locked))
+            .bind(scope.org().as_str())
+            .bind(alert.as_str())
+            .execute(self.conn())
+            .await
+            .context(|| format!("locking alert {alert}"))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The stored alerts among `source_uids`, as `source_uid -> (id,
+    /// content_sha256)`.
+    pub async fn alerts_by_source_uid(
+        &self,
+        scope: &OrgScope,
+        source_uids: &[String],
+    ) -> Result<HashMap<String, (AlertId, String)>, StoreError> {
+        let mut found = HashMap::new();
+        let mut conn = self.conn().await?;
+        for chunk in source_uids.chunks(500) {
+            let sql = format!(
+                "SELECT id, source_uid, content_sha256 FROM alerts \
+                 WHERE org_id = {} AND source_uid IN ({})",
+                p(self.backend, 1),
+                in_list(self.backend, 1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(scope.org().as_str());
+            for uid in chunk {
+                query = query.bind(uid.as_str());
+            }
+            let rows = query
+                .fetch_all(&mut *conn)
+                .await
+                .context(|| "looking up alerts by source uid".to_string())?;
+            for row in &rows {
+                found.insert(
+                    get::<String>(row, "alerts", "source_uid")?,
+                    (
+                        AlertId(get(row, "alerts", "id")?),
+                        get(row, "alerts", "content_sha256")?,
+                    ),
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    /// One alert by the product's id or, failing that, by its source uid.
+    pub async fn alert(
+        &self,
+        scope: &OrgScope,
+        id_or_uid: &str,
+    ) -> Result<Option<AlertRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM alerts WHERE org_id = $1 AND (id = $2 OR source_uid = $2) \
+             ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1",
+            ALERT_COLUMNS.join(", ")
+        );
+        let row = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(id_or_uid)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .context(|| format!("reading alert {id_or_uid}"))?;
+        row.as_ref().map(alert_from_row).transpose()
+    }
+
+    /// A page of the org's alerts ordered by id, after `after` (a cursor).
+    pub async fn alerts_page(
+        &self,
+        scope: &OrgScope,
+        after: Option<&AlertId>,
+        limit: i64,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM alerts WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            ALERT_COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(after.map(|a| a.as_str()).unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .context(|| format!("listing alerts of org {}", scope.org()))?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    /// Counts the org's alerts by mapping state and stale flag:
+    /// `(total, mapped, stale)`.
+    pub async fn alert_counts(&self, scope: &OrgScope) -> Result<(i64, i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, \
+             COALESCE(SUM(CASE WHEN mapping_state = 'mapped' THEN 1 ELSE 0 END), 0) AS mapped, \
+             COALESCE(SUM(stale), 0) AS stale FROM alerts WHERE org_id = $1",
+        )
+        .bind(scope.org().as_str())
+        .fetch_one(&mut *self.conn().await?)
+        .await
+        .context(|| format!("counting alerts of org {}", scope.org()))?;
+        Ok((
+            get(&row, "alerts", "total")?,
+            get(&row, "alerts", "mapped")?,
+            get(&row, "alerts", "stale")?,
+        ))
+    }
+
+    /// Every candidate of an alert, oldest first.
+    pub async fn candidates(
+        &self,
+        scope: &OrgScope,
+        alert: &AlertId,
+    ) -> Result<Vec<CandidateRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM mapping_candidates WHERE org_id = $1 AND alert_id = $2 \
+             ORDER BY created_at, id",
+            CANDIDATE_COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(alert.as_str())
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .context(|| format!("reading candidates of alert {alert}"))?;
+        rows.iter().map(candidate_from_row).collect()
+    }
+
+    /// One version of an alert's canonical set, with its entries.
+    pub async fn canonical(
+        &self,
+        scope: &OrgScope,
+        alert: &AlertId,
+        version: i64,
+    ) -> Result<Option<CanonicalRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        let sql = format!(
+            "SELECT {} FROM canonical_sets WHERE org_id = $1 AND alert_id = $2 AND version = $3",
+            SET_COLUMNS.join(", ")
+        );
+        let row = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(alert.as_str())
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await
+            .context(|| format!("reading canonical set {version} of alert {alert}"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let set = set_from_row(&row)?;
+        let sql = format!(
+            "SELECT {} FROM canonical_mappings WHERE org_id = $1 AND alert_id = $2 \
+             AND version = $3 ORDER BY technique, tactic",
+            ENTRY_COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(alert.as_str())
+            .bind(version)
+            .fetch_all(&mut *conn)
+            .await
+            .context(|| format!("reading canonical mappings of alert {alert}"))?;
+        let entries = rows.iter().map(entry_from_row).collect::<Result<_, _>>()?;
+        Ok(Some(CanonicalRecord { set, entries }))
+    }
+
+    /// Every version of an alert's canonical set (headers), oldest first.
+    pub async fn canonical_history(
+        &self,
+        scope: &OrgScope,
+        alert: &AlertId,
+    ) -> Result<Vec<CanonicalSetRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM canonical_sets WHERE org_id = $1 AND alert_id = $2 ORDER BY version",
+            SET_COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(alert.as_str())
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .context(|| format!("reading canonical history of alert {alert}"))?;
+        rows.iter().map(set_from_row).collect()
+    }
+}

@@ -1,0 +1,392 @@
+//! Manual overrides (append-only), the review queue and notifications.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+
+use crate::alerts::{AlertId, get, get_opt_ts, get_ts};
+use crate::batch::{Val, insert_rows};
+use crate::{Context, OrgId, OrgScope, Store, StoreError, Tx, ts};
+
+/// One override row. A decision on a proposal is a new row whose
+/// `supersedes` names the proposal; rows are never edited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverrideRecord {
+    /// Override id.
+    pub id: String,
+    /// The org.
+    pub org_id: OrgId,
+    /// The alert it changes.
+    pub alert_id: AlertId,
+    /// Per-alert sequence number, from 1.
+    pub version: i64,
+    /// `add`, `remove` or `replace`.
+    pub action: String,
+    /// The technique added or removed.
+    pub technique: String,
+    /// Its tactic.
+    pub tactic: Option<String>,
+    /// For `replace`, the technique replaced.
+    pub replaces_technique: Option<String>,
+    /// For `replace`, its tactic.
+    pub replaces_tactic: Option<String>,
+    /// Reason code.
+    pub reason: String,
+    /// Notes.
+    pub notes: Option<String>,
+    /// Confidence of the manual mapping.
+    pub confidence: f64,
+    /// Who proposed or made it.
+    pub actor: String,
+    /// `proposed`, `approved` or `rejected`.
+    pub status: String,
+    /// Who approved or rejected it.
+    pub approved_by: Option<String>,
+    /// When.
+    pub approved_at: Option<DateTime<Utc>>,
+    /// The proposal this row decides.
+    pub supersedes: Option<String>,
+    /// When the row was written.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One review queue item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewRecord {
+    /// Item id.
+    pub id: String,
+    /// The org.
+    pub org_id: OrgId,
+    /// The alert to review.
+    pub alert_id: AlertId,
+    /// `low_confidence`, `ai_only`, `stale`, `conflict`, `over_mapping` or `no_evidence`.
+    pub reason: String,
+    /// What exactly (JSON text).
+    pub detail: String,
+    /// `open`, `accepted`, `rejected` or `corrected`.
+    pub state: String,
+    /// When it was queued.
+    pub opened_at: DateTime<Utc>,
+    /// When it was resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// By whom.
+    pub resolved_by: Option<String>,
+    /// Resolution notes or the correcting override (JSON text).
+    pub resolution: Option<String>,
+    /// How many actions touched it.
+    pub interactions: i64,
+}
+
+/// A message for the org's leads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    /// Id.
+    pub id: String,
+    /// The org.
+    pub org_id: OrgId,
+    /// Role or person it is for (`lead`).
+    pub recipient: String,
+    /// Kind (`arbitration_lock`).
+    pub kind: String,
+    /// The alert concerned.
+    pub alert_id: Option<AlertId>,
+    /// Text.
+    pub message: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+const OVERRIDE_COLUMNS: &str = "id, org_id, alert_id, version, action, technique, tactic, \
+     replaces_technique, replaces_tactic, reason, notes, confidence, actor, status, approved_by, \
+     approved_at, supersedes, created_at";
+
+const REVIEW_COLUMNS: [&str; 11] = [
+    "id",
+    "org_id",
+    "alert_id",
+    "reason",
+    "detail",
+    "state",
+    "opened_at",
+    "resolved_at",
+    "resolved_by",
+    "resolution",
+    "interactions",
+];
+
+fn override_from_row(row: &AnyRow) -> Result<OverrideRecord, StoreError> {
+    let t = "overrides";
+    Ok(OverrideRecord {
+        id: get(row, t, "id")?,
+        org_id: OrgId(get(row, t, "org_id")?),
+        alert_id: AlertId(get(row, t, "alert_id")?),
+        version: get(row, t, "version")?,
+        action: get(row, t, "action")?,
+        technique: get(row, t, "technique")?,
+        tactic: get(row, t, "tactic")?,
+        replaces_technique: get(row, t, "replaces_technique")?,
+        replaces_tactic: get(row, t, "replaces_tactic")?,
+        reason: get(row, t, "reason")?,
+        notes: get(row, t, "notes")?,
+        confidence: get(row, t, "confidence")?,
+        actor: get(row, t, "actor")?,
+        status: get(row, t, "status")?,
+        approved_by: get(row, t, "approved_by")?,
+        approved_at: get_opt_ts(row, t, "approved_at")?,
+        supersedes: get(row, t, "supersedes")?,
+        created_at: get_ts(row, t, "created_at")?,
+    })
+}
+
+fn review_from_row(row: &AnyRow) -> Result<ReviewRecord, StoreError> {
+    let t = "review_queue";
+    Ok(ReviewRecord {
+        id: get(row, t, "id")?,
+        org_id: OrgId(get(row, t, "org_id")?),
+        alert_id: AlertId(get(row, t, "alert_id")?),
+        reason: get(row, t, "reason")?,
+        detail: get(row, t, "detail")?,
+        state: get(row, t, "state")?,
+        opened_at: get_ts(row, t, "opened_at")?,
+        resolved_at: get_opt_ts(row, t, "resolved_at")?,
+        resolved_by: get(row, t, "resolved_by")?,
+        resolution: get(row, t, "resolution")?,
+        interactions: get(row, t, "interactions")?,
+    })
+}
+
+impl Tx {
+    /// Appends an override row.
+    pub async fn insert_override(&mut self, o: &OverrideRecord) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO overrides ({OVERRIDE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        ))
+        .bind(o.id.as_str())
+        .bind(o.org_id.as_str())
+        .bind(o.alert_id.as_str())
+        .bind(o.version)
+        .bind(o.action.as_str())
+        .bind(o.technique.as_str())
+        .bind(o.tactic.as_deref())
+        .bind(o.replaces_technique.as_deref())
+        .bind(o.replaces_tactic.as_deref())
+        .bind(o.reason.as_str())
+        .bind(o.notes.as_deref())
+        .bind(o.confidence)
+        .bind(o.actor.as_str())
+        .bind(o.status.as_str())
+        .bind(o.approved_by.as_deref())
+        .bind(o.approved_at.as_ref().map(ts))
+        .bind(o.supersedes.as_deref())
+        .bind(ts(&o.created_at))
+        .execute(self.conn())
+        .await
+        .context(|| format!("override version {} of alert {}", o.version, o.alert_id))?;
+        Ok(())
+    }
+
+    /// Opens review items; an item already open for the same alert and
+    /// reason is left as it is.
+    pub async fn open_reviews(&mut self, items: Vec<ReviewRecord>) -> Result<u64, StoreError> {
+        let backend = self.backend;
+        let rows = items
+            .into_iter()
+            .map(|r| {
+                vec![
+                    Val::from(r.id),
+                    r.org_id.0.into(),
+                    r.alert_id.0.into(),
+                    r.reason.into(),
+                    r.detail.into(),
+                    r.state.into(),
+                    ts(&r.opened_at).into(),
+                    r.resolved_at.as_ref().map(ts).into(),
+                    r.resolved_by.into(),
+                    r.resolution.into(),
+                    r.interactions.into(),
+                ]
+            })
+            .collect();
+        insert_rows(self.conn(), backend, "review_queue", &REVIEW_COLUMNS, rows, true).await
+    }
+
+    /// Resolves an open item; false when it is not open (or not the org's).
+    pub async fn resolve_review(
+        &mut self,
+        scope: &OrgScope,
+        id: &str,
+        state: &str,
+        by: &str,
+        at: &DateTime<Utc>,
+        resolution: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE review_queue SET state = $1, resolved_by = $2, resolved_at = $3, \
+             resolution = $4, interactions = interactions + 1 \
+             WHERE org_id = $5 AND id = $6 AND state = 'open'",
+        )
+        .bind(state)
+        .bind(by)
+        .bind(ts(at))
+        .bind(resolution)
+        .bind(scope.org().as_str())
+        .bind(id)
+        .execute(self.conn())
+        .await
+        .context(|| format!("resolving review item {id}"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Resolves every open item of an alert with `reason` (a recomputation
+    /// cleared a stale mark, say).
+    pub async fn close_reviews_of(
+        &mut self,
+        scope: &OrgScope,
+        alert: &AlertId,
+        reason: &str,
+        state: &str,
+        by: &str,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE review_queue SET state = $1, resolved_by = $2, resolved_at = $3 \
+             WHERE org_id = $4 AND alert_id = $5 AND reason = $6 AND state = 'open'",
+        )
+        .bind(state)
+        .bind(by)
+        .bind(ts(&crate::now()))
+        .bind(scope.org().as_str())
+        .bind(alert.as_str())
+        .bind(reason)
+        .execute(self.conn())
+        .await
+        .context(|| format!("closing review items of alert {alert}"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Stores a notification.
+    pub async fn insert_notification(&mut self, n: &NotificationRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO notifications (id, org_id, recipient, kind, alert_id, message, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(n.id.as_str())
+        .bind(n.org_id.as_str())
+        .bind(n.recipient.as_str())
+        .bind(n.kind.as_str())
+        .bind(n.alert_id.as_ref().map(|a| a.as_str()))
+        .bind(n.message.as_str())
+        .bind(ts(&n.created_at))
+        .execute(self.conn())
+        .await
+        .context(|| format!("notification {}", n.id))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Every override row of an alert, by version.
+    pub async fn overrides_of(
+        &self,
+        scope: &OrgScope,
+        alert: &AlertId,
+    ) -> Result<Vec<OverrideRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE org_id = $1 AND alert_id = $2 \
+             ORDER BY version"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(alert.as_str())
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .context(|| format!("reading overrides of alert {alert}"))?;
+        rows.iter().map(override_from_row).collect()
+    }
+
+    /// One override row.
+    pub async fn override_by_id(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+    ) -> Result<Option<OverrideRecord>, StoreError> {
+        let sql = format!("SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE org_id = $1 AND id = $2");
+        let row = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(id)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .context(|| format!("reading override {id}"))?;
+        row.as_ref().map(override_from_row).transpose()
+    }
+
+    /// Review items of the org in a state (`None`: all), oldest first.
+    pub async fn reviews(
+        &self,
+        scope: &OrgScope,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM review_queue WHERE org_id = $1 AND ($2 IS NULL OR state = $2) \
+             ORDER BY opened_at, id LIMIT $3",
+            REVIEW_COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(state)
+            .bind(limit)
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .context(|| format!("listing review items of org {}", scope.org()))?;
+        rows.iter().map(review_from_row).collect()
+    }
+
+    /// One review item.
+    pub async fn review(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+    ) -> Result<Option<ReviewRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM review_queue WHERE org_id = $1 AND id = $2",
+            REVIEW_COLUMNS.join(", ")
+        );
+        let row = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(id)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .context(|| format!("reading review item {id}"))?;
+        row.as_ref().map(review_from_row).transpose()
+    }
+
+    /// The org's notifications, newest first.
+    pub async fn notifications(
+        &self,
+        scope: &OrgScope,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, org_id, recipient, kind, alert_id, message, created_at \
+             FROM notifications WHERE org_id = $1 ORDER BY created_at DESC, id DESC",
+        )
+        .bind(scope.org().as_str())
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .context(|| format!("listing notifications of org {}", scope.org()))?;
+        rows.iter()
+            .map(|row| {
+                let t = "notifications";
+                Ok(NotificationRecord {
+                    id: get(row, t, "id")?,
+                    org_id: OrgId(get(row, t, "org_id")?),
+                    recipient: get(row, t, "recipient")?,
+                    kind: get(row, t, "kind")?,
+                    alert_id: get::<Option<String>>(row, t, "alert_id")?.map(AlertId),
+                    message: get(row, t, "message")?,
+                    created_at: get_ts(row, t, "created_at")?,
+                })
+            })
+            .collect()
+    }
+}
