@@ -187,7 +187,7 @@ function showMode() {
   $("matrix").dataset.mode = state.mode;
   let text;
   if (state.mode === "count") {
-    text = "Colour: raw count of canonical mappings in the cell, relative to the largest cell in view.";
+    text = "Colour: raw count of alerts mapped to the cell, relative to the largest cell in view.";
   } else if (state.formula) {
     text = `Colour: weighted intensity = ${state.formula} (relative to the largest cell in view).`;
   } else {
@@ -307,7 +307,8 @@ function renderItem(item) {
   add("Time", item.time ?? item.observed_at ?? item.created_at);
   add("Source", mapping.source, "drill-source");
   const confidence = mapping.confidence;
-  add("Confidence", confidence === undefined ? undefined : `${confidence}${mapping.band ? ` (${mapping.band})` : ""}`, "drill-confidence");
+  const shownConfidence = Number.isFinite(Number(confidence)) ? Number(confidence).toFixed(2) : confidence;
+  add("Confidence", confidence === undefined ? undefined : `${shownConfidence}${mapping.band ? ` (${mapping.band})` : ""}`, "drill-confidence");
   add("Evidence", mapping.evidence, "drill-evidence");
   if (mapping.explanation) {
     add("Why", mapping.explanation);

@@ -462,7 +462,7 @@ async fn analyst_flow_in_headless_chromium() {
     for fact in [
         "alert-42",
         "rule",
-        "0.9 (high)",
+        "0.90 (high)",
         "Suspicious Encoded PowerShell Command Line",
         "more_specific",
         "T1059 → T1059.001",

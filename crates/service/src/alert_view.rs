@@ -1,0 +1,621 @@
+//! The alert mapping output (`alerts show --json`, `GET /alerts/{id}`):
+//! the alert, every candidate, the canonical mapping with lineage, the
+//! overrides and the history, under a versioned JSON schema.
+//!
+//! [`alert_mapping_schema`] is the contract: `docs/schemas/alert-mapping.v1.json`
+//! must equal it (a test checks), and every view must validate against it
+//! ([`check_schema`]), so that a breaking change fails the build.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use store::{AlertRecord, CandidateRecord, CanonicalRecord, OverrideRecord};
+
+use crate::{Action, Actor, App, Result, ServiceError};
+
+/// Version of the alert mapping output; bumped on a breaking change.
+pub const ALERT_MAPPING_SCHEMA_VERSION: &str = "1";
+
+/// The alert in the mapping view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertSummary {
+    /// The product's id.
+    pub id: String,
+    /// The alert's own id in its source.
+    pub source_uid: String,
+    /// `ocsf`, `ecs` or `native`.
+    pub format: String,
+    /// When the activity happened (RFC 3339), when known.
+    pub time: Option<String>,
+    /// When the product received it.
+    pub received_at: String,
+    /// Title.
+    pub title: String,
+    /// Severity word.
+    pub severity: String,
+    /// The detection rule that raised it.
+    pub analytic_uid: Option<String>,
+    /// The product that raised it.
+    pub product: Option<String>,
+    /// The connector it came through.
+    pub connector: Option<String>,
+    /// Host.
+    pub host: Option<String>,
+    /// User.
+    pub user: Option<String>,
+    /// `mapped` or `unmapped`.
+    pub mapping_state: String,
+    /// True while a change waits for re-mapping.
+    pub stale: bool,
+    /// True when locked for arbitration.
+    pub locked: bool,
+}
+
+/// One piece of evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceView {
+    /// Field path.
+    pub field: String,
+    /// Its value.
+    pub value: String,
+    /// What matched.
+    pub matched: String,
+}
+
+/// One candidate with its provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateView {
+    /// Candidate id (content hash).
+    pub id: String,
+    /// Technique, as specific as its source gave it.
+    pub technique: String,
+    /// Tactic, when given.
+    pub tactic: Option<String>,
+    /// `manual`, `rule` or `ai`.
+    pub source: String,
+    /// 0.0 to 1.0.
+    pub confidence: f64,
+    /// `low`, `medium` or `high`.
+    pub band: String,
+    /// Evidence.
+    pub evidence: Vec<EvidenceView>,
+    /// Why.
+    pub explanation: String,
+    /// Rule id, for rule candidates.
+    pub rule_id: Option<String>,
+    /// Rule version.
+    pub rule_version: Option<i64>,
+    /// Model version, for AI candidates.
+    pub model_version: Option<String>,
+    /// Declared by the alert itself.
+    pub vendor_declared: bool,
+    /// Domain.
+    pub domain: String,
+    /// Release.
+    pub release: String,
+    /// Dataset.
+    pub dataset_id: Option<String>,
+    /// When stored.
+    pub created_at: String,
+}
+
+/// Where a canonical entry comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineageView {
+    /// Candidate ids behind it.
+    pub candidates: Vec<String>,
+    /// Override ids behind it, in the order applied.
+    pub overrides: Vec<String>,
+    /// Producers (`rule:<id>@<version>`, `vendor`, `ai:<model>`, `override:<id>`).
+    pub producers: Vec<String>,
+}
+
+/// One canonical entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanonicalEntryView {
+    /// Technique.
+    pub technique: String,
+    /// Tactic.
+    pub tactic: Option<String>,
+    /// Winning source.
+    pub source: String,
+    /// Winning confidence.
+    pub confidence: f64,
+    /// Its band.
+    pub band: String,
+    /// Lineage.
+    pub lineage: LineageView,
+    /// Declared by the alert.
+    pub vendor_declared: bool,
+    /// Evidence links it.
+    pub evidence_linked: bool,
+    /// Queued for review.
+    pub needs_review: bool,
+}
+
+/// The current canonical mapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanonicalView {
+    /// Version (one per recomputation).
+    pub version: i64,
+    /// The precedence level that decided it (`null`: unmapped).
+    pub decided_by: Option<String>,
+    /// Why precedence chose it, in words.
+    pub explanation: String,
+    /// What caused this computation.
+    pub cause: String,
+    /// Domain.
+    pub domain: String,
+    /// Release.
+    pub release: String,
+    /// Dataset.
+    pub dataset_id: Option<String>,
+    /// When computed.
+    pub computed_at: String,
+    /// Review flags.
+    pub flags: Vec<Value>,
+    /// Entries.
+    pub entries: Vec<CanonicalEntryView>,
+}
+
+/// One override row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverrideView {
+    /// Id.
+    pub id: String,
+    /// Version on the alert.
+    pub version: i64,
+    /// `add`, `remove`, `replace`.
+    pub action: String,
+    /// Technique.
+    pub technique: String,
+    /// Tactic.
+    pub tactic: Option<String>,
+    /// Replaced technique.
+    pub replaces: Option<String>,
+    /// Reason code.
+    pub reason: String,
+    /// Notes.
+    pub notes: Option<String>,
+    /// Who.
+    pub actor: String,
+    /// `proposed`, `approved`, `rejected`.
+    pub status: String,
+    /// Who decided.
+    pub approved_by: Option<String>,
+    /// The proposal it decides.
+    pub supersedes: Option<String>,
+    /// When written.
+    pub created_at: String,
+}
+
+/// One past canonical version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryView {
+    /// Version.
+    pub version: i64,
+    /// Decided by.
+    pub decided_by: Option<String>,
+    /// Number of entries.
+    pub entries: i64,
+    /// Cause.
+    pub cause: String,
+    /// Release.
+    pub release: String,
+    /// When.
+    pub computed_at: String,
+}
+
+/// The alert mapping output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertMappingView {
+    /// [`ALERT_MAPPING_SCHEMA_VERSION`].
+    pub schema_version: String,
+    /// The alert.
+    pub alert: AlertSummary,
+    /// The canonical mapping now.
+    pub canonical: CanonicalView,
+    /// Every candidate ever proposed for the alert.
+    pub candidates: Vec<CandidateView>,
+    /// Every override row.
+    pub overrides: Vec<OverrideView>,
+    /// Every canonical version, oldest first.
+    pub history: Vec<HistoryView>,
+}
+
+impl App {
+    /// The mapping of one alert, by the product's id or the source uid.
+    pub async fn alert_mapping(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+    ) -> Result<AlertMappingView> {
+        self.authorize(actor, Action::ReadMappings, ("alert", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let not_found = || ServiceError::NotFound {
+            kind: "alert",
+            id: id.to_string(),
+        };
+        let alert = self.store.alert(&scope, id).await?.ok_or_else(not_found)?;
+        let canonical = self
+            .store
+            .canonical(&scope, &alert.id, alert.canonical_version)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Internal(format!("alert {} has no canonical set", alert.id))
+            })?;
+        let candidates = self.store.candidates(&scope, &alert.id).await?;
+        let overrides = self.store.overrides_of(&scope, &alert.id).await?;
+        let history = self.store.canonical_history(&scope, &alert.id).await?;
+        Ok(view(&alert, &canonical, &candidates, &overrides, &history))
+    }
+}
+
+fn ts(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn strings(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn view(
+    alert: &AlertRecord,
+    canonical: &CanonicalRecord,
+    candidates: &[CandidateRecord],
+    overrides: &[OverrideRecord],
+    history: &[store::CanonicalSetRecord],
+) -> AlertMappingView {
+    let set = &canonical.set;
+    let explanation = match set.decided_by.as_deref() {
+        None => "no source proposed an admissible technique: unmapped".to_string(),
+        Some("manual") => {
+            "an approved manual override decides (manual > rule > ai)".to_string()
+        }
+        Some("rule") => "deterministic rule candidates decide (manual > rule > ai); \
+                         AI candidates are ignored beside them"
+            .to_string(),
+        Some(other) => format!(
+            "only {other} candidates at or above the AI bar exist (manual > rule > ai)"
+        ),
+    };
+    AlertMappingView {
+        schema_version: ALERT_MAPPING_SCHEMA_VERSION.to_string(),
+        alert: AlertSummary {
+            id: alert.id.to_string(),
+            source_uid: alert.source_uid.clone(),
+            format: alert.format.clone(),
+            time: alert.time.as_ref().map(ts),
+            received_at: ts(&alert.received_at),
+            title: alert.title.clone(),
+            severity: alert.severity.clone(),
+            analytic_uid: alert.analytic_uid.clone(),
+            product: alert.product.clone(),
+            connector: alert.connector.clone(),
+            host: alert.host.clone(),
+            user: alert.user.clone(),
+            mapping_state: alert.mapping_state.clone(),
+            stale: alert.stale,
+            locked: alert.locked,
+        },
+        canonical: CanonicalView {
+            version: set.version,
+            decided_by: set.decided_by.clone(),
+            explanation,
+            cause: set.cause.clone(),
+            domain: set.domain.clone(),
+            release: set.release.clone(),
+            dataset_id: set.dataset_id.clone(),
+            computed_at: ts(&set.computed_at),
+            flags: serde_json::from_str(&set.flags).unwrap_or_default(),
+            entries: canonical
+                .entries
+                .iter()
+                .map(|e| CanonicalEntryView {
+                    technique: e.technique.clone(),
+                    tactic: e.tactic.clone(),
+                    source: e.source.clone(),
+                    confidence: e.confidence,
+                    band: e.band.clone(),
+                    lineage: LineageView {
+                        candidates: strings(&e.candidate_ids),
+                        overrides: strings(&e.override_ids),
+                        producers: strings(&e.producers),
+                    },
+                    vendor_declared: e.vendor_declared,
+                    evidence_linked: e.evidence_linked,
+                    needs_review: e.needs_review,
+                })
+                .collect(),
+        },
+        candidates: candidates
+            .iter()
+            .map(|c| CandidateView {
+                id: c.id.clone(),
+                technique: c.technique.clone(),
+                tactic: c.tactic.clone(),
+                source: c.source.clone(),
+                confidence: c.confidence,
+                band: c.band.clone(),
+                evidence: serde_json::from_str::<Vec<mapping::Evidence>>(&c.evidence)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| EvidenceView {
+                        field: e.field,
+                        value: e.value,
+                        matched: e.matched,
+                    })
+                    .collect(),
+                explanation: c.explanation.clone(),
+                rule_id: c.rule_id.clone(),
+                rule_version: c.rule_version,
+                model_version: c.model_version.clone(),
+                vendor_declared: c.vendor_declared,
+                domain: c.domain.clone(),
+                release: c.release.clone(),
+                dataset_id: c.dataset_id.clone(),
+                created_at: ts(&c.created_at),
+            })
+            .collect(),
+        overrides: overrides.iter().map(override_view).collect(),
+        history: history
+            .iter()
+            .map(|h| HistoryView {
+                version: h.version,
+                decided_by: h.decided_by.clone(),
+                entries: h.entries,
+                cause: h.cause.clone(),
+                release: h.release.clone(),
+                computed_at: ts(&h.computed_at),
+            })
+            .collect(),
+    }
+}
+
+/// The view of one override row.
+pub(crate) fn override_view(o: &OverrideRecord) -> OverrideView {
+    OverrideView {
+        id: o.id.clone(),
+        version: o.version,
+        action: o.action.clone(),
+        technique: o.technique.clone(),
+        tactic: o.tactic.clone(),
+        replaces: o.replaces_technique.clone(),
+        reason: o.reason.clone(),
+        notes: o.notes.clone(),
+        actor: o.actor.clone(),
+        status: o.status.clone(),
+        approved_by: o.approved_by.clone(),
+        supersedes: o.supersedes.clone(),
+        created_at: ts(&o.created_at),
+    }
+}
+
+/// A JSON Schema object with every property required and no other allowed.
+fn object(properties: Value) -> Value {
+    let required: Vec<&String> = properties
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    json!({
+        "type": "object",
+        "required": required,
+        "additionalProperties": false,
+        "properties": properties,
+    })
+}
+
+fn array(items: Value) -> Value {
+    json!({"type": "array", "items": items})
+}
+
+/// The JSON Schema (draft 2020-12 subset) of [`AlertMappingView`], version
+/// [`ALERT_MAPPING_SCHEMA_VERSION`]. Written out as
+/// `docs/schemas/alert-mapping.v1.json`.
+pub fn alert_mapping_schema() -> Value {
+    let text = json!({"type": "string"});
+    let opt_text = json!({"type": ["string", "null"]});
+    let boolean = json!({"type": "boolean"});
+    let confidence = json!({"type": "number", "minimum": 0.0, "maximum": 1.0});
+    let band = json!({"type": "string", "enum": ["low", "medium", "high"]});
+    let source = json!({"type": "string", "enum": ["manual", "rule", "ai"]});
+    let technique = json!({"type": "string", "pattern": "^T[0-9]{4}(\\.[0-9]{3})?$"});
+    let tactic = json!({"type": ["string", "null"], "pattern": "^TA[0-9]{4}$"});
+
+    let alert = object(json!({
+        "id": text, "source_uid": text,
+        "format": {"type": "string", "enum": ["ocsf", "ecs", "native"]},
+        "time": opt_text, "received_at": text, "title": text, "severity": text,
+        "analytic_uid": opt_text, "product": opt_text, "connector": opt_text,
+        "host": opt_text, "user": opt_text,
+        "mapping_state": {"type": "string", "enum": ["mapped", "unmapped"]},
+        "stale": boolean, "locked": boolean,
+    }));
+    let evidence = object(json!({"field": text, "value": text, "matched": text}));
+    let candidate = object(json!({
+        "id": text, "technique": technique, "tactic": tactic, "source": source,
+        "confidence": confidence, "band": band, "evidence": array(evidence),
+        "explanation": text, "rule_id": opt_text,
+        "rule_version": {"type": ["integer", "null"]}, "model_version": opt_text,
+        "vendor_declared": boolean, "domain": text, "release": text,
+        "dataset_id": opt_text, "created_at": text,
+    }));
+    let lineage = object(json!({
+        "candidates": array(text.clone()), "overrides": array(text.clone()),
+        "producers": array(text.clone()),
+    }));
+    let entry = object(json!({
+        "technique": technique, "tactic": tactic, "source": source,
+        "confidence": confidence, "band": band, "lineage": lineage,
+        "vendor_declared": boolean, "evidence_linked": boolean, "needs_review": boolean,
+    }));
+    let canonical = object(json!({
+        "version": {"type": "integer", "minimum": 1},
+        "decided_by": {"type": ["string", "null"], "enum": ["manual", "rule", "ai", null]},
+        "explanation": text, "cause": text, "domain": text, "release": text,
+        "dataset_id": opt_text, "computed_at": text,
+        "flags": array(json!({"type": "object"})), "entries": array(entry),
+    }));
+    let override_row = object(json!({
+        "id": text, "version": {"type": "integer"},
+        "action": {"type": "string", "enum": ["add", "remove", "replace"]},
+        "technique": technique, "tactic": tactic, "replaces": opt_text, "reason": text,
+        "notes": opt_text, "actor": text,
+        "status": {"type": "string", "enum": ["proposed", "approved", "rejected"]},
+        "approved_by": opt_text, "supersedes": opt_text, "created_at": text,
+    }));
+    let history = object(json!({
+        "version": {"type": "integer"}, "decided_by": opt_text,
+        "entries": {"type": "integer"}, "cause": text, "release": text, "computed_at": text,
+    }));
+    let mut schema = object(json!({
+        "schema_version": {"type": "string", "const": ALERT_MAPPING_SCHEMA_VERSION},
+        "alert": alert, "canonical": canonical, "candidates": array(candidate),
+        "overrides": array(override_row), "history": array(history),
+    }));
+    if let Some(map) = schema.as_object_mut() {
+        map.insert(
+            "$schema".into(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
+        map.insert(
+            "$id".into(),
+            json!("https://nexus-attack.example/schemas/alert-mapping.v1.json"),
+        );
+        map.insert(
+            "title".into(),
+            json!("nexus-attack alert mapping output, version 1"),
+        );
+    }
+    schema
+}
+
+/// Checks `value` against the subset of JSON Schema that
+/// [`alert_mapping_schema`] uses (type, required, additionalProperties,
+/// properties, items, enum, const, pattern, minimum, maximum). Returns
+/// every violation as `path: problem`.
+pub fn check_schema(schema: &Value, value: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    check_at(schema, value, "$", &mut problems);
+    problems
+}
+
+fn type_matches(kind: &str, value: &Value) -> bool {
+    match kind {
+        "string" => value.is_string(),
+        "number" => value.is_number(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "boolean" => value.is_boolean(),
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "null" => value.is_null(),
+        _ => false,
+    }
+}
+
+fn check_at(schema: &Value, value: &Value, path: &str, problems: &mut Vec<String>) {
+    if let Some(kind) = schema.get("type") {
+        let kinds: Vec<&str> = match kind {
+            Value::String(k) => vec![k.as_str()],
+            Value::Array(ks) => ks.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if !kinds.iter().any(|k| type_matches(k, value)) {
+            problems.push(format!("{path}: expected {kinds:?}, got {value}"));
+            return;
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        problems.push(format!("{path}: {value} is not one of {allowed:?}"));
+    }
+    if let Some(expected) = schema.get("const")
+        && expected != value
+    {
+        problems.push(format!("{path}: expected {expected}, got {value}"));
+    }
+    if let (Some(pattern), Some(text)) = (
+        schema.get("pattern").and_then(Value::as_str),
+        value.as_str(),
+    ) {
+        match regex::Regex::new(pattern) {
+            Ok(re) if re.is_match(text) => {}
+            Ok(_) => problems.push(format!("{path}: `{text}` does not match {pattern}")),
+            Err(e) => problems.push(format!("{path}: bad pattern {pattern}: {e}")),
+        }
+    }
+    if let Some(x) = value.as_f64() {
+        if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+            && x < min
+        {
+            problems.push(format!("{path}: {x} < {min}"));
+        }
+        if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+            && x > max
+        {
+            problems.push(format!("{path}: {x} > {max}"));
+        }
+    }
+    if let Some(object) = value.as_object() {
+        let properties = schema.get("properties").and_then(Value::as_object);
+        for name in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !object.contains_key(name) {
+                problems.push(format!("{path}: missing `{name}`"));
+            }
+        }
+        for (name, v) in object {
+            match properties.and_then(|p| p.get(name)) {
+                Some(s) => check_at(s, v, &format!("{path}.{name}"), problems),
+                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    problems.push(format!("{path}: unexpected `{name}`"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(values)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in values.iter().enumerate() {
+            check_at(items, v, &format!("{path}[{i}]"), problems);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checker_finds_missing_extra_and_mistyped_fields() {
+        let schema = object(json!({"a": {"type": "integer"}, "b": {"type": ["string", "null"]}}));
+        assert!(check_schema(&schema, &json!({"a": 1, "b": null})).is_empty());
+        let problems = check_schema(&schema, &json!({"a": "x", "c": 1}));
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("missing `b`")));
+        assert!(problems.iter().any(|p| p.contains("unexpected `c`")));
+    }
+
+    #[test]
+    fn the_schema_file_is_what_the_code_generates() {
+        // A change to the output shape must come with a new schema file (and
+        // a new version when it breaks clients): CI fails until it does.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/schemas/alert-mapping.v1.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let stored: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            stored,
+            alert_mapping_schema(),
+            "regenerate {} from alert_mapping_schema()",
+            path.display()
+        );
+    }
+}
