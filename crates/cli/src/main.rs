@@ -5,7 +5,9 @@
 //! stderr and exit non-zero. The CLI acts as a local operator: a
 //! platform-admin named by `--actor`.
 
+mod mapping_cmds;
 mod output;
+mod suggest_cmds;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -58,6 +60,24 @@ enum Command {
     /// Read the active taxonomy of a domain.
     #[command(subcommand)]
     Taxonomy(TaxonomyCommand),
+    /// Alerts: ingest (mapped at ingestion) and show their mappings.
+    #[command(subcommand)]
+    Alerts(mapping_cmds::AlertsCommand),
+    /// Mapping rules and rule packs.
+    #[command(subcommand)]
+    Rules(mapping_cmds::RulesCommand),
+    /// Manual overrides of alert mappings.
+    #[command(subcommand)]
+    Overrides(mapping_cmds::OverridesCommand),
+    /// The review queue.
+    #[command(subcommand)]
+    Review(mapping_cmds::ReviewCommand),
+    /// Benchmarks on the configured database.
+    #[command(subcommand)]
+    Bench(mapping_cmds::BenchCommand),
+    /// AI-assisted technique suggestions: text, batch, evaluate.
+    #[command(subcommand)]
+    Suggest(suggest_cmds::SuggestCommand),
     /// Run the HTTP API.
     Serve {
         /// Address to listen on.
@@ -442,6 +462,11 @@ fn parse_domain(s: &str) -> anyhow::Result<Domain> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Suggestions may come from a release file without any database.
+    let cli = match cli.command {
+        Command::Suggest(command) => return suggest_cmds::run(&cli.database, command).await,
+        command => Cli { command, ..cli },
+    };
     let mut config = AppConfig::new(&cli.database);
     if let Command::Serve { require_domain, .. } = &cli.command {
         config.required_domains = require_domain
@@ -503,6 +528,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Taxonomy(command) => taxonomy(&app, command).await,
+        // Answered above, before the database opens; listed for completeness.
+        Command::Suggest(command) => suggest_cmds::run(&cli.database, command).await,
+        Command::Alerts(command) => mapping_cmds::alerts(&app, command).await,
+        Command::Rules(command) => mapping_cmds::rules(&app, command).await,
+        Command::Overrides(command) => mapping_cmds::overrides(&app, command).await,
+        Command::Review(command) => mapping_cmds::review(&app, command).await,
+        Command::Bench(command) => mapping_cmds::bench(&app, command).await,
         Command::Serve { addr, .. } => {
             let config = server::ServerConfig {
                 addr,

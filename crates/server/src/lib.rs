@@ -1,5 +1,6 @@
 //! HTTP API of nexus-attack: routes, authentication, envelopes, metrics and
-//! hardening around the `service` use cases.
+//! hardening around the `service` use cases, and the analyst web UI that
+//! reads that API ([`ui`]).
 //!
 //! The server decides nothing about ATT&CK or permissions: it reads the
 //! request, asks `service`, and answers in one envelope. Every route lives in

@@ -21,8 +21,11 @@ use axum::routing::get;
 use crate::error::ApiError;
 
 /// The policy sent with every UI file. `connect-src 'self'` is what keeps
-/// the token from being sent anywhere but this server; export downloads are
-/// `blob:` links, which navigation rather than `default-src` governs.
+/// the token from being sent anywhere but this server; `form-action 'none'`
+/// keeps a form from ever submitting natively (the script handles every
+/// form, so a native submit could only leak the token into a request);
+/// export downloads are `blob:` links, which navigation rather than
+/// `default-src` governs.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -135,6 +138,25 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), count, "asset listed twice");
         assert!(ASSETS.iter().all(|a| !a.bytes.is_empty()));
+    }
+
+    #[test]
+    fn scripts_insert_api_text_as_text_only() {
+        // Technique names, evidence and override notes come from the API and
+        // ultimately from alert feeds: markup in them must stay text.
+        for asset in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            let script = std::str::from_utf8(asset.bytes).expect("scripts are UTF-8");
+            for sink in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+                "new Function",
+            ] {
+                assert!(!script.contains(sink), "{} uses {sink}", asset.name);
+            }
+        }
     }
 
     #[test]

@@ -121,6 +121,20 @@ pub enum Action {
     ReadAudit,
     /// Verify the audit chain.
     VerifyAudit,
+    /// Ingest alerts (mapped at ingestion).
+    AlertIngest,
+    /// Read alerts, their mappings, rules, the review queue.
+    ReadMappings,
+    /// Create, update, roll back and import mapping rules.
+    RuleWrite,
+    /// Override a mapping (a proposal unless the role may approve).
+    OverrideCreate,
+    /// Apply overrides at once and approve or reject proposals.
+    OverrideApprove,
+    /// Accept, reject or correct review items.
+    ReviewWork,
+    /// Ask the AI-assisted suggester for techniques (and its evaluation).
+    Suggest,
 }
 
 impl Action {
@@ -141,6 +155,13 @@ impl Action {
             Action::ManageTokens => "manage_tokens",
             Action::ReadAudit => "read_audit",
             Action::VerifyAudit => "verify_audit",
+            Action::Suggest => "suggest",
+            Action::AlertIngest => "alert_ingest",
+            Action::ReadMappings => "read_mappings",
+            Action::RuleWrite => "rule_write",
+            Action::OverrideCreate => "override_create",
+            Action::OverrideApprove => "override_approve",
+            Action::ReviewWork => "review_work",
         }
     }
 }
@@ -194,6 +215,24 @@ pub const MATRIX: &[(Action, &[Role])] = &[
     (Action::ManageTokens, &[Admin, PlatformAdmin]),
     (Action::ReadAudit, &[Admin, Steward, PlatformAdmin]),
     (Action::VerifyAudit, &[Admin, Steward, PlatformAdmin]),
+    (Action::AlertIngest, &[Engineer, Admin, PlatformAdmin]),
+    (
+        Action::ReadMappings,
+        &[Viewer, Analyst, Lead, Engineer, Admin, PlatformAdmin],
+    ),
+    (Action::RuleWrite, &[Engineer, Admin, PlatformAdmin]),
+    (
+        Action::OverrideCreate,
+        &[Analyst, Lead, Engineer, Admin, PlatformAdmin],
+    ),
+    (Action::OverrideApprove, &[Lead, Admin, PlatformAdmin]),
+    (Action::ReviewWork, &[Analyst, Lead, Admin, PlatformAdmin]),
+    // Suggestions are working material for mapping, and with an external
+    // provider each one may leave the platform: viewers only read.
+    (
+        Action::Suggest,
+        &[Analyst, Lead, Engineer, Admin, Steward, PlatformAdmin],
+    ),
 ];
 
 /// Whether `role` may perform `action`, read from [`MATRIX`].
@@ -225,6 +264,13 @@ mod tests {
             Action::ManageTokens,
             Action::ReadAudit,
             Action::VerifyAudit,
+            Action::AlertIngest,
+            Action::ReadMappings,
+            Action::RuleWrite,
+            Action::OverrideCreate,
+            Action::OverrideApprove,
+            Action::ReviewWork,
+            Action::Suggest,
         ];
         for action in all {
             let rows = MATRIX.iter().filter(|(a, _)| *a == action).count();

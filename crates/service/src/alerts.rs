@@ -557,7 +557,7 @@ impl App {
         scope: &OrgScope,
         engine: &Engine,
         cause: &str,
-        affected: impl Fn(&AlertRecord) -> bool,
+        mut affected: impl FnMut(&AlertRecord) -> bool,
     ) -> Result<(usize, usize)> {
         const PAGE: i64 = 500;
         let (mut seen, mut changed) = (0, 0);
@@ -712,11 +712,25 @@ fn produce(
     }
 }
 
-/// Reads a stored alert's normalized form back.
+/// Decodes a stored alert again from its raw document (decoding is
+/// deterministic, and the raw document is the evidence of record).
 pub(crate) fn decode_stored(alert: &AlertRecord) -> Result<NormalizedAlert> {
-    serde_json::from_str(&alert.normalized).map_err(|e| {
+    let corrupt = |e: String| {
         ServiceError::Internal(format!("stored alert {} does not decode: {e}", alert.id))
-    })
+    };
+    let value: Value = serde_json::from_str(&alert.raw).map_err(|e| corrupt(e.to_string()))?;
+    decode_alert(&value).map_err(|e| corrupt(e.to_string()))
+}
+
+/// The normalized attributes stored beside the raw document: everything but
+/// the field map, which is the raw document flattened and would double the
+/// size of every alert row.
+fn normalized_text(alert: &NormalizedAlert) -> String {
+    let mut value = serde_json::to_value(alert).unwrap_or(Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.remove("fields");
+    }
+    value.to_string()
 }
 
 /// The (domain, release, dataset) a mapping is made under.
@@ -759,7 +773,7 @@ fn alert_record(scope: &OrgScope, p: &Prepared, now: chrono::DateTime<chrono::Ut
         user: a.user.clone(),
         content_sha256: p.content_sha256.clone(),
         raw: p.raw.clone(),
-        normalized: serde_json::to_string(a).unwrap_or_else(|_| "null".into()),
+        normalized: normalized_text(a),
         mapping_state: if p.set.is_unmapped() {
             "unmapped"
         } else {

@@ -22,12 +22,17 @@
 //! - operations: [`App::readiness`].
 
 pub mod access;
+mod alert_view;
+mod alerts;
 mod audit;
 mod datasets;
 mod error;
 mod fetch;
 mod orgs;
+mod overrides;
 mod reads;
+mod rules;
+mod suggestions;
 mod sync;
 
 use std::collections::HashMap;
@@ -38,7 +43,21 @@ use serde::{Deserialize, Serialize};
 use taxonomy::{Domain, Release, Tactic, Technique};
 
 pub use access::{Action, Role};
+pub use alert_view::{
+    ALERT_MAPPING_SCHEMA_VERSION, AlertMappingView, AlertSummary, CandidateView,
+    CanonicalEntryView, CanonicalView, EvidenceView, HistoryView, LineageView, OverrideView,
+    alert_mapping_schema, check_schema,
+};
+pub use alerts::{IngestError, IngestReport, MappingConfig};
+pub use overrides::{Notification, OverrideInput, OverrideOutcome, ReviewDecision, ReviewItem};
+pub use rules::{
+    RuleChange, RuleView, SigmaImportOutcome, SigmaImportSummary, SimulatedAlert, Simulation,
+};
 pub use error::{ErrorKind, ServiceError};
+pub use suggestions::{
+    ActiveSuggester, MAX_SUGGESTIONS, ProviderReport, SuggestEvaluation, SuggestionList,
+    ai_candidates, alert_input,
+};
 pub use store::{
     AuditEvent, AuditVerification, Dataset, DatasetFilter, DatasetId, Org, OrgId, Outcome,
     ReferenceMigration, TokenId,
@@ -57,6 +76,9 @@ pub struct AppConfig {
     pub required_domains: Vec<Domain>,
     /// Largest bundle accepted from a file, URL or upload, in bytes.
     pub max_bundle_bytes: usize,
+    /// Mapping engine settings (precedence policy, arbitration threshold,
+    /// ingestion batch size).
+    pub mapping: MappingConfig,
 }
 
 impl AppConfig {
@@ -67,6 +89,7 @@ impl AppConfig {
             database_url: database_url.into(),
             required_domains: vec![Domain::Enterprise],
             max_bundle_bytes: 256 * 1024 * 1024,
+            mapping: MappingConfig::default(),
         }
     }
 }
@@ -451,6 +474,10 @@ pub struct App {
     /// Parsed releases keyed by dataset id. Datasets never change content,
     /// so entries never go stale; only activation decides which is read.
     releases: Arc<RwLock<HashMap<DatasetId, Arc<Release>>>>,
+    /// Compiled mapping rules per org.
+    mapping_cache: Arc<alerts::RuleCache>,
+    /// Built suggesters per dataset and the optional external provider.
+    suggesters: Arc<suggestions::SuggestState>,
 }
 
 impl fmt::Debug for App {
@@ -470,6 +497,8 @@ impl App {
             store,
             config: Arc::new(config),
             releases: Arc::default(),
+            mapping_cache: Arc::default(),
+            suggesters: Arc::default(),
         })
     }
 

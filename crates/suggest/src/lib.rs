@@ -54,6 +54,12 @@
 //! # }
 //! ```
 //!
+//! # External provider and KPI
+//! [`provider`] optionally asks an OpenAI-compatible endpoint to re-rank the
+//! built-in candidates (never adding a technique or raising a confidence);
+//! [`kpi::cap_gap`] aggregates the gap between calibrated and capped
+//! confidence for the KPI work.
+//!
 //! # Bounds
 //! An input is read up to [`text::MAX_INPUT_BYTES`] bytes and
 //! [`text::MAX_INPUT_TOKENS`] tokens; beyond that it is truncated (and the
@@ -63,7 +69,9 @@
 pub mod calibration;
 pub mod evaluate;
 pub mod input;
+pub mod kpi;
 mod model;
+pub mod provider;
 pub mod split;
 pub mod suggester;
 pub mod text;
@@ -71,6 +79,8 @@ pub mod text;
 pub use calibration::{Calibrator, ReliabilityBin, expected_calibration_error, reliability};
 pub use evaluate::{EvaluationReport, evaluate};
 pub use input::{InputField, SuggestInput};
+pub use kpi::{CapGap, cap_gap};
+pub use provider::{ExternalProvider, ProviderConfig, ProviderError, ProviderOutcome, ProviderStatus};
 pub use split::{ProcedureExample, held_out_ids, is_held_out, procedure_examples};
 pub use suggester::{
     AttackSource, Band, ConfigError, Evidence, MAX_CONFIDENCE, METHOD, SuggestOutcome, Suggester,

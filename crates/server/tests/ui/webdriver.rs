@@ -20,6 +20,8 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// Unicode private-use code points WebDriver maps to keys.
 pub const ENTER: &str = "\u{E007}";
+/// The Escape key.
+pub const ESCAPE: &str = "\u{E00C}";
 /// The space bar.
 pub const SPACE: &str = " ";
 
@@ -85,6 +87,9 @@ impl Driver {
         let capabilities = json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
+                // Keeps the console so tests can check for script errors and
+                // Content-Security-Policy violations.
+                "goog:loggingPrefs": { "browser": "ALL" },
                 "goog:chromeOptions": {
                     "binary": CHROMIUM,
                     "args": [
@@ -361,6 +366,27 @@ impl Session {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The browser console messages since the last call (chromedriver's
+    /// log extension; W3C WebDriver has no console endpoint).
+    pub async fn console(&self) -> Vec<String> {
+        let value = self
+            .call(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({ "type": "browser" })),
+            )
+            .await;
+        value
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| format!("{} {}", e["level"], e["message"]))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Ends the session, which closes Chromium.

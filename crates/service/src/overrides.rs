@@ -1,0 +1,557 @@
+//! Manual overrides (a lead applies at once, an analyst proposes and a lead
+//! approves), arbitration locks after repeated flip-flops, the review queue
+//! and lead notifications.
+
+use mapping::overrides::{OverrideMeta, OverrideRequest, flip_flops};
+use mapping::{OverrideStatus, Subject};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use store::{AlertRecord, NotificationRecord, OrgScope, OverrideRecord};
+
+use crate::alert_view::{OverrideView, override_view};
+use crate::alerts::{Engine, override_from_record};
+use crate::{Action, Actor, App, Outcome, Result, ServiceError, access};
+
+/// An override as asked for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OverrideInput {
+    /// `add`, `remove` or `replace`.
+    pub action: String,
+    /// The technique added (add, replace) or removed (remove).
+    pub technique: String,
+    /// Its tactic.
+    pub tactic: Option<String>,
+    /// For `replace`: the technique replaced.
+    pub replaces: Option<String>,
+    /// For `replace`: its tactic.
+    pub replaces_tactic: Option<String>,
+    /// Reason code (required): `wrong_technique`, `missing_technique`,
+    /// `wrong_subtechnique`, `false_positive`, `taxonomy_update`, `other`.
+    pub reason: Option<String>,
+    /// Notes.
+    pub notes: Option<String>,
+    /// Confidence of the manual mapping (default 1.0).
+    pub confidence: Option<f64>,
+}
+
+/// What an override did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverrideOutcome {
+    /// The row written.
+    pub r#override: OverrideView,
+    /// True when it changed the canonical mapping now (approved).
+    pub applied: bool,
+    /// Canonical version before.
+    pub before_version: i64,
+    /// Canonical version after.
+    pub after_version: i64,
+    /// True when the alert is now locked for arbitration.
+    pub locked: bool,
+}
+
+/// One review queue item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewItem {
+    /// Id.
+    pub id: String,
+    /// The alert.
+    pub alert_id: String,
+    /// Why queued.
+    pub reason: String,
+    /// Details (flags).
+    pub detail: serde_json::Value,
+    /// `open`, `accepted`, `rejected`, `corrected`.
+    pub state: String,
+    /// Queued at.
+    pub opened_at: String,
+    /// Resolved at.
+    pub resolved_at: Option<String>,
+    /// By.
+    pub resolved_by: Option<String>,
+    /// Resolution notes (or the correcting override).
+    pub resolution: Option<serde_json::Value>,
+    /// Actions taken on it.
+    pub interactions: i64,
+    /// Time to validate in milliseconds, once resolved.
+    pub time_to_validate_ms: Option<i64>,
+}
+
+/// A review decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    /// The mapping is right.
+    Accept,
+    /// The mapping is wrong; no correction given.
+    Reject,
+}
+
+/// A lead notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Id.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// The alert.
+    pub alert_id: Option<String>,
+    /// Text.
+    pub message: String,
+    /// When.
+    pub created_at: String,
+}
+
+fn ts(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn review_item(r: &store::ReviewRecord) -> ReviewItem {
+    ReviewItem {
+        id: r.id.clone(),
+        alert_id: r.alert_id.to_string(),
+        reason: r.reason.clone(),
+        detail: serde_json::from_str(&r.detail).unwrap_or_default(),
+        state: r.state.clone(),
+        opened_at: ts(&r.opened_at),
+        resolved_at: r.resolved_at.as_ref().map(ts),
+        resolved_by: r.resolved_by.clone(),
+        resolution: r
+            .resolution
+            .as_deref()
+            .map(|t| serde_json::from_str(t).unwrap_or(json!(t))),
+        interactions: r.interactions,
+        time_to_validate_ms: r
+            .resolved_at
+            .map(|at| (at - r.opened_at).num_milliseconds()),
+    }
+}
+
+impl App {
+    /// Overrides an alert's mapping. The reason code is required. When the
+    /// actor may approve overrides (a lead) it applies at once; otherwise it
+    /// is a proposal that a lead approves. An alert locked for arbitration
+    /// takes only a lead's override, which settles the arbitration.
+    pub async fn create_override(
+        &self,
+        actor: &Actor,
+        org: &str,
+        alert: &str,
+        input: OverrideInput,
+    ) -> Result<OverrideOutcome> {
+        self.authorize(actor, Action::OverrideCreate, ("alert", alert))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let engine = self.engine(&scope).await?;
+        let record = self.existing_alert(&scope, alert).await?;
+        let applies = access::allows(actor.role, Action::OverrideApprove);
+        if record.locked && !applies {
+            return Err(ServiceError::Conflict(format!(
+                "alert {} is locked for arbitration: a lead decides",
+                record.id
+            )));
+        }
+
+        let rows = self.store.overrides_of(&scope, &record.id).await?;
+        let version = rows.iter().map(|o| o.version).max().unwrap_or(0) + 1;
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = store::now();
+        let request = OverrideRequest {
+            action: input.action.clone(),
+            technique: input.technique.clone(),
+            tactic: input.tactic.clone(),
+            replaces_technique: input.replaces.clone(),
+            replaces_tactic: input.replaces_tactic.clone(),
+            reason: input.reason.clone(),
+            notes: input.notes.clone(),
+            confidence: input.confidence,
+        };
+        let meta = OverrideMeta {
+            id: id.clone(),
+            subject: Subject::alert(record.id.as_str()),
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+            actor: actor.name.clone(),
+            status: if applies {
+                OverrideStatus::Approved
+            } else {
+                OverrideStatus::Proposed
+            },
+            decided_at: applies.then_some(now),
+        };
+        let validated = match request.validate(&engine.release, meta) {
+            Ok(o) => o,
+            Err(e) => {
+                let details = json!({"code": "invalid_input", "message": e.to_string()});
+                self.audit_outcome(
+                    actor,
+                    "override_create",
+                    ("alert", record.id.as_str()),
+                    Outcome::Failed,
+                    details,
+                )
+                .await?;
+                let field = if input.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                    "reason"
+                } else {
+                    "override"
+                };
+                return Err(ServiceError::InvalidInput {
+                    field: field.into(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let row = OverrideRecord {
+            id,
+            org_id: scope.org().clone(),
+            alert_id: record.id.clone(),
+            version,
+            action: input.action.trim().to_ascii_lowercase(),
+            technique: validated.target.technique.to_string(),
+            tactic: validated.target.tactic.as_ref().map(|t| t.to_string()),
+            replaces_technique: validated.replaces.as_ref().map(|t| t.technique.to_string()),
+            replaces_tactic: validated
+                .replaces
+                .as_ref()
+                .and_then(|t| t.tactic.as_ref().map(|x| x.to_string())),
+            reason: input.reason.unwrap_or_default().trim().to_string(),
+            notes: validated.notes.clone(),
+            confidence: validated.confidence.value(),
+            actor: actor.name.clone(),
+            status: if applies { "approved" } else { "proposed" }.into(),
+            approved_by: applies.then(|| actor.name.clone()),
+            approved_at: applies.then_some(now),
+            supersedes: None,
+            created_at: now,
+        };
+        self.write_override(actor, &scope, &engine, &record, row, applies)
+            .await
+    }
+
+    /// Approves (`approve = true`) or rejects an analyst's proposal: a new
+    /// override row that supersedes it; an approval changes the mapping.
+    pub async fn decide_override(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        approve: bool,
+    ) -> Result<OverrideOutcome> {
+        self.authorize(actor, Action::OverrideApprove, ("override", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let engine = self.engine(&scope).await?;
+        let not_found = || ServiceError::NotFound {
+            kind: "override",
+            id: id.to_string(),
+        };
+        let proposal = self
+            .store
+            .override_by_id(&scope, id)
+            .await?
+            .ok_or_else(not_found)?;
+        let rows = self.store.overrides_of(&scope, &proposal.alert_id).await?;
+        let decided = rows.iter().any(|o| o.supersedes.as_deref() == Some(id));
+        if proposal.status != "proposed" || decided {
+            return Err(ServiceError::Conflict(format!(
+                "override {id} is not an open proposal (status {}{})",
+                proposal.status,
+                if decided { ", already decided" } else { "" }
+            )));
+        }
+        let record = self
+            .existing_alert(&scope, proposal.alert_id.as_str())
+            .await?;
+        let now = store::now();
+        let row = OverrideRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            version: rows.iter().map(|o| o.version).max().unwrap_or(0) + 1,
+            status: if approve { "approved" } else { "rejected" }.into(),
+            approved_by: Some(actor.name.clone()),
+            approved_at: Some(now),
+            supersedes: Some(id.to_string()),
+            created_at: now,
+            ..proposal
+        };
+        self.write_override(actor, &scope, &engine, &record, row, approve)
+            .await
+    }
+
+    /// Stores an override row with its audit event, recomputes the alert
+    /// when the row is approved, and locks the alert for arbitration when
+    /// approved overrides flip-flop past the threshold.
+    async fn write_override(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        engine: &Engine,
+        alert: &AlertRecord,
+        row: OverrideRecord,
+        applies: bool,
+    ) -> Result<OverrideOutcome> {
+        let before = alert.canonical_version;
+        let action = match (row.status.as_str(), row.supersedes.is_some()) {
+            ("approved", true) => "override_approve",
+            ("rejected", _) => "override_reject",
+            ("approved", false) => "override_apply",
+            _ => "override_propose",
+        };
+        let details = json!({
+            "alert": alert.id,
+            "reason": row.reason,
+            "notes": row.notes,
+            "action": row.action,
+            "technique": row.technique,
+            "tactic": row.tactic,
+            "replaces": row.replaces_technique,
+            "status": row.status,
+            "supersedes": row.supersedes,
+            "before": {"canonical_version": before},
+        });
+        let mut tx = self.store.begin().await?;
+        tx.insert_override(&row).await?;
+        tx.append_audit(&self.org_event(actor, scope, action, ("override", &row.id), details))
+            .await?;
+        // A lead's override on a locked alert is the arbitration.
+        if applies && alert.locked {
+            tx.set_alert_locked(scope, &alert.id, false).await?;
+        }
+        tx.commit().await?;
+        if !applies {
+            return Ok(OverrideOutcome {
+                r#override: override_view(&row),
+                applied: false,
+                before_version: before,
+                after_version: before,
+                locked: alert.locked,
+            });
+        }
+
+        let mut current = alert.clone();
+        current.locked = false;
+        self.recompute(actor, scope, engine, std::slice::from_ref(&current), "override")
+            .await?;
+        let after = self.existing_alert(scope, alert.id.as_str()).await?;
+
+        // Flip-flops count over approved overrides; reaching the threshold
+        // locks the alert (unless this very override settled a lock).
+        let overrides: Vec<mapping::Override> = self
+            .store
+            .overrides_of(scope, &alert.id)
+            .await?
+            .iter()
+            .filter_map(override_from_record)
+            .collect();
+        let flips = flip_flops(&Subject::alert(alert.id.as_str()), &overrides);
+        let threshold = self.config.mapping.flip_flop_threshold.max(1);
+        let locked = !alert.locked && flips >= threshold;
+        if locked {
+            let now = store::now();
+            let message = format!(
+                "alert {} ({}) flip-flopped {flips} times between overrides; locked for \
+                 arbitration by a lead",
+                alert.id, alert.source_uid
+            );
+            let mut tx = self.store.begin().await?;
+            tx.set_alert_locked(scope, &alert.id, true).await?;
+            tx.insert_notification(&NotificationRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                org_id: scope.org().clone(),
+                recipient: "lead".into(),
+                kind: "arbitration_lock".into(),
+                alert_id: Some(alert.id.clone()),
+                message: message.clone(),
+                created_at: now,
+            })
+            .await?;
+            tx.open_reviews(vec![store::ReviewRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                org_id: scope.org().clone(),
+                alert_id: alert.id.clone(),
+                reason: "conflict".into(),
+                detail: json!([{"flip_flops": flips, "threshold": threshold}]).to_string(),
+                state: "open".into(),
+                opened_at: now,
+                resolved_at: None,
+                resolved_by: None,
+                resolution: None,
+                interactions: 0,
+            }])
+            .await?;
+            tx.append_audit(&self.org_event(
+                actor,
+                scope,
+                "alert_lock",
+                ("alert", alert.id.as_str()),
+                json!({"flip_flops": flips, "threshold": threshold, "message": message}),
+            ))
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(OverrideOutcome {
+            r#override: override_view(&row),
+            applied: true,
+            before_version: before,
+            after_version: after.canonical_version,
+            locked,
+        })
+    }
+
+    /// Review items of the org (`state`: `open` by default semantics of the
+    /// caller; `None` lists every state), oldest first.
+    pub async fn review_list(
+        &self,
+        actor: &Actor,
+        org: &str,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ReviewItem>> {
+        self.authorize(actor, Action::ReadMappings, ("review", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let limit = i64::try_from(limit.clamp(1, 10_000)).unwrap_or(10_000);
+        Ok(self
+            .store
+            .reviews(&scope, state, limit)
+            .await?
+            .iter()
+            .map(review_item)
+            .collect())
+    }
+
+    /// Accepts or rejects an open review item; the time to validate is
+    /// recorded.
+    pub async fn review_decide(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        decision: ReviewDecision,
+        notes: Option<&str>,
+    ) -> Result<ReviewItem> {
+        self.authorize(actor, Action::ReviewWork, ("review", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let state = match decision {
+            ReviewDecision::Accept => "accepted",
+            ReviewDecision::Reject => "rejected",
+        };
+        let resolution = notes.map(|n| json!({"notes": n}).to_string());
+        self.resolve(actor, &scope, id, state, resolution).await
+    }
+
+    /// Corrects the mapping of an open review item with an override (reason
+    /// code required) and resolves the item as `corrected`.
+    pub async fn review_correct(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        input: OverrideInput,
+    ) -> Result<(ReviewItem, OverrideOutcome)> {
+        self.authorize(actor, Action::ReviewWork, ("review", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let item = self.open_review(&scope, id).await?;
+        let outcome = self
+            .create_override(actor, org, item.alert_id.as_str(), input)
+            .await?;
+        let resolution = json!({"override": outcome.r#override.id}).to_string();
+        let resolved = self
+            .resolve(actor, &scope, id, "corrected", Some(resolution))
+            .await?;
+        Ok((resolved, outcome))
+    }
+
+    /// Notifications for the org's leads, newest first.
+    pub async fn notifications(&self, actor: &Actor, org: &str) -> Result<Vec<Notification>> {
+        self.authorize(actor, Action::ReadMappings, ("notifications", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        Ok(self
+            .store
+            .notifications(&scope)
+            .await?
+            .into_iter()
+            .map(|n| Notification {
+                id: n.id,
+                kind: n.kind,
+                alert_id: n.alert_id.map(|a| a.to_string()),
+                message: n.message,
+                created_at: ts(&n.created_at),
+            })
+            .collect())
+    }
+
+    async fn open_review(&self, scope: &OrgScope, id: &str) -> Result<store::ReviewRecord> {
+        let item = self
+            .store
+            .review(scope, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "review item",
+                id: id.to_string(),
+            })?;
+        if item.state != "open" {
+            return Err(ServiceError::Conflict(format!(
+                "review item {id} is already {}",
+                item.state
+            )));
+        }
+        Ok(item)
+    }
+
+    async fn resolve(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        id: &str,
+        state: &str,
+        resolution: Option<String>,
+    ) -> Result<ReviewItem> {
+        let item = self.open_review(scope, id).await?;
+        let now = store::now();
+        let details = json!({
+            "alert": item.alert_id,
+            "reason": item.reason,
+            "before": "open",
+            "after": state,
+            "time_to_validate_ms": (now - item.opened_at).num_milliseconds(),
+            "resolution": resolution,
+        });
+        let mut tx = self.store.begin().await?;
+        if !tx
+            .resolve_review(scope, id, state, &actor.name, &now, resolution.as_deref())
+            .await?
+        {
+            return Err(ServiceError::Conflict(format!(
+                "review item {id} was resolved concurrently"
+            )));
+        }
+        tx.append_audit(&self.org_event(
+            actor,
+            scope,
+            "review_resolve",
+            ("review", id),
+            details,
+        ))
+        .await?;
+        tx.commit().await?;
+        let resolved = self
+            .store
+            .review(scope, id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(format!("review item {id} vanished")))?;
+        Ok(review_item(&resolved))
+    }
+
+    /// An alert of the scope by id or source uid, or `not_found`.
+    pub(crate) async fn existing_alert(&self, scope: &OrgScope, id: &str) -> Result<AlertRecord> {
+        self.store
+            .alert(scope, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "alert",
+                id: id.to_string(),
+            })
+    }
+}

@@ -1,0 +1,506 @@
+//! The mapping engine end to end on a real database (SQLite always,
+//! PostgreSQL when `NEXUS_ATTACK_TEST_POSTGRES` is set): Sigma packs, alert
+//! ingestion, rules, simulation, rollback, overrides and the review queue.
+//! Expected values are computed here from the raw Sigma YAML and NDJSON,
+//! not by the code under test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
+
+use serde_json::Value;
+use service::{
+    Actor, App, AppConfig, ErrorKind, LoadOptions, OverrideInput, ReviewDecision, Role,
+    ServiceError,
+};
+use store::testing::{TestDatabase, databases};
+
+fn shared() -> PathBuf {
+    std::env::var_os("NEXUS_ATTACK_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+fn sigma_pack(name: &str) -> PathBuf {
+    shared().join("sigma").join(name)
+}
+
+fn regression_alerts() -> PathBuf {
+    shared().join("alerts/sigma-regression-alerts.ndjson")
+}
+
+const FIRST_PACK: &str = "sigma-rules-c5e6d0ecd.tar.gz";
+const SECOND_PACK: &str = "sigma-rules-8eaafff1f.tar.gz";
+
+/// Sigma rules read straight from the archive: id -> (status, lowercased tags).
+/// Files in name order; a later file with the same id replaces the earlier.
+fn raw_sigma_rules(name: &str) -> BTreeMap<String, (String, Vec<String>)> {
+    let file = std::fs::File::open(sigma_pack(name)).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut files: Vec<(String, String)> = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if !(path.ends_with(".yml") || path.ends_with(".yaml")) {
+            continue;
+        }
+        let mut text = String::new();
+        if entry.read_to_string(&mut text).is_ok() {
+            files.push((path, text));
+        }
+    }
+    files.sort();
+    let mut rules = BTreeMap::new();
+    for (_, text) in files {
+        let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+            continue;
+        };
+        let Some(id) = doc.get("id").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let status = doc
+            .get("status")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let tags = doc
+            .get("tags")
+            .and_then(|v| v.as_sequence())
+            .map(|s| {
+                s.iter()
+                    .filter_map(|t| t.as_str())
+                    .map(|t| t.to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        rules.insert(id.to_string(), (status, tags));
+    }
+    rules
+        .into_iter()
+        .filter(|(_, (status, _))| status != "deprecated" && status != "unsupported")
+        .collect()
+}
+
+/// The technique ids (`T1059.001`) of a rule's `attack.t*` tags.
+fn technique_tags(tags: &[String]) -> BTreeSet<String> {
+    let re = regex::Regex::new(r"^attack\.(t\d{4}(\.\d{3})?)$").unwrap();
+    tags.iter()
+        .filter_map(|t| re.captures(t).map(|c| c[1].to_ascii_uppercase()))
+        .collect()
+}
+
+fn raw_alerts() -> Vec<Value> {
+    std::fs::read_to_string(regression_alerts())
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn steward(name: &str) -> Actor {
+    Actor {
+        name: name.into(),
+        org: None,
+        role: Role::Steward,
+    }
+}
+
+async fn app_with_18_1(db: &TestDatabase) -> App {
+    let app = App::connect(AppConfig::new(db.url.clone())).await.unwrap();
+    let file = shared().join("attack/enterprise-attack-18.1.json.gz");
+    let dataset = app
+        .load_dataset(
+            &steward("alice"),
+            &file.display().to_string(),
+            &LoadOptions::default(),
+        )
+        .await
+        .unwrap();
+    app.validate_dataset(&steward("alice"), &dataset.id)
+        .await
+        .unwrap();
+    app.approve_dataset(&steward("bob"), &dataset.id)
+        .await
+        .unwrap();
+    app.activate_dataset(&steward("bob"), &dataset.id)
+        .await
+        .unwrap();
+    app
+}
+
+fn member(app_org: &service::Org, name: &str, role: Role) -> Actor {
+    Actor {
+        name: name.into(),
+        org: Some(app_org.id.clone()),
+        role,
+    }
+}
+
+fn techniques(view: &service::AlertMappingView) -> BTreeSet<String> {
+    view.canonical
+        .entries
+        .iter()
+        .map(|e| e.technique.clone())
+        .collect()
+}
+
+fn invalid_field(error: &ServiceError) -> Option<&str> {
+    match error {
+        ServiceError::InvalidInput { field, .. } => Some(field),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn sigma_packs_map_the_regression_alerts_and_people_correct_them() {
+    let first = raw_sigma_rules(FIRST_PACK);
+    let expected_technique_tags: usize = first
+        .values()
+        .map(|(_, tags)| technique_tags(tags).len())
+        .sum();
+    let alerts = raw_alerts();
+    assert_eq!(alerts.len(), 111);
+    let expected: BTreeMap<String, BTreeSet<String>> = alerts
+        .iter()
+        .map(|a| {
+            let uid = a["finding_info"]["uid"].as_str().unwrap().to_string();
+            let rule = a["finding_info"]["analytic"]["uid"].as_str().unwrap();
+            let set = first
+                .get(rule)
+                .map(|(_, tags)| technique_tags(tags))
+                .unwrap_or_default();
+            (uid, set)
+        })
+        .collect();
+    let expected_unmapped = expected.values().filter(|s| s.is_empty()).count();
+    assert!(expected_unmapped > 0, "the feed has alerts without technique tags");
+
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let org = app.create_org(&operator, "acme").await.unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+        let lead = member(&org, "lea", Role::Lead);
+        let analyst = member(&org, "ann", Role::Analyst);
+
+        // First pack: every technique tag is valid in 18.1.
+        let import = app
+            .import_sigma(&engineer, "acme", &sigma_pack(FIRST_PACK))
+            .await
+            .unwrap();
+        let report = &import.report;
+        assert_eq!(
+            report.tags_by_kind.technique.valid, expected_technique_tags,
+            "{label}"
+        );
+        assert_eq!(
+            (report.tags.unknown, report.tags.revoked, report.tags.deprecated),
+            (0, 0, 0),
+            "{label}: {:?}",
+            report.problems.first()
+        );
+        assert_eq!(report.rules, first.len(), "{label}");
+        let stored = app
+            .rule_pack_import(&engineer, "acme", &import.import_id)
+            .await
+            .unwrap();
+        assert_eq!(&stored, report, "{label}: the report is stored");
+
+        // Second pack, in another org: tags 18.1 does not know are reported.
+        app.create_org(&operator, "beta").await.unwrap();
+        let beta = app
+            .import_sigma(&operator, "beta", &sigma_pack(SECOND_PACK))
+            .await
+            .unwrap();
+        for tag in ["attack.t1685", "attack.stealth"] {
+            assert!(
+                beta.report
+                    .problems
+                    .iter()
+                    .any(|p| p.tag == tag && serde_json::to_value(p.status).unwrap() == "unknown"),
+                "{label}: {tag} reported unknown"
+            );
+        }
+
+        // Ingest with a malformed line 5: it is rejected, the rest stored.
+        let mut lines: Vec<String> = alerts.iter().map(|a| a.to_string()).collect();
+        lines.insert(4, "{\"class_uid\": 2004, broken".to_string());
+        let feed = lines.join("\n").into_bytes();
+        let ingest = app
+            .ingest_alerts(
+                &engineer,
+                "acme",
+                Box::new(BufReader::new(std::io::Cursor::new(feed.clone()))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ingest.ingested, 111, "{label}");
+        assert_eq!(ingest.rejected, 1, "{label}");
+        assert_eq!(ingest.errors[0].line, 5, "{label}");
+        assert_eq!(ingest.errors[0].code, "invalid_json", "{label}");
+        assert_eq!(ingest.unmapped, expected_unmapped, "{label}");
+        assert_eq!(ingest.mapped, 111 - expected_unmapped, "{label}");
+
+        // Each alert's canonical mapping equals its rule's technique tags,
+        // and the output validates against the published schema.
+        let schema = service::alert_mapping_schema();
+        for (uid, want) in &expected {
+            let view = app.alert_mapping(&analyst, "acme", uid).await.unwrap();
+            assert_eq!(&techniques(&view), want, "{label}: alert {uid}");
+            assert_eq!(view.canonical.release, "18.1");
+            let problems =
+                service::check_schema(&schema, &serde_json::to_value(&view).unwrap());
+            assert!(problems.is_empty(), "{label}: {problems:?}");
+        }
+
+        // Re-ingesting does not duplicate.
+        let again = app
+            .ingest_alerts(
+                &engineer,
+                "acme",
+                Box::new(BufReader::new(std::io::Cursor::new(feed))),
+            )
+            .await
+            .unwrap();
+        assert_eq!((again.ingested, again.duplicates), (0, 111), "{label}");
+
+        rules_simulate_create_update_rollback(&app, &engineer, &analyst, label).await;
+        overrides_and_review(&app, &lead, &analyst, &expected, label).await;
+
+        let verification = app.audit_verify(&operator).await.unwrap();
+        assert!(verification.ok, "{label}: {:?}", verification.problem);
+    }
+}
+
+/// Alerts whose title contains `needle`, case-insensitively, from the raw feed.
+fn titles_with(needle: &str) -> BTreeSet<String> {
+    raw_alerts()
+        .iter()
+        .filter(|a| {
+            a["finding_info"]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase()
+                .contains(needle)
+        })
+        .map(|a| a["finding_info"]["uid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn rule_text(version: u32, technique: &str, confidence: f64) -> String {
+    format!(
+        "{{id: powershell-title, version: {version}, title: PowerShell in the title, \
+         author: eve, rationale: the detection names PowerShell, confidence: {confidence}, \
+         match: {{field: alert.title, contains: powershell}}, techniques: [{technique}]}}"
+    )
+}
+
+async fn rules_simulate_create_update_rollback(
+    app: &App,
+    engineer: &Actor,
+    analyst: &Actor,
+    label: &str,
+) {
+    let hits = titles_with("powershell");
+    assert!(!hits.is_empty());
+    let some = hits.iter().next().unwrap().clone();
+
+    // Refused: not a rule, an unknown technique, an analyst.
+    let bad = app
+        .save_rule(engineer, "acme", "{id: x, version: [", false)
+        .await
+        .unwrap_err();
+    assert_eq!(bad.kind(), ErrorKind::InvalidInput, "{label}: {bad}");
+    let unknown = app
+        .save_rule(engineer, "acme", &rule_text(1, "T1685", 0.9), false)
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_field(&unknown).map(|f| f.starts_with("rule")), Some(true));
+    assert!(unknown.to_string().contains("T1685"), "{label}: {unknown}");
+    let denied = app
+        .save_rule(analyst, "acme", &rule_text(1, "T1059.001", 0.9), false)
+        .await
+        .unwrap_err();
+    assert_eq!(denied.kind(), ErrorKind::Forbidden);
+
+    // Simulation reports the alerts that would change and changes nothing.
+    let before = app.alert_mapping(analyst, "acme", &some).await.unwrap();
+    let simulation = app
+        .simulate_rule(engineer, "acme", &rule_text(1, "T1059.001", 0.3))
+        .await
+        .unwrap();
+    let simulated: BTreeSet<String> = simulation
+        .changes
+        .iter()
+        .map(|c| c.source_uid.clone())
+        .collect();
+    let already: BTreeSet<String> = {
+        let mut s = BTreeSet::new();
+        for uid in &hits {
+            let v = app.alert_mapping(analyst, "acme", uid).await.unwrap();
+            // An alert whose rules already map T1059.001 without tactic does
+            // not change.
+            if v.canonical
+                .entries
+                .iter()
+                .any(|e| e.technique == "T1059.001" && e.tactic.is_none())
+            {
+                s.insert(uid.clone());
+            }
+        }
+        s
+    };
+    let want: BTreeSet<String> = hits.difference(&already).cloned().collect();
+    assert_eq!(simulated, want, "{label}");
+    assert_eq!(simulation.alerts_scanned, 111);
+    let unchanged = app.alert_mapping(analyst, "acme", &some).await.unwrap();
+    assert_eq!(unchanged.canonical.version, before.canonical.version, "{label}");
+
+    // Create v1 (low confidence: queued for review), update v2, roll back.
+    let created = app
+        .save_rule(engineer, "acme", &rule_text(1, "T1059.001", 0.3), false)
+        .await
+        .unwrap();
+    assert_eq!(created.rule.version, 1);
+    assert_eq!(created.reevaluated, hits.len(), "{label}");
+    let v1 = app.alert_mapping(analyst, "acme", &some).await.unwrap();
+    assert!(techniques(&v1).contains("T1059.001"), "{label}");
+    assert!(v1.canonical.version > before.canonical.version);
+
+    let updated = app
+        .save_rule(engineer, "acme", &rule_text(2, "T1059.003", 0.9), true)
+        .await
+        .unwrap();
+    assert_eq!(updated.previous_version, Some(1));
+    let stale_version = app
+        .save_rule(engineer, "acme", &rule_text(2, "T1059.003", 0.9), true)
+        .await
+        .unwrap_err();
+    assert_eq!(stale_version.kind(), ErrorKind::InvalidInput);
+    let v2 = app.alert_mapping(analyst, "acme", &some).await.unwrap();
+    assert!(techniques(&v2).contains("T1059.003"), "{label}");
+
+    let rolled = app
+        .rollback_rule(engineer, "acme", "powershell-title")
+        .await
+        .unwrap();
+    assert_eq!((rolled.rule.version, rolled.previous_version), (1, Some(2)));
+    let back = app.alert_mapping(analyst, "acme", &some).await.unwrap();
+    assert!(techniques(&back).contains("T1059.001"), "{label}");
+    assert!(!techniques(&back).contains("T1059.003"), "{label}");
+    let active: Vec<(String, i64)> = app
+        .list_rules(engineer, "acme", Some("active"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.id == "powershell-title")
+        .map(|r| (r.status, r.version))
+        .collect();
+    assert_eq!(active, vec![("active".to_string(), 1)], "{label}");
+
+    // The low-confidence rule queued its alerts for review.
+    let queue = app
+        .review_list(analyst, "acme", Some("open"), 1000)
+        .await
+        .unwrap();
+    let low: BTreeSet<String> = queue
+        .iter()
+        .filter(|i| i.reason == "low_confidence")
+        .map(|i| i.alert_id.clone())
+        .collect();
+    assert!(low.contains(&v1.alert.id), "{label}: {queue:?}");
+    let item = queue.iter().find(|i| i.reason == "low_confidence").unwrap();
+    let accepted = app
+        .review_decide(analyst, "acme", &item.id, ReviewDecision::Accept, Some("ok"))
+        .await
+        .unwrap();
+    assert_eq!(accepted.state, "accepted");
+    assert!(accepted.time_to_validate_ms.is_some_and(|ms| ms >= 0));
+}
+
+async fn overrides_and_review(
+    app: &App,
+    lead: &Actor,
+    analyst: &Actor,
+    expected: &BTreeMap<String, BTreeSet<String>>,
+    label: &str,
+) {
+    let (uid, _) = expected.iter().find(|(_, s)| !s.is_empty()).unwrap();
+    let before = app.alert_mapping(lead, "acme", uid).await.unwrap();
+    let add = |technique: &str, reason: Option<&str>| OverrideInput {
+        action: "add".into(),
+        technique: technique.into(),
+        reason: reason.map(str::to_string),
+        ..OverrideInput::default()
+    };
+
+    // No reason code: refused, nothing changes.
+    let refused = app
+        .create_override(lead, "acme", uid, add("T1003", None))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_field(&refused), Some("reason"), "{label}: {refused}");
+
+    // An analyst proposes; nothing changes until a lead approves.
+    let proposal = app
+        .create_override(analyst, "acme", uid, add("T1003", Some("missing_technique")))
+        .await
+        .unwrap();
+    assert!(!proposal.applied);
+    let same = app.alert_mapping(lead, "acme", uid).await.unwrap();
+    assert_eq!(same.canonical.version, before.canonical.version, "{label}");
+    let approved = app
+        .decide_override(lead, "acme", &proposal.r#override.id, true)
+        .await
+        .unwrap();
+    assert!(approved.applied);
+    let after = app.alert_mapping(lead, "acme", uid).await.unwrap();
+    let mut want = techniques(&before);
+    want.insert("T1003".into());
+    assert_eq!(techniques(&after), want, "{label}");
+    let manual = after
+        .canonical
+        .entries
+        .iter()
+        .find(|e| e.technique == "T1003")
+        .unwrap();
+    assert_eq!(manual.source, "manual");
+    // The old mapping stays in the history.
+    assert_eq!(
+        after.history.last().map(|h| h.version),
+        Some(after.canonical.version)
+    );
+    assert!(after.history.len() >= 2);
+
+    // Flip-flops past the threshold (3) lock the alert and notify leads.
+    let remove = OverrideInput {
+        action: "remove".into(),
+        technique: "T1003".into(),
+        reason: Some("wrong_technique".into()),
+        ..OverrideInput::default()
+    };
+    let mut locked = false;
+    for step in 0..3 {
+        let input = if step % 2 == 0 {
+            remove.clone()
+        } else {
+            add("T1003", Some("missing_technique"))
+        };
+        locked = app
+            .create_override(lead, "acme", uid, input)
+            .await
+            .unwrap()
+            .locked;
+    }
+    assert!(locked, "{label}");
+    let notes = app.notifications(lead, "acme").await.unwrap();
+    assert_eq!(notes.len(), 1, "{label}");
+    assert_eq!(notes[0].kind, "arbitration_lock");
+    let blocked = app
+        .create_override(analyst, "acme", uid, add("T1005", Some("missing_technique")))
+        .await
+        .unwrap_err();
+    assert_eq!(blocked.kind(), ErrorKind::Conflict, "{label}");
+}
