@@ -536,6 +536,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Review(command) => mapping_cmds::review(&app, command).await,
         Command::Bench(command) => mapping_cmds::bench(&app, command).await,
         Command::Serve { addr, .. } => {
+            suggest_cmds::configure_provider(&app)?;
             let config = server::ServerConfig {
                 addr,
                 ..server::ServerConfig::default()

@@ -86,7 +86,11 @@ struct Loaded {
 /// The suggester for a command: from the bundle, or from the database.
 enum Backing {
     Bundle(Box<Loaded>),
-    Database { app: App, actor: Actor, domain: Domain },
+    Database {
+        app: App,
+        actor: Actor,
+        domain: Domain,
+    },
 }
 
 impl Backing {
@@ -146,6 +150,15 @@ fn read_release(path: &Path, domain: Domain) -> anyhow::Result<taxonomy::Release
         )
         .with_context(|| format!("cannot parse {}", path.display())),
     }
+}
+
+/// Sets the external provider of `app` from `NEXUS_ATTACK_AI_*` (for
+/// `serve`); leaves it off when `NEXUS_ATTACK_AI_URL` is not set.
+pub fn configure_provider(app: &App) -> anyhow::Result<()> {
+    if let Some(config) = ProviderConfig::from_env()? {
+        app.set_ai_provider(Some(ExternalProvider::new(config)?));
+    }
+    Ok(())
 }
 
 /// Runs one `suggest` subcommand.
@@ -213,7 +226,9 @@ async fn text(
         }
         Backing::Database { app, actor, domain } => {
             app.set_ai_provider(provider);
-            let list = app.suggest_text(&actor, domain, &input, Some(limit)).await?;
+            let list = app
+                .suggest_text(&actor, domain, &input, Some(limit))
+                .await?;
             TextAnswer {
                 source: serde_json::to_value(&list.dataset)?,
                 model_version: list.model_version,
@@ -273,9 +288,7 @@ fn print_table(answer: &TextAnswer) {
 
 /// One line of a batch: the input, or why it cannot be read.
 fn batch_input(line: &[u8], number: usize) -> Result<SuggestInput, Value> {
-    let error = |code: &str, message: String| {
-        json!({ "error": { "code": code, "line": number, "message": message } })
-    };
+    let error = |code: &str, message: String| json!({ "error": { "code": code, "line": number, "message": message } });
     if line.len() > MAX_LINE_BYTES {
         return Err(error(
             "line_too_long",
@@ -320,7 +333,9 @@ async fn batch(database: &str, from: &SuggesterSource, file: &Path) -> anyhow::R
     // Build (or find) the suggester once, before the first line.
     let backing = Backing::open(database, from).await?;
     let active = match &backing {
-        Backing::Database { app, actor, domain } => Some(app.active_suggester(actor, *domain).await?),
+        Backing::Database { app, actor, domain } => {
+            Some(app.active_suggester(actor, *domain).await?)
+        }
         Backing::Bundle(_) => None,
     };
     let suggester: &Suggester = match (&backing, &active) {

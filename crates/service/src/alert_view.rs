@@ -270,15 +270,13 @@ fn view(
     let set = &canonical.set;
     let explanation = match set.decided_by.as_deref() {
         None => "no source proposed an admissible technique: unmapped".to_string(),
-        Some("manual") => {
-            "an approved manual override decides (manual > rule > ai)".to_string()
-        }
+        Some("manual") => "an approved manual override decides (manual > rule > ai)".to_string(),
         Some("rule") => "deterministic rule candidates decide (manual > rule > ai); \
                          AI candidates are ignored beside them"
             .to_string(),
-        Some(other) => format!(
-            "only {other} candidates at or above the AI bar exist (manual > rule > ai)"
-        ),
+        Some(other) => {
+            format!("only {other} candidates at or above the AI bar exist (manual > rule > ai)")
+        }
     };
     AlertMappingView {
         schema_version: ALERT_MAPPING_SCHEMA_VERSION.to_string(),

@@ -15,7 +15,7 @@ use mapping::engine::AlertMapping;
 use mapping::overrides::Target;
 use mapping::precedence::ReviewFlag;
 use mapping::{
-    CanonicalSet, Confidence, DecodeError, Evidence, MappingCandidate, Mapper, NormalizedAlert,
+    CanonicalSet, Confidence, DecodeError, Evidence, Mapper, MappingCandidate, NormalizedAlert,
     Override, OverrideAction, OverrideStatus, PrecedencePolicy, ReasonCode, RuleSet, Source,
     Subject,
 };
@@ -262,7 +262,9 @@ impl App {
                     .iter()
                     .map(|c| candidate_record(scope, &p.id, c, now)),
             );
-            sets.push(canonical_record(scope, &p.id, 1, &p.set, "ingest", &context, now));
+            sets.push(canonical_record(
+                scope, &p.id, 1, &p.set, "ingest", &context, now,
+            ));
             alerts.push(alert_record(scope, &p, now));
         }
 
@@ -281,8 +283,14 @@ impl App {
         tx.insert_candidates(candidates).await?;
         tx.insert_canonical(sets).await?;
         tx.open_reviews(reviews).await?;
-        tx.append_audit(&self.org_event(actor, scope, "alert_ingest", ("alerts", "batch"), details))
-            .await?;
+        tx.append_audit(&self.org_event(
+            actor,
+            scope,
+            "alert_ingest",
+            ("alerts", "batch"),
+            details,
+        ))
+        .await?;
         tx.commit().await?;
 
         report.ingested += ingested;
@@ -381,7 +389,10 @@ impl App {
         let rules = match cached {
             Some(c) if c.revision == revision && c.dataset_id == dataset.id => c,
             _ => {
-                let compiled = Arc::new(self.compile_rules(scope, &dataset, &release, revision).await?);
+                let compiled = Arc::new(
+                    self.compile_rules(scope, &dataset, &release, revision)
+                        .await?,
+                );
                 let mut map = self
                     .mapping_cache
                     .by_org
@@ -505,11 +516,18 @@ impl App {
                     .map(|c| candidate_record(scope, &alert.id, c, now)),
             );
             reviews.extend(review_items(scope, &alert.id, &set, now));
-            sets.push(canonical_record(scope, &alert.id, version, &set, cause, &context, now));
+            sets.push(canonical_record(
+                scope, &alert.id, version, &set, cause, &context, now,
+            ));
             updates.push(MappingUpdate {
                 alert_id: alert.id.clone(),
                 canonical_version: version,
-                mapping_state: if set.is_unmapped() { "unmapped" } else { "mapped" }.into(),
+                mapping_state: if set.is_unmapped() {
+                    "unmapped"
+                } else {
+                    "mapped"
+                }
+                .into(),
             });
             changed.push(alert.id.clone());
         }
@@ -543,8 +561,14 @@ impl App {
                 .await?;
         }
         tx.open_reviews(reviews).await?;
-        tx.append_audit(&self.org_event(actor, scope, "mapping_recompute", ("alerts", cause), details))
-            .await?;
+        tx.append_audit(&self.org_event(
+            actor,
+            scope,
+            "mapping_recompute",
+            ("alerts", cause),
+            details,
+        ))
+        .await?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -586,7 +610,8 @@ impl App {
         let engine = self.engine(&scope).await?;
         let reason = json!([{"reason": "release_activated", "release": engine.dataset.release}]);
         let mut tx = self.store.begin().await?;
-        tx.mark_org_alerts_stale(&scope, &reason.to_string()).await?;
+        tx.mark_org_alerts_stale(&scope, &reason.to_string())
+            .await?;
         tx.commit().await?;
         self.recompute_org(actor, &scope, &engine, "release_activated", |_| true)
             .await

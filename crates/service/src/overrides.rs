@@ -328,8 +328,14 @@ impl App {
 
         let mut current = alert.clone();
         current.locked = false;
-        self.recompute(actor, scope, engine, std::slice::from_ref(&current), "override")
-            .await?;
+        self.recompute(
+            actor,
+            scope,
+            engine,
+            std::slice::from_ref(&current),
+            "override",
+        )
+        .await?;
         let after = self.existing_alert(scope, alert.id.as_str()).await?;
 
         // Flip-flops count over approved overrides; reaching the threshold
@@ -527,14 +533,8 @@ impl App {
                 "review item {id} was resolved concurrently"
             )));
         }
-        tx.append_audit(&self.org_event(
-            actor,
-            scope,
-            "review_resolve",
-            ("review", id),
-            details,
-        ))
-        .await?;
+        tx.append_audit(&self.org_event(actor, scope, "review_resolve", ("review", id), details))
+            .await?;
         tx.commit().await?;
         let resolved = self
             .store

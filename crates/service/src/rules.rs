@@ -146,12 +146,7 @@ fn rule_view(r: &RuleRecord) -> RuleView {
     }
 }
 
-fn rule_record(
-    scope: &OrgScope,
-    rule: &Rule,
-    actor: &Actor,
-    pack_id: Option<&str>,
-) -> RuleRecord {
+fn rule_record(scope: &OrgScope, rule: &Rule, actor: &Actor, pack_id: Option<&str>) -> RuleRecord {
     RuleRecord {
         org_id: scope.org().clone(),
         id: rule.id.clone(),
@@ -306,27 +301,18 @@ impl App {
             .await?;
         let scope = self.scope(actor, org).await?;
         let engine = self.engine(&scope).await?;
-        let rule = mapping::parse_rule(text, &engine.release).map_err(|e| {
-            ServiceError::InvalidInput {
+        let rule =
+            mapping::parse_rule(text, &engine.release).map_err(|e| ServiceError::InvalidInput {
                 field: "rule".into(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let (rule_id, version) = (rule.id.clone(), rule.version);
         // A later rule with the same id replaces the earlier one.
-        let proposed_rules = RuleSet::new(
-            engine
-                .rules
-                .rules
-                .rules()
-                .iter()
-                .cloned()
-                .chain([rule]),
-        );
+        let proposed_rules = RuleSet::new(engine.rules.rules.rules().iter().cloned().chain([rule]));
         let dataset = Some(engine.dataset.id.to_string());
         let current = engine.mapper();
-        let proposed = Mapper::new(&engine.release, proposed_rules, dataset)
-            .with_policy(engine.policy);
+        let proposed =
+            Mapper::new(&engine.release, proposed_rules, dataset).with_policy(engine.policy);
 
         let mut changes = Vec::new();
         let mut scanned = 0;
@@ -350,9 +336,9 @@ impl App {
             let found: Vec<SimulatedChange> = simulate(
                 &current,
                 &proposed,
-                page.iter().zip(&inputs).map(|(a, (n, o))| {
-                    (Subject::alert(a.id.as_str()), n, o.as_slice())
-                }),
+                page.iter()
+                    .zip(&inputs)
+                    .map(|(a, (n, o))| (Subject::alert(a.id.as_str()), n, o.as_slice())),
             );
             for change in found {
                 let uid = page
@@ -430,7 +416,9 @@ impl App {
         tx.commit().await?;
 
         let (reevaluated, changed) = self
-            .reevaluate(actor, &scope, "rule_rollback", |a| touched_by(&old, &new, a))
+            .reevaluate(actor, &scope, "rule_rollback", |a| {
+                touched_by(&old, &new, a)
+            })
             .await?;
         let mut restored = previous.clone();
         restored.status = "active".into();
@@ -556,14 +544,14 @@ impl App {
         self.authorize(actor, Action::ReadMappings, ("rule_pack", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let record = self
-            .store
-            .pack_import(&scope, id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound {
-                kind: "rule pack import",
-                id: id.to_string(),
-            })?;
+        let record =
+            self.store
+                .pack_import(&scope, id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound {
+                    kind: "rule pack import",
+                    id: id.to_string(),
+                })?;
         serde_json::from_str(&record.report).map_err(|e| {
             ServiceError::Internal(format!("stored import report {id} does not decode: {e}"))
         })

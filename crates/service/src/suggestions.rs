@@ -142,14 +142,14 @@ impl App {
     pub async fn active_suggester(&self, actor: &Actor, domain: Domain) -> Result<ActiveSuggester> {
         self.authorize(actor, Action::Suggest, ("suggester", domain.as_str()))
             .await?;
-        let dataset = self
-            .store
-            .active_dataset(domain)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound {
-                kind: "active dataset of domain",
-                id: domain.to_string(),
-            })?;
+        let dataset =
+            self.store
+                .active_dataset(domain)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound {
+                    kind: "active dataset of domain",
+                    id: domain.to_string(),
+                })?;
         let release = self.release_of(&dataset).await?;
 
         let cell = {
@@ -174,7 +174,9 @@ impl App {
             .get_or_try_init(|| async move {
                 tokio::task::spawn_blocking(move || Arc::new(Suggester::build(&for_build, &config)))
                     .await
-                    .map_err(|e| ServiceError::Internal(format!("the suggester build stopped: {e}")))
+                    .map_err(|e| {
+                        ServiceError::Internal(format!("the suggester build stopped: {e}"))
+                    })
             })
             .await?
             .clone();
@@ -261,7 +263,11 @@ impl App {
     /// Evaluates the suggester method on the active dataset of `domain`
     /// with the issue-5 split (trains without the held-out examples; takes a
     /// few seconds).
-    pub async fn suggest_evaluate(&self, actor: &Actor, domain: Domain) -> Result<SuggestEvaluation> {
+    pub async fn suggest_evaluate(
+        &self,
+        actor: &Actor,
+        domain: Domain,
+    ) -> Result<SuggestEvaluation> {
         let active = self.active_suggester(actor, domain).await?;
         let config = self.suggester_config();
         let release = active.release.clone();

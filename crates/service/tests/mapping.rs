@@ -174,7 +174,10 @@ async fn sigma_packs_map_the_regression_alerts_and_people_correct_them() {
         })
         .collect();
     let expected_unmapped = expected.values().filter(|s| s.is_empty()).count();
-    assert!(expected_unmapped > 0, "the feed has alerts without technique tags");
+    assert!(
+        expected_unmapped > 0,
+        "the feed has alerts without technique tags"
+    );
 
     for db in databases().await {
         let label = db.label();
@@ -196,7 +199,11 @@ async fn sigma_packs_map_the_regression_alerts_and_people_correct_them() {
             "{label}"
         );
         assert_eq!(
-            (report.tags.unknown, report.tags.revoked, report.tags.deprecated),
+            (
+                report.tags.unknown,
+                report.tags.revoked,
+                report.tags.deprecated
+            ),
             (0, 0, 0),
             "{label}: {:?}",
             report.problems.first()
@@ -250,8 +257,7 @@ async fn sigma_packs_map_the_regression_alerts_and_people_correct_them() {
             let view = app.alert_mapping(&analyst, "acme", uid).await.unwrap();
             assert_eq!(&techniques(&view), want, "{label}: alert {uid}");
             assert_eq!(view.canonical.release, "18.1");
-            let problems =
-                service::check_schema(&schema, &serde_json::to_value(&view).unwrap());
+            let problems = service::check_schema(&schema, &serde_json::to_value(&view).unwrap());
             assert!(problems.is_empty(), "{label}: {problems:?}");
         }
 
@@ -317,7 +323,10 @@ async fn rules_simulate_create_update_rollback(
         .save_rule(engineer, "acme", &rule_text(1, "T1685", 0.9), false)
         .await
         .unwrap_err();
-    assert_eq!(invalid_field(&unknown).map(|f| f.starts_with("rule")), Some(true));
+    assert_eq!(
+        invalid_field(&unknown).map(|f| f.starts_with("rule")),
+        Some(true)
+    );
     assert!(unknown.to_string().contains("T1685"), "{label}: {unknown}");
     let denied = app
         .save_rule(analyst, "acme", &rule_text(1, "T1059.001", 0.9), false)
@@ -356,7 +365,10 @@ async fn rules_simulate_create_update_rollback(
     assert_eq!(simulated, want, "{label}");
     assert_eq!(simulation.alerts_scanned, 111);
     let unchanged = app.alert_mapping(analyst, "acme", &some).await.unwrap();
-    assert_eq!(unchanged.canonical.version, before.canonical.version, "{label}");
+    assert_eq!(
+        unchanged.canonical.version, before.canonical.version,
+        "{label}"
+    );
 
     // Create v1 (low confidence: queued for review), update v2, roll back.
     let created = app
@@ -413,7 +425,13 @@ async fn rules_simulate_create_update_rollback(
     assert!(low.contains(&v1.alert.id), "{label}: {queue:?}");
     let item = queue.iter().find(|i| i.reason == "low_confidence").unwrap();
     let accepted = app
-        .review_decide(analyst, "acme", &item.id, ReviewDecision::Accept, Some("ok"))
+        .review_decide(
+            analyst,
+            "acme",
+            &item.id,
+            ReviewDecision::Accept,
+            Some("ok"),
+        )
         .await
         .unwrap();
     assert_eq!(accepted.state, "accepted");
@@ -441,11 +459,20 @@ async fn overrides_and_review(
         .create_override(lead, "acme", uid, add("T1003", None))
         .await
         .unwrap_err();
-    assert_eq!(invalid_field(&refused), Some("reason"), "{label}: {refused}");
+    assert_eq!(
+        invalid_field(&refused),
+        Some("reason"),
+        "{label}: {refused}"
+    );
 
     // An analyst proposes; nothing changes until a lead approves.
     let proposal = app
-        .create_override(analyst, "acme", uid, add("T1003", Some("missing_technique")))
+        .create_override(
+            analyst,
+            "acme",
+            uid,
+            add("T1003", Some("missing_technique")),
+        )
         .await
         .unwrap();
     assert!(!proposal.applied);
@@ -499,8 +526,67 @@ async fn overrides_and_review(
     assert_eq!(notes.len(), 1, "{label}");
     assert_eq!(notes[0].kind, "arbitration_lock");
     let blocked = app
-        .create_override(analyst, "acme", uid, add("T1005", Some("missing_technique")))
+        .create_override(
+            analyst,
+            "acme",
+            uid,
+            add("T1005", Some("missing_technique")),
+        )
         .await
         .unwrap_err();
     assert_eq!(blocked.kind(), ErrorKind::Conflict, "{label}");
+}
+
+#[tokio::test]
+async fn vendor_declared_techniques_and_changed_alerts() {
+    let ocsf = |severity_id: i64, technique: &str| {
+        serde_json::json!({
+            "class_uid": 2004, "severity_id": severity_id, "time_dt": "2026-01-02T03:04:05Z",
+            "metadata": {"product": {"name": "EDR"}},
+            "finding_info": {"uid": "vendor-1", "title": "Credential dumping",
+                "attacks": [{"technique": {"uid": technique}, "tactics": [{"uid": "TA0006"}]}]},
+            "device": {"hostname": "h1"}
+        })
+    };
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let org = app
+            .create_org(&Actor::operator("op"), "acme")
+            .await
+            .unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+
+        // The alert's own ATT&CK context is a rule-source candidate marked
+        // vendor-declared, with the declared tactic.
+        let report = app
+            .ingest_alert_values(&engineer, "acme", vec![ocsf(3, "T1003.001")])
+            .await
+            .unwrap();
+        assert_eq!((report.ingested, report.mapped), (1, 1), "{label}");
+        let view = app.alert_mapping(&engineer, "acme", "vendor-1").await.unwrap();
+        assert_eq!(view.canonical.entries.len(), 1, "{label}");
+        let entry = &view.canonical.entries[0];
+        assert_eq!(
+            (entry.technique.as_str(), entry.tactic.as_deref(), entry.source.as_str()),
+            ("T1003.001", Some("TA0006"), "rule")
+        );
+        assert!(entry.vendor_declared && view.candidates[0].vendor_declared);
+        assert_eq!(view.candidates[0].release, "18.1");
+
+        // The same uid again with another severity and technique: updated,
+        // re-mapped to a new canonical version; the old one stays in history.
+        let again = app
+            .ingest_alert_values(&engineer, "acme", vec![ocsf(5, "T1003.002")])
+            .await
+            .unwrap();
+        assert_eq!((again.ingested, again.updated), (0, 1), "{label}");
+        let after = app.alert_mapping(&engineer, "acme", "vendor-1").await.unwrap();
+        assert_eq!(after.alert.severity, "critical", "{label}");
+        assert!(!after.alert.stale);
+        assert_eq!(techniques(&after), BTreeSet::from(["T1003.002".to_string()]));
+        assert_eq!(after.canonical.cause, "alert_update");
+        assert_eq!(after.history.len(), 2, "{label}");
+        assert_eq!(after.alert.id, view.alert.id, "{label}: same alert, not a new one");
+    }
 }

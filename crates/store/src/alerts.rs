@@ -536,10 +536,7 @@ impl Tx {
     }
 
     /// Appends canonical set versions and their entries.
-    pub async fn insert_canonical(
-        &mut self,
-        sets: Vec<CanonicalRecord>,
-    ) -> Result<(), StoreError> {
+    pub async fn insert_canonical(&mut self, sets: Vec<CanonicalRecord>) -> Result<(), StoreError> {
         let backend = self.backend;
         let mut set_rows = Vec::with_capacity(sets.len());
         let mut entry_rows = Vec::new();

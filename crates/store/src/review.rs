@@ -208,7 +208,15 @@ impl Tx {
                 ]
             })
             .collect();
-        insert_rows(self.conn(), backend, "review_queue", &REVIEW_COLUMNS, rows, true).await
+        insert_rows(
+            self.conn(),
+            backend,
+            "review_queue",
+            &REVIEW_COLUMNS,
+            rows,
+            true,
+        )
+        .await
     }
 
     /// Resolves an open item; false when it is not open (or not the org's).

@@ -131,7 +131,15 @@ impl Tx {
                 ts(&r.created_at).into(),
             ]);
         }
-        insert_rows(self.conn(), backend, "rules", &RULE_COLUMNS, rule_rows, false).await?;
+        insert_rows(
+            self.conn(),
+            backend,
+            "rules",
+            &RULE_COLUMNS,
+            rule_rows,
+            false,
+        )
+        .await?;
         insert_rows(
             self.conn(),
             backend,
@@ -187,13 +195,12 @@ impl Tx {
 
     /// Moves the org's rule revision on; service nodes rebuild their index.
     pub async fn bump_rule_revision(&mut self, scope: &OrgScope) -> Result<(), StoreError> {
-        let updated = sqlx::query(
-            "UPDATE rule_revisions SET revision = revision + 1 WHERE org_id = $1",
-        )
-        .bind(scope.org().as_str())
-        .execute(self.conn())
-        .await
-        .context(|| "moving the rule revision".to_string())?;
+        let updated =
+            sqlx::query("UPDATE rule_revisions SET revision = revision + 1 WHERE org_id = $1")
+                .bind(scope.org().as_str())
+                .execute(self.conn())
+                .await
+                .context(|| "moving the rule revision".to_string())?;
         if updated.rows_affected() == 0 {
             sqlx::query("INSERT INTO rule_revisions (org_id, revision) VALUES ($1, 1)")
                 .bind(scope.org().as_str())
@@ -205,7 +212,10 @@ impl Tx {
     }
 
     /// Stores a rule pack import report.
-    pub async fn insert_pack_import(&mut self, import: &PackImportRecord) -> Result<(), StoreError> {
+    pub async fn insert_pack_import(
+        &mut self,
+        import: &PackImportRecord,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO rule_pack_imports (id, org_id, kind, source, dataset_id, report, \
              imported_by, imported_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

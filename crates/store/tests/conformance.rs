@@ -553,6 +553,8 @@ async fn technique_references_list_reference_migrations() {
         let mut tx = store.begin().await.unwrap();
         let err = tx.insert_reference_migration(&again).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+        // Closing the pool waits for every connection, this one included.
+        drop(tx);
         store.close().await;
     }
 }

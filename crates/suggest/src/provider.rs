@@ -135,7 +135,11 @@ impl ProviderConfig {
     /// Reads the configuration through `var` (the environment, or a map in
     /// tests). Blank values count as unset.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ProviderError> {
-        let get = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let Some(url) = get(URL_ENV) else {
             return Ok(None);
         };
@@ -431,7 +435,10 @@ pub fn apply_choices(
             dropped.push(drop(DropReason::EvidenceNotInInput));
             continue;
         }
-        accepted.push(ProviderChoice { id, evidence: quotes });
+        accepted.push(ProviderChoice {
+            id,
+            evidence: quotes,
+        });
     }
 
     let mut rest = built_in;
@@ -532,8 +539,14 @@ mod tests {
     fn choices_are_read_from_fenced_or_bare_json() {
         let bare = r#"{"techniques":[{"id":"T1059","evidence":["cmd.exe"]}]}"#;
         let fenced = format!("Here you are:\n```json\n{bare}\n```");
-        assert_eq!(parse_choices(bare).unwrap(), vec![choice("T1059", &["cmd.exe"])]);
-        assert_eq!(parse_choices(&fenced).unwrap(), vec![choice("T1059", &["cmd.exe"])]);
+        assert_eq!(
+            parse_choices(bare).unwrap(),
+            vec![choice("T1059", &["cmd.exe"])]
+        );
+        assert_eq!(
+            parse_choices(&fenced).unwrap(),
+            vec![choice("T1059", &["cmd.exe"])]
+        );
         assert!(parse_choices("I cannot help with that").is_err());
         assert!(parse_choices(r#"{"answer": 3}"#).is_err());
     }
@@ -550,7 +563,11 @@ mod tests {
                 _ => None,
             }
         };
-        assert!(ProviderConfig::from_vars(vars(None, None)).unwrap().is_none());
+        assert!(
+            ProviderConfig::from_vars(vars(None, None))
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
             ProviderConfig::from_vars(vars(Some("http://127.0.0.1:1/v1"), None)).unwrap_err(),
             ProviderError::MissingSetting { name: MODEL_ENV }
@@ -575,6 +592,9 @@ mod tests {
         let user: Value =
             serde_json::from_str(request["messages"][1]["content"].as_str().unwrap()).unwrap();
         assert_eq!(user["input"], injection);
-        assert_eq!(user["candidates"], json!([{ "id": "T1059", "name": "name of T1059" }]));
+        assert_eq!(
+            user["candidates"],
+            json!([{ "id": "T1059", "name": "name of T1059" }])
+        );
     }
 }

@@ -9,6 +9,7 @@
 mod audit;
 mod datasets;
 mod ops;
+mod suggest;
 mod taxonomy;
 
 use axum::handler::Handler;
@@ -495,6 +496,29 @@ pub fn routes() -> Vec<Route> {
             )
             .action(Action::DatasetActivate)
             .params(&[DATASET_ID]),
+        // AI-assisted suggestions from the active dataset's suggester.
+        Route::post("/api/v1/suggest", suggest::suggest)
+            .doc(
+                "suggestTechniques",
+                "suggestions",
+                "Ranked technique suggestions with evidence for text or alert fields",
+            )
+            .action(Action::Suggest)
+            .body(Body::Json {
+                schema: suggest::suggest_schema,
+                example: suggest::suggest_example,
+            }),
+        Route::post("/api/v1/suggest/batch", suggest::batch)
+            .doc(
+                "suggestTechniquesBatch",
+                "suggestions",
+                "Suggestions for up to 100 inputs, in order (built-in suggester only)",
+            )
+            .action(Action::Suggest)
+            .body(Body::Json {
+                schema: suggest::batch_schema,
+                example: suggest::batch_example,
+            }),
         // Audit.
         Route::get("/api/v1/audit", audit::list)
             .doc(

@@ -1,0 +1,187 @@
+//! The mapping engine's CLI contract (issue 3), run through the real binary:
+//! `rules import-sigma --json`, `alerts ingest --json`, `alerts show --json`
+//! (validated against docs/schemas/alert-mapping.v1.json) and the refusal of
+//! an override without reason code. SQLite always, PostgreSQL when
+//! `NEXUS_ATTACK_TEST_POSTGRES` is set.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use store::testing::databases;
+
+fn shared() -> PathBuf {
+    std::env::var_os("NEXUS_ATTACK_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+fn path(rel: &str) -> String {
+    shared().join(rel).display().to_string()
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        assert!(self.ok, "command failed: {}", self.stderr);
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+fn run(db: &str, args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_nexus-attack"))
+        .arg("--database")
+        .arg(db)
+        .args(args)
+        .env_remove("NEXUS_ATTACK_DATABASE")
+        .env_remove("NEXUS_ATTACK_LOG")
+        .output()
+        .expect("run nexus-attack");
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn mapping_commands_keep_the_issue_3_contract() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/schemas/alert-mapping.v1.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let feed = std::fs::read_to_string(path("alerts/sigma-regression-alerts.ndjson")).unwrap();
+    let first: Value = serde_json::from_str(feed.lines().next().unwrap()).unwrap();
+    let uid = first["finding_info"]["uid"].as_str().unwrap().to_string();
+
+    for db in databases().await {
+        let url = db.url.clone();
+        let load = run(
+            &url,
+            &[
+                "dataset",
+                "load",
+                &path("attack/enterprise-attack-18.1.json.gz"),
+                "--actor",
+                "alice",
+                "--json",
+            ],
+        )
+        .json();
+        let id = load["id"].as_str().unwrap().to_string();
+        assert!(run(&url, &["dataset", "validate", &id, "--actor", "alice"]).ok);
+        assert!(run(&url, &["dataset", "approve", &id, "--actor", "bob"]).ok);
+        assert!(run(&url, &["dataset", "activate", &id, "--actor", "bob"]).ok);
+        assert!(run(&url, &["org", "create", "acme"]).ok);
+
+        let import = run(
+            &url,
+            &[
+                "rules",
+                "import-sigma",
+                &path("sigma/sigma-rules-c5e6d0ecd.tar.gz"),
+                "--org",
+                "acme",
+                "--actor",
+                "eve",
+                "--json",
+            ],
+        )
+        .json();
+        assert_eq!(
+            keys(&import),
+            set(&["rules", "mapped_rules", "tags", "problems"])
+        );
+        assert_eq!(
+            keys(&import["tags"]),
+            set(&["valid", "unknown", "revoked", "deprecated"])
+        );
+
+        let ingest = run(
+            &url,
+            &[
+                "alerts",
+                "ingest",
+                &path("alerts/sigma-regression-alerts.ndjson"),
+                "--org",
+                "acme",
+                "--json",
+            ],
+        )
+        .json();
+        for key in ["ingested", "mapped", "unmapped", "rejected", "errors"] {
+            assert!(ingest.get(key).is_some(), "`{key}` in {ingest}");
+        }
+        assert_eq!(ingest["ingested"], 111);
+        assert_eq!(
+            ingest["mapped"].as_u64().unwrap() + ingest["unmapped"].as_u64().unwrap(),
+            111
+        );
+
+        let show = run(&url, &["alerts", "show", &uid, "--org", "acme", "--json"]).json();
+        let problems = service::check_schema(&schema, &show);
+        assert!(problems.is_empty(), "{}: {problems:?}", db.label());
+        assert_eq!(show["alert"]["source_uid"], uid.as_str());
+        // The product id finds the same alert.
+        let by_id = run(
+            &url,
+            &[
+                "alerts",
+                "show",
+                show["alert"]["id"].as_str().unwrap(),
+                "--org",
+                "acme",
+                "--json",
+            ],
+        )
+        .json();
+        assert_eq!(by_id["alert"], show["alert"]);
+
+        let refused = run(
+            &url,
+            &[
+                "overrides",
+                "create",
+                &uid,
+                "--org",
+                "acme",
+                "--actor",
+                "lea",
+                "--role",
+                "lead",
+                "--action",
+                "add",
+                "--technique",
+                "T1003",
+            ],
+        );
+        assert!(!refused.ok);
+        let lines: Vec<&str> = refused.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", refused.stderr);
+        assert!(lines[0].contains("invalid_input") && lines[0].contains("reason"), "{}", lines[0]);
+
+        let verify = run(&url, &["audit", "verify", "--json"]).json();
+        assert_eq!(verify["ok"], true);
+    }
+}

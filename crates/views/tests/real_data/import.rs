@@ -1,0 +1,1 @@
+//! CSV quoting and redaction.
