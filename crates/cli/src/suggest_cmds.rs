@@ -41,10 +41,12 @@ pub enum SuggestCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Suggest for each JSON line of FILE (`-` for stdin): an object with a
-    /// `text` field and optional `title`, `description`, `command_line`,
-    /// `process_name`, `parent_process`, `event_id`, `registry_path`,
-    /// `analyst_notes`; writes one JSON line per input line, in order.
+    /// Suggest for each JSON line of FILE; one JSON line out per line in.
+    ///
+    /// Each line is an object with a `text` field and optional `title`,
+    /// `description`, `command_line`, `process_name`, `parent_process`,
+    /// `event_id`, `registry_path`, `analyst_notes`. A line that cannot be
+    /// read answers `{"error": {"code", "line", "message"}}` in its place.
     Batch {
         /// JSON lines file, or `-` for stdin.
         file: PathBuf,

@@ -135,6 +135,11 @@ pub enum Action {
     ReviewWork,
     /// Ask the AI-assisted suggester for techniques (and its evaluation).
     Suggest,
+    /// Create incidents, attach and detach alerts, merge, split, change
+    /// status and severity, add evidence.
+    IncidentWrite,
+    /// Adjust an incident's canonical mapping (lead or above).
+    IncidentAdjust,
 }
 
 impl Action {
@@ -162,6 +167,8 @@ impl Action {
             Action::OverrideCreate => "override_create",
             Action::OverrideApprove => "override_approve",
             Action::ReviewWork => "review_work",
+            Action::IncidentWrite => "incident_write",
+            Action::IncidentAdjust => "incident_adjust",
         }
     }
 }
@@ -233,6 +240,15 @@ pub const MATRIX: &[(Action, &[Role])] = &[
         Action::Suggest,
         &[Analyst, Lead, Engineer, Admin, Steward, PlatformAdmin],
     ),
+    (
+        Action::IncidentWrite,
+        &[Analyst, Lead, Engineer, Admin, PlatformAdmin],
+    ),
+    // "Lead or above" in the role order viewer < analyst < lead < engineer < admin.
+    (
+        Action::IncidentAdjust,
+        &[Lead, Engineer, Admin, PlatformAdmin],
+    ),
 ];
 
 /// Whether `role` may perform `action`, read from [`MATRIX`].
@@ -271,6 +287,8 @@ mod tests {
             Action::OverrideApprove,
             Action::ReviewWork,
             Action::Suggest,
+            Action::IncidentWrite,
+            Action::IncidentAdjust,
         ];
         for action in all {
             let rows = MATRIX.iter().filter(|(a, _)| *a == action).count();

@@ -747,15 +747,19 @@ pub(crate) fn decode_stored(alert: &AlertRecord) -> Result<NormalizedAlert> {
     decode_alert(&value).map_err(|e| corrupt(e.to_string()))
 }
 
-/// The normalized attributes stored beside the raw document: everything but
-/// the field map, which is the raw document flattened and would double the
-/// size of every alert row.
+/// The normalized attributes stored beside the raw document that have no
+/// column of their own: the declared techniques, decoding warnings, vendor
+/// and analytic name. The field map is the raw document flattened and the
+/// rest has columns; storing them again would double every alert row.
 fn normalized_text(alert: &NormalizedAlert) -> String {
-    let mut value = serde_json::to_value(alert).unwrap_or(Value::Null);
-    if let Some(map) = value.as_object_mut() {
-        map.remove("fields");
-    }
-    value.to_string()
+    json!({
+        "declared": alert.declared,
+        "warnings": alert.warnings,
+        "vendor": alert.vendor,
+        "analytic_name": alert.analytic_name,
+        "source_uid_derived": alert.source_uid_derived,
+    })
+    .to_string()
 }
 
 /// The (domain, release, dataset) a mapping is made under.

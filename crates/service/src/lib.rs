@@ -19,6 +19,11 @@
 //! - taxonomy reads on the active dataset: [`App::tactics`],
 //!   [`App::techniques`], [`App::technique`];
 //! - audit: [`App::audit_list`], [`App::audit_verify`];
+//! - incidents: [`App::create_incident`], [`App::attach_alerts`],
+//!   [`App::detach_alerts`], [`App::incident_profile`],
+//!   [`App::merge_incidents`], [`App::split_incident`],
+//!   [`App::adjust_incident`], [`App::set_incident_status`],
+//!   [`App::set_incident_severity`], [`App::add_incident_evidence`];
 //! - operations: [`App::readiness`].
 
 pub mod access;
@@ -28,6 +33,7 @@ mod audit;
 mod datasets;
 mod error;
 mod fetch;
+mod incidents;
 mod orgs;
 mod overrides;
 mod reads;
@@ -54,6 +60,11 @@ pub use rules::{
     RuleChange, RuleView, SigmaImportOutcome, SigmaImportSummary, SimulatedAlert, Simulation,
 };
 pub use error::{ErrorKind, ServiceError};
+pub use incidents::{
+    AdjustmentInput, AdjustmentView, AlertLineage, INCIDENT_PROFILE_SCHEMA_VERSION,
+    INCIDENT_SEVERITIES, INCIDENT_STATUSES, IncidentAlertView, IncidentEvidenceView,
+    IncidentInput, IncidentProfileView, ProfileEntryView, SplitOutcome, incident_profile_schema,
+};
 pub use suggestions::{
     ActiveSuggester, MAX_SUGGESTIONS, ProviderReport, SuggestEvaluation, SuggestionList,
     ai_candidates, alert_input,

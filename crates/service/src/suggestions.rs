@@ -37,9 +37,10 @@ const MAX_EVIDENCE_VALUE_CHARS: usize = 300;
 /// The suggesters built so far and the optional external provider.
 #[derive(Default)]
 pub(crate) struct SuggestState {
-    /// One cell per dataset id; the cell is filled once, by whichever
-    /// request comes first, while the others wait for it.
-    built: Mutex<HashMap<DatasetId, Arc<OnceCell<Arc<Suggester>>>>>,
+    /// One cell per dataset id, with the dataset's domain; the cell is
+    /// filled once, by whichever request comes first, while the others wait
+    /// for it.
+    built: Mutex<HashMap<DatasetId, (Domain, Arc<OnceCell<Arc<Suggester>>>)>>,
     provider: RwLock<Option<Arc<ExternalProvider>>>,
 }
 
@@ -160,13 +161,12 @@ impl App {
                 .unwrap_or_else(|e| e.into_inner());
             // Only active datasets are asked for: keep the other domains'
             // suggesters, drop this domain's older ones.
-            built.retain(|id, cell| {
-                *id == dataset.id
-                    || cell
-                        .get()
-                        .is_some_and(|s| !s.release_version().starts_with(domain.as_str()))
-            });
-            built.entry(dataset.id.clone()).or_default().clone()
+            built.retain(|id, (of, _)| *id == dataset.id || *of != domain);
+            built
+                .entry(dataset.id.clone())
+                .or_insert_with(|| (domain, Arc::default()))
+                .1
+                .clone()
         };
         let config = self.suggester_config();
         let for_build = release.clone();

@@ -10,10 +10,12 @@ mod alerts;
 mod audit;
 mod batch;
 mod datasets;
+mod incidents;
 mod orgs;
 mod records;
 mod references;
 mod review;
+pub mod rollups;
 mod rules;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -32,9 +34,13 @@ pub use alerts::{
 };
 pub use audit::{GENESIS_HASH, canonical_hash};
 pub use datasets::DatasetDocument;
+pub use incidents::{
+    AdjustmentRecord, AttachedAlert, EvidenceRecord, IncidentId, IncidentRecord, ProfileRow,
+};
 pub use records::*;
 pub use references::REFERENCE_MIGRATION;
 pub use review::{NotificationRecord, OverrideRecord, ReviewRecord};
+pub use rollups::{ExclusionRecord, RollupRecord};
 pub use rules::{PackImportRecord, RuleRecord};
 
 /// Why a storage operation failed.
@@ -197,10 +203,13 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL lets readers proceed during a write; NORMAL is
                         // durable enough with WAL; the busy timeout makes a
-                        // second writer wait instead of failing at once.
+                        // second writer wait instead of failing at once; a
+                        // 64 MiB page cache keeps bulk alert ingestion from
+                        // re-reading index pages (the default is 2 MiB).
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-                             PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+                             PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
+                             PRAGMA cache_size = -65536;",
                         )
                         .await?;
                     }

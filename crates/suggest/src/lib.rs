@@ -80,7 +80,9 @@ pub use calibration::{Calibrator, ReliabilityBin, expected_calibration_error, re
 pub use evaluate::{EvaluationReport, evaluate};
 pub use input::{InputField, SuggestInput};
 pub use kpi::{CapGap, cap_gap};
-pub use provider::{ExternalProvider, ProviderConfig, ProviderError, ProviderOutcome, ProviderStatus};
+pub use provider::{
+    ExternalProvider, ProviderConfig, ProviderError, ProviderOutcome, ProviderStatus,
+};
 pub use split::{ProcedureExample, held_out_ids, is_held_out, procedure_examples};
 pub use suggester::{
     AttackSource, Band, ConfigError, Evidence, MAX_CONFIDENCE, METHOD, SuggestOutcome, Suggester,

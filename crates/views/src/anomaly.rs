@@ -201,8 +201,9 @@ mod tests {
     #[test]
     fn spike_after_noisy_baseline_is_scored_by_hand() {
         // Baseline days 1..=14 alternate 4 and 6: median 5, MAD 1.
-        let mut days: BTreeMap<NaiveDate, u64> =
-            (1..=14).map(|d| (day(d), if d % 2 == 0 { 6 } else { 4 })).collect();
+        let mut days: BTreeMap<NaiveDate, u64> = (1..=14)
+            .map(|d| (day(d), if d % 2 == 0 { 6 } else { 4 }))
+            .collect();
         days.insert(day(15), 30);
         let daily: DailyCounts = [(cell(), days)].into_iter().collect();
 

@@ -64,7 +64,7 @@ pub struct DrilldownRow {
 /// across rows and exports with the same key, so analysts can still group
 /// by it, while the name cannot be recovered without the key. Without a key
 /// it becomes `redacted`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Redaction {
     /// Hide host names.
     pub host: bool,
@@ -75,6 +75,18 @@ pub struct Redaction {
     /// Key of the stable hash; `None` writes `redacted`.
     #[serde(skip_serializing)]
     pub key: Option<Vec<u8>>,
+}
+
+// The key is a secret: it must never reach a log through `{:?}`.
+impl std::fmt::Debug for Redaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redaction")
+            .field("host", &self.host)
+            .field("user", &self.user)
+            .field("alert_id", &self.alert_id)
+            .field("key", &self.key.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 impl Redaction {

@@ -194,7 +194,10 @@ fn import_one(index: usize, raw: Value, resolver: &Resolver) -> Result<LayerImpo
                 "technique entry {i} has no string `techniqueID`"
             )));
         };
-        let tactic = entry.get("tactic").and_then(Value::as_str).map(str::to_string);
+        let tactic = entry
+            .get("tactic")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let score = entry.get("score").and_then(Value::as_f64);
         let text = |field: &str| {
             entry
@@ -295,7 +298,11 @@ impl<'r> Resolver<'r> {
             .categories()
             .into_iter()
             .flat_map(|(_, entries)| entries.iter())
-            .find(|e| e.old_id.as_deref().is_some_and(|old| old.eq_ignore_ascii_case(id)))
+            .find(|e| {
+                e.old_id
+                    .as_deref()
+                    .is_some_and(|old| old.eq_ignore_ascii_case(id))
+            })
             .map(|e| e.id.as_str())
     }
 
@@ -320,18 +327,29 @@ impl<'r> Resolver<'r> {
             return Ok(Resolved {
                 technique: t,
                 from: Some(layer_id.to_string()),
-                flag: Some(format!("ID changed from {id} to {} {}", t.id, self.versions())),
+                flag: Some(format!(
+                    "ID changed from {id} to {} {}",
+                    t.id,
+                    self.versions()
+                )),
             });
         }
 
         let Some(found) = self.placer.technique(&id) else {
             let removed = self.diff.is_some_and(|d| {
-                d.techniques.changes.removed.iter().any(|e| e.id.eq_ignore_ascii_case(&id))
+                d.techniques
+                    .changes
+                    .removed
+                    .iter()
+                    .any(|e| e.id.eq_ignore_ascii_case(&id))
             });
             return Err(if removed {
                 format!("{id} was removed {}", self.versions())
             } else {
-                format!("{id} is not in {} {}", self.release.domain, self.release.version)
+                format!(
+                    "{id} is not in {} {}",
+                    self.release.domain, self.release.version
+                )
             });
         };
         if found.status.is_live() {

@@ -31,8 +31,8 @@ pub use import::{
     UnknownTechnique, compare, import_layer,
 };
 pub use matrix::{
-    AppliedExclusion, BandCounts, Cell, IntensityFormula, MatrixView, SourceCounts, TacticColumn,
-    TechniqueTotal, UnplacedRow, matrix,
+    AppliedExclusion, BandCounts, Cell, FormulaError, IntensityFormula, MatrixView, SourceCounts,
+    TacticColumn, TechniqueTotal, UnplacedRow, matrix,
 };
 pub use navigator::{
     LAYER_FORMAT_VERSION, LayerOptions, LayerProblem, NAVIGATOR_VERSION, Provenance, ScoreBy,

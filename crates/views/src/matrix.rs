@@ -49,7 +49,41 @@ impl Default for IntensityFormula {
     }
 }
 
+/// A severity weight that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("severity weight `{severity}` is {value}; weights must be finite and not negative")]
+pub struct FormulaError {
+    /// The severity whose weight is wrong (`high`).
+    pub severity: &'static str,
+    /// The weight given.
+    pub value: f64,
+}
+
 impl IntensityFormula {
+    /// Checks that every weight is a finite, non-negative number, as a
+    /// formula read from configuration must be before use.
+    pub fn check(&self) -> Result<(), FormulaError> {
+        let weights = [
+            (Severity::Unknown, self.unknown),
+            (Severity::Informational, self.informational),
+            (Severity::Low, self.low),
+            (Severity::Medium, self.medium),
+            (Severity::High, self.high),
+            (Severity::Critical, self.critical),
+            (Severity::Fatal, self.fatal),
+        ];
+        match weights
+            .into_iter()
+            .find(|(_, w)| !w.is_finite() || *w < 0.0)
+        {
+            Some((severity, value)) => Err(FormulaError {
+                severity: severity.as_str(),
+                value,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The weight of a severity.
     pub fn weight(&self, severity: Severity) -> f64 {
         match severity {
@@ -291,7 +325,9 @@ impl<'r> Placer<'r> {
     }
 
     pub(crate) fn technique(&self, id: &str) -> Option<&'r Technique> {
-        self.techniques.get(&id.trim().to_ascii_uppercase()).copied()
+        self.techniques
+            .get(&id.trim().to_ascii_uppercase())
+            .copied()
     }
 
     pub(crate) fn order(&self, tactic_id: &str) -> usize {
@@ -299,7 +335,10 @@ impl<'r> Placer<'r> {
     }
 
     /// The technique and tactics a row counts in, or why it counts in none.
-    pub(crate) fn place(&self, row: &RollupRow) -> Result<(&'r Technique, Vec<&'r Tactic>), String> {
+    pub(crate) fn place(
+        &self,
+        row: &RollupRow,
+    ) -> Result<(&'r Technique, Vec<&'r Tactic>), String> {
         let Some(technique) = self.technique(&row.technique) else {
             return Err(format!(
                 "technique {} is not in {} {}",
@@ -310,7 +349,10 @@ impl<'r> Placer<'r> {
         if named.is_empty() {
             let tactics = self.release.tactics_of(technique);
             if tactics.is_empty() {
-                return Err(format!("technique {} has no tactic in the release", technique.id));
+                return Err(format!(
+                    "technique {} has no tactic in the release",
+                    technique.id
+                ));
             }
             return Ok((technique, tactics));
         }
@@ -381,8 +423,14 @@ pub fn matrix<'a>(
             }
         };
         for tactic in tactics {
-            let key = (placer.order(&tactic.id), tactic.id.clone(), technique.id.clone());
-            let cell = cells.entry(key).or_insert_with(|| empty_cell(tactic, technique));
+            let key = (
+                placer.order(&tactic.id),
+                tactic.id.clone(),
+                technique.id.clone(),
+            );
+            let cell = cells
+                .entry(key)
+                .or_insert_with(|| empty_cell(tactic, technique));
             cell.count += row.count;
             cell.intensity += intensity;
             cell.low_confidence += low;
@@ -469,5 +517,26 @@ fn share(part: u64, whole: u64) -> f64 {
         0.0
     } else {
         part as f64 / whole as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_formula_passes_its_check_and_bad_weights_do_not() {
+        assert_eq!(IntensityFormula::default().check(), Ok(()));
+        let negative = IntensityFormula {
+            high: -1.0,
+            ..IntensityFormula::default()
+        };
+        let err = negative.check().expect_err("negative weight");
+        assert_eq!((err.severity, err.value), ("high", -1.0));
+        let nan = IntensityFormula {
+            low: f64::NAN,
+            ..IntensityFormula::default()
+        };
+        assert_eq!(nan.check().map_err(|e| e.severity), Err("low"));
     }
 }

@@ -49,6 +49,14 @@ impl ScoreBy {
             ScoreBy::Intensity => cell.intensity,
         }
     }
+
+    /// The score as written: counts stay integers in the JSON.
+    fn score_value(self, cell: &Cell) -> Value {
+        match self {
+            ScoreBy::Count => json!(cell.count),
+            ScoreBy::Intensity => json!(cell.intensity),
+        }
+    }
 }
 
 /// Who produced a layer and when, written into the layer `metadata`.
@@ -247,7 +255,7 @@ fn cell_entry(cell: &Cell, score: ScoreBy, show_subtechniques: bool) -> Value {
     json!({
         "techniqueID": cell.technique,
         "tactic": cell.tactic_shortname,
-        "score": score.score(cell),
+        "score": score.score_value(cell),
         "comment": format!(
             "{} mappings, intensity {:.2}, {:.0}% low confidence",
             cell.count,
@@ -263,10 +271,9 @@ fn cell_entry(cell: &Cell, score: ScoreBy, show_subtechniques: bool) -> Value {
 
 fn layer_metadata(view: &MatrixView, release: &Release, options: &LayerOptions) -> Vec<Value> {
     let provenance = &options.provenance;
-    let (count, low) = view
-        .techniques
-        .iter()
-        .fold((0u64, 0u64), |(c, l), t| (c + t.count, l + t.low_confidence));
+    let (count, low) = view.techniques.iter().fold((0u64, 0u64), |(c, l), t| {
+        (c + t.count, l + t.low_confidence)
+    });
     let low_share = if count == 0 {
         0.0
     } else {
@@ -292,7 +299,10 @@ fn layer_metadata(view: &MatrixView, release: &Release, options: &LayerOptions) 
         metadata.push(meta("requested_by", who.clone()));
     }
     metadata.extend([
-        meta("attack_release", format!("{} {}", release.domain, release.version)),
+        meta(
+            "attack_release",
+            format!("{} {}", release.domain, release.version),
+        ),
         meta("score", options.score.as_str()),
         meta("formula", view.formula.clone()),
         meta(
@@ -419,7 +429,10 @@ impl Checker {
             .string(path, value)
             .filter(|s| !(is_hex_color(s) || (allow_empty && s.is_empty())));
         if let Some(s) = wrong {
-            self.problem(path, format!("`{s}` is not a hex colour (#rgb, #rrggbb, #rrggbbaa)"));
+            self.problem(
+                path,
+                format!("`{s}` is not a hex colour (#rgb, #rrggbb, #rrggbbaa)"),
+            );
         }
     }
 
@@ -563,7 +576,10 @@ impl Checker {
             Some(colors) => {
                 let items = self.array(&format!("{path}/colors"), colors);
                 if colors.is_array() && items.len() < 2 {
-                    self.problem(&format!("{path}/colors"), "a gradient needs at least 2 colours");
+                    self.problem(
+                        &format!("{path}/colors"),
+                        "a gradient needs at least 2 colours",
+                    );
                 }
                 for (i, c) in items.iter().enumerate() {
                     self.color(&format!("{path}/colors/{i}"), c, false);
@@ -630,7 +646,11 @@ pub fn validate_layer(layer: &Value) -> Result<(), Vec<LayerProblem>> {
                 }
             }
             "domain" => {
-                check.one_of(&path, value, &["enterprise-attack", "mobile-attack", "ics-attack"]);
+                check.one_of(
+                    &path,
+                    value,
+                    &["enterprise-attack", "mobile-attack", "ics-attack"],
+                );
             }
             "filters" => {
                 let platforms = check

@@ -122,7 +122,10 @@ impl MatrixFilter {
             && (self.bands.is_empty() || self.bands.contains(&row.band))
             && any_eq(&self.connectors, &row.connector)
             && (self.platforms.is_empty()
-                || row.platform.as_deref().is_some_and(|p| any_eq(&self.platforms, p)))
+                || row
+                    .platform
+                    .as_deref()
+                    .is_some_and(|p| any_eq(&self.platforms, p)))
     }
 
     /// The filter's decision, time range included. A row outside the

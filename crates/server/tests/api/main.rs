@@ -12,4 +12,5 @@ mod logs;
 mod ops;
 mod roles;
 mod serve;
+mod suggest;
 mod taxonomy;

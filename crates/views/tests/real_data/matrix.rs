@@ -35,7 +35,10 @@ fn multi_tactic_technique() -> (String, Vec<String>) {
         .filter(|(_, phases)| phases.len() >= 3)
         .collect();
     candidates.sort();
-    candidates.into_iter().next().expect("a multi-tactic technique")
+    candidates
+        .into_iter()
+        .next()
+        .expect("a multi-tactic technique")
 }
 
 #[test]
@@ -120,8 +123,12 @@ fn a_row_naming_a_tactic_counts_there_only_and_totals_add_up() {
         .iter()
         .map(|p| ((ids[p].clone(), technique.clone()), 4))
         .collect();
-    *expected.get_mut(&(ids[&phases[0]].clone(), technique.clone())).expect("cell") += 2;
-    *expected.get_mut(&(ids[&phases[1]].clone(), technique.clone())).expect("cell") += 3;
+    *expected
+        .get_mut(&(ids[&phases[0]].clone(), technique.clone()))
+        .expect("cell") += 2;
+    *expected
+        .get_mut(&(ids[&phases[1]].clone(), technique.clone()))
+        .expect("cell") += 3;
     assert_eq!(cells(&view), expected);
     assert_eq!(view.technique_count(&technique), 2 + 3 + 4);
 }

@@ -1,0 +1,1312 @@
+//! Incidents and their ATT&CK profiles (issue 4): create, attach and detach
+//! alerts, show the profile with lineage, merge, split, lead adjustments,
+//! status, severity and evidence, with staleness.
+//!
+//! # The profile
+//!
+//! Computed on every read by [`mapping::incident::profile`] from the current
+//! canonical mappings of the live attached alerts and the incident's lead
+//! adjustments; never stored, never copied from one alert. Frequency counts
+//! contributing alerts; confidence is a noisy-OR over distinct producers (see
+//! the `mapping::incident` documentation); each entry links back to every
+//! contributing alert and the candidates behind it on that alert.
+//!
+//! # Merge and split
+//!
+//! - `merge(A, B)`: A survives. B's live alerts are detached from B and
+//!   attached to A (an alert in both counts once); B is marked
+//!   `merged_into = A` and takes no further change. Alert overrides follow
+//!   the alerts (they are the alerts' own). Lead adjustments stay where they
+//!   were made, and A reads its own plus those of every incident merged into
+//!   it, in approval order, so A keeps its own and takes B's.
+//! - `split(X, alerts)`: a new incident takes the named alerts (and with them
+//!   their overrides and lineage); X keeps its identity, its other alerts and
+//!   every lead adjustment. Both sides must keep at least one alert.
+//!
+//! Each side's profile is recomputed from its alerts afterwards.
+//!
+//! # Staleness
+//!
+//! Reopening, a severity shift, a new evidence reference, a merge and a
+//! split mark the incident's profile stale with the reason; a lead
+//! adjustment (the lead re-evaluating the profile) clears the mark. An entry
+//! computed under an ATT&CK release other than the active one is stale on
+//! read (a new active release). The alert review queue holds alerts only,
+//! so stale incidents are listed through their stale flag and reasons.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use mapping::incident::{Incident, IncidentError, merge, profile, split};
+use mapping::overrides::{OverrideMeta, OverrideRequest};
+use mapping::staleness::StaleReason;
+use mapping::{
+    CanonicalMapping, CanonicalSet, Confidence, Override, OverrideAction, OverrideStatus,
+    ReasonCode, Source, Subject,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use store::{
+    AdjustmentRecord, AlertId, AttachedAlert, EvidenceRecord, IncidentId, IncidentRecord,
+    OrgScope, ProfileRow,
+};
+use taxonomy::{Domain, TacticId, TechniqueId};
+
+use crate::{Action, Actor, App, Outcome, Result, ServiceError};
+
+/// Version of the `incidents show --json` contract
+/// (`docs/schemas/incident-profile.v1.json`).
+pub const INCIDENT_PROFILE_SCHEMA_VERSION: &str = "1";
+
+/// Incident statuses, in lifecycle order.
+pub const INCIDENT_STATUSES: [&str; 5] = ["open", "contained", "resolved", "closed", "reopened"];
+
+/// Incident severities, least to most severe.
+pub const INCIDENT_SEVERITIES: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
+
+/// A new incident as asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentInput {
+    /// Title (required).
+    pub title: String,
+    /// Severity (default `medium`).
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// The incident lead.
+    #[serde(default)]
+    pub lead: Option<String>,
+    /// Alerts to attach: product ids or source uids.
+    #[serde(default)]
+    pub alerts: Vec<String>,
+}
+
+/// A lead adjustment as asked for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdjustmentInput {
+    /// `add`, `remove` or `replace`.
+    pub action: String,
+    /// The technique added (add, replace) or removed (remove).
+    pub technique: String,
+    /// Its tactic.
+    #[serde(default)]
+    pub tactic: Option<String>,
+    /// For `replace`: the technique replaced.
+    #[serde(default)]
+    pub replaces: Option<String>,
+    /// For `replace`: its tactic.
+    #[serde(default)]
+    pub replaces_tactic: Option<String>,
+    /// Reason code (required), as for overrides.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The lead's rationale (required).
+    #[serde(default)]
+    pub rationale: Option<String>,
+    /// Evidence references behind it; the incident's own references count
+    /// when none are given, and at least one is needed.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// Confidence of the entry (default 1.0).
+    #[serde(default)]
+    pub confidence: Option<f64>,
+}
+
+/// One alert of an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentAlertView {
+    /// The product's alert id.
+    pub id: String,
+    /// The alert's source uid.
+    pub source_uid: String,
+}
+
+/// The candidates behind a profile entry on one alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertLineage {
+    /// The product's alert id.
+    pub alert: String,
+    /// The alert's source uid.
+    pub source_uid: String,
+    /// Candidate ids on that alert.
+    pub candidates: Vec<String>,
+    /// Alert override ids behind the entry on that alert.
+    pub overrides: Vec<String>,
+}
+
+/// One entry of an incident profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileEntryView {
+    /// The technique.
+    pub technique: String,
+    /// The tactic.
+    pub tactic: Option<String>,
+    /// Contributing alerts that carry the pair.
+    pub frequency: usize,
+    /// Aggregated confidence.
+    pub confidence: f64,
+    /// Its band.
+    pub band: String,
+    /// Sources behind the pair, sorted.
+    pub sources: Vec<String>,
+    /// Contributing alert ids, sorted.
+    pub alerts: Vec<String>,
+    /// Candidate ids behind the pair, sorted.
+    pub candidates: Vec<String>,
+    /// Per contributing alert, the candidates behind the pair.
+    pub lineage: Vec<AlertLineage>,
+    /// Lead adjustments that shaped the entry, in order applied.
+    pub adjustments: Vec<String>,
+    /// True when a staleness trigger since the last review affects it.
+    pub stale: bool,
+}
+
+/// One lead adjustment as shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdjustmentView {
+    /// Id.
+    pub id: String,
+    /// The incident it was made on (another one before a merge).
+    pub incident: String,
+    /// Per-incident version.
+    pub version: i64,
+    /// `add`, `remove` or `replace`.
+    pub action: String,
+    /// Technique.
+    pub technique: String,
+    /// Tactic.
+    pub tactic: Option<String>,
+    /// For replace: the technique replaced.
+    pub replaces: Option<String>,
+    /// Reason code.
+    pub reason: String,
+    /// The lead's rationale.
+    pub rationale: String,
+    /// Evidence references.
+    pub evidence: Vec<String>,
+    /// Confidence the entry gets.
+    pub confidence: f64,
+    /// Who made it.
+    pub actor: String,
+    /// `proposed`, `approved` or `rejected`.
+    pub status: String,
+    /// Who approved it.
+    pub approved_by: Option<String>,
+    /// When.
+    pub approved_at: Option<String>,
+    /// When it was stored.
+    pub created_at: String,
+}
+
+/// One evidence reference as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentEvidenceView {
+    /// Id.
+    pub id: String,
+    /// Kind of reference.
+    pub kind: String,
+    /// The reference.
+    pub reference: String,
+    /// Who added it.
+    pub added_by: String,
+    /// When.
+    pub added_at: String,
+}
+
+/// An incident with its ATT&CK profile: the `incidents show --json`
+/// contract, version [`INCIDENT_PROFILE_SCHEMA_VERSION`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentProfileView {
+    /// Contract version.
+    pub schema_version: String,
+    /// The incident id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// `open`, `contained`, `resolved`, `closed` or `reopened`.
+    pub status: String,
+    /// Severity.
+    pub severity: String,
+    /// The incident lead.
+    pub lead: Option<String>,
+    /// The incident this one was merged into.
+    pub merged_into: Option<String>,
+    /// The incident this one was split from.
+    pub split_from: Option<String>,
+    /// Incidents merged into this one.
+    pub merged_from: Vec<String>,
+    /// True when any profile entry is stale.
+    pub stale: bool,
+    /// Why (staleness reasons since the last review).
+    pub stale_reasons: Vec<Value>,
+    /// The active Enterprise release the profile is read under, if any.
+    pub release: Option<String>,
+    /// Live attached alerts, ordered by id.
+    pub alerts: Vec<IncidentAlertView>,
+    /// The profile, ordered by technique then tactic.
+    pub profile: Vec<ProfileEntryView>,
+    /// Every lead adjustment (own and merged in), oldest first.
+    pub adjustments: Vec<AdjustmentView>,
+    /// Evidence references, oldest first.
+    pub evidence: Vec<IncidentEvidenceView>,
+    /// Created at.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// What a split did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitOutcome {
+    /// The new incident's id.
+    pub id: String,
+    /// The incident split (it keeps its identity).
+    pub split_from: String,
+    /// The new incident with its profile.
+    pub created: IncidentProfileView,
+    /// The original incident with its recomputed profile.
+    pub remaining: IncidentProfileView,
+}
+
+fn ts(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
+    ServiceError::InvalidInput {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn not_found(id: &str) -> ServiceError {
+    ServiceError::NotFound {
+        kind: "incident",
+        id: id.to_string(),
+    }
+}
+
+fn json_list(text: &str, what: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text)
+        .map_err(|e| ServiceError::Internal(format!("stored {what} `{text}` is corrupt: {e}")))
+}
+
+fn stale_reasons(record: &IncidentRecord) -> Vec<Value> {
+    serde_json::from_str(&record.stale_reasons).unwrap_or_default()
+}
+
+/// Adds a staleness reason to the record (kept until a lead review).
+fn mark_stale(record: &mut IncidentRecord, reason: &StaleReason) {
+    let mut reasons = stale_reasons(record);
+    reasons.push(serde_json::to_value(reason).unwrap_or(Value::Null));
+    record.stale = true;
+    record.stale_reasons = Value::Array(reasons).to_string();
+}
+
+fn normalized(value: &str, allowed: &[&str], field: &str) -> Result<String> {
+    let v = value.trim().to_ascii_lowercase();
+    if allowed.contains(&v.as_str()) {
+        Ok(v)
+    } else {
+        Err(invalid(
+            field,
+            format!("`{value}` is not one of: {}", allowed.join(", ")),
+        ))
+    }
+}
+
+/// An incident of the pure model holding only its alerts' identities, to
+/// run the pure merge and split checks over stored attachments.
+fn shell(id: &IncidentId, alerts: &[AttachedAlert]) -> Incident {
+    Incident {
+        id: id.to_string(),
+        alerts: alerts
+            .iter()
+            .map(|a| CanonicalSet {
+                subject: Subject::alert(a.alert_id.as_str()),
+                decided_by: None,
+                entries: Vec::new(),
+                flags: Vec::new(),
+                pending_review: Vec::new(),
+            })
+            .collect(),
+        adjustments: Vec::new(),
+    }
+}
+
+fn incident_error(e: IncidentError) -> ServiceError {
+    let field = match e {
+        IncidentError::SelfMerge(_) => "incidents",
+        _ => "alerts",
+    };
+    invalid(field, e.to_string())
+}
+
+/// A stored adjustment as the pure model's override of `subject`.
+fn adjustment_override(a: &AdjustmentRecord, subject: &Subject) -> Result<Override> {
+    let corrupt = |what: &str| {
+        ServiceError::Internal(format!("stored adjustment {} has a corrupt {what}", a.id))
+    };
+    let target = |technique: &str, tactic: Option<&str>| -> Result<mapping::overrides::Target> {
+        Ok(mapping::overrides::Target {
+            technique: TechniqueId::parse(technique).map_err(|_| corrupt("technique"))?,
+            tactic: tactic
+                .map(TacticId::parse)
+                .transpose()
+                .map_err(|_| corrupt("tactic"))?,
+        })
+    };
+    Ok(Override {
+        id: a.id.clone(),
+        subject: subject.clone(),
+        version: u32::try_from(a.version).map_err(|_| corrupt("version"))?,
+        action: a
+            .action
+            .parse::<OverrideAction>()
+            .map_err(|_| corrupt("action"))?,
+        target: target(&a.technique, a.tactic.as_deref())?,
+        replaces: a
+            .replaces_technique
+            .as_deref()
+            .map(|t| target(t, a.replaces_tactic.as_deref()))
+            .transpose()?,
+        reason: a
+            .reason
+            .parse::<ReasonCode>()
+            .map_err(|_| corrupt("reason"))?,
+        notes: Some(a.rationale.clone()),
+        confidence: Confidence::new(a.confidence).map_err(|_| corrupt("confidence"))?,
+        actor: a.actor.clone(),
+        status: match a.status.as_str() {
+            "approved" => OverrideStatus::Approved,
+            "rejected" => OverrideStatus::Rejected,
+            _ => OverrideStatus::Proposed,
+        },
+        decided_at: a.approved_at,
+    })
+}
+
+fn adjustment_view(a: &AdjustmentRecord) -> AdjustmentView {
+    AdjustmentView {
+        id: a.id.clone(),
+        incident: a.incident_id.to_string(),
+        version: a.version,
+        action: a.action.clone(),
+        technique: a.technique.clone(),
+        tactic: a.tactic.clone(),
+        replaces: a.replaces_technique.clone(),
+        reason: a.reason.clone(),
+        rationale: a.rationale.clone(),
+        evidence: serde_json::from_str(&a.evidence).unwrap_or_default(),
+        confidence: a.confidence,
+        actor: a.actor.clone(),
+        status: a.status.clone(),
+        approved_by: a.approved_by.clone(),
+        approved_at: a.approved_at.as_ref().map(ts),
+        created_at: ts(&a.created_at),
+    }
+}
+
+/// Candidate and override ids per (technique, tactic, alert), for lineage.
+type LineageKey = (String, Option<String>, String);
+
+/// The canonical sets of the attached alerts, rebuilt from profile rows,
+/// and the lineage per (technique, tactic, alert).
+fn canonical_sets(
+    alerts: &[AttachedAlert],
+    rows: Vec<ProfileRow>,
+    thresholds: &mapping::BandThresholds,
+) -> Result<(Vec<CanonicalSet>, HashMap<LineageKey, (Vec<String>, Vec<String>)>)> {
+    let mut by_alert: BTreeMap<&str, Vec<CanonicalMapping>> = alerts
+        .iter()
+        .map(|a| (a.alert_id.as_str(), Vec::new()))
+        .collect();
+    let mut lineage = HashMap::new();
+    for row in &rows {
+        let corrupt = |what: &str| {
+            ServiceError::Internal(format!(
+                "stored canonical mapping of alert {} has a corrupt {what}",
+                row.alert_id
+            ))
+        };
+        let confidence = Confidence::new(row.confidence).map_err(|_| corrupt("confidence"))?;
+        let candidates = json_list(&row.candidate_ids, "candidate ids")?;
+        let overrides = json_list(&row.override_ids, "override ids")?;
+        let entry = CanonicalMapping {
+            technique: TechniqueId::parse(&row.technique).map_err(|_| corrupt("technique"))?,
+            tactic: row
+                .tactic
+                .as_deref()
+                .map(TacticId::parse)
+                .transpose()
+                .map_err(|_| corrupt("tactic"))?,
+            source: row
+                .source
+                .parse::<Source>()
+                .map_err(|_| corrupt("source"))?,
+            confidence,
+            band: thresholds.band(confidence),
+            candidates: candidates.clone(),
+            overrides: overrides.clone(),
+            producers: json_list(&row.producers, "producers")?,
+            vendor_declared: false,
+            evidence_linked: false,
+            needs_review: false,
+        };
+        lineage.insert(
+            (
+                row.technique.clone(),
+                row.tactic.clone(),
+                row.alert_id.to_string(),
+            ),
+            (candidates, overrides),
+        );
+        if let Some(entries) = by_alert.get_mut(row.alert_id.as_str()) {
+            entries.push(entry);
+        }
+    }
+    let sets = by_alert
+        .into_iter()
+        .map(|(alert, entries)| CanonicalSet {
+            subject: Subject::alert(alert),
+            decided_by: None,
+            entries,
+            flags: Vec::new(),
+            pending_review: Vec::new(),
+        })
+        .collect();
+    Ok((sets, lineage))
+}
+
+impl App {
+    /// An incident of the scope, or `not_found` (also for another org's).
+    async fn existing_incident(&self, scope: &OrgScope, id: &str) -> Result<IncidentRecord> {
+        self.store
+            .incident(scope, id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// An incident that may still change: not merged into another one.
+    async fn open_incident(&self, scope: &OrgScope, id: &str) -> Result<IncidentRecord> {
+        let record = self.existing_incident(scope, id).await?;
+        if let Some(into) = &record.merged_into {
+            return Err(ServiceError::Conflict(format!(
+                "incident {id} was merged into {into}: change that one"
+            )));
+        }
+        Ok(record)
+    }
+
+    /// Resolves alert references (ids or source uids) of the scope; any
+    /// reference that names nothing there is `not_found`, whether missing
+    /// or another org's.
+    async fn resolve_alerts(&self, scope: &OrgScope, refs: &[String]) -> Result<Vec<AlertId>> {
+        let refs: Vec<String> = refs
+            .iter()
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect();
+        let found = self.store.resolve_alert_refs(scope, &refs).await?;
+        let known: HashMap<&str, &AlertId> = found.iter().map(|(r, a)| (r.as_str(), a)).collect();
+        let mut ids = Vec::with_capacity(refs.len());
+        for r in &refs {
+            let id = known.get(r.as_str()).ok_or_else(|| ServiceError::NotFound {
+                kind: "alert",
+                id: r.clone(),
+            })?;
+            if !ids.contains(*id) {
+                ids.push((*id).clone());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Creates an incident, optionally with alerts. Role analyst or above.
+    pub async fn create_incident(
+        &self,
+        actor: &Actor,
+        org: &str,
+        input: IncidentInput,
+    ) -> Result<IncidentProfileView> {
+        self.authorize(actor, Action::IncidentWrite, ("incident", "*"))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let title = input.title.trim();
+        if title.is_empty() {
+            return Err(invalid("title", "an incident needs a title"));
+        }
+        let severity = normalized(
+            input.severity.as_deref().unwrap_or("medium"),
+            &INCIDENT_SEVERITIES,
+            "severity",
+        )?;
+        let alerts = self.resolve_alerts(&scope, &input.alerts).await?;
+
+        let now = store::now();
+        let record = IncidentRecord {
+            id: IncidentId::generate(),
+            org_id: scope.org().clone(),
+            title: title.to_string(),
+            status: "open".into(),
+            severity,
+            lead: input.lead.filter(|l| !l.trim().is_empty()),
+            created_by: actor.name.clone(),
+            created_at: now,
+            updated_at: now,
+            merged_into: None,
+            split_from: None,
+            stale: false,
+            stale_reasons: "[]".into(),
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_incident(&record).await?;
+        tx.attach_alerts(&scope, &record.id, &alerts, &actor.name, &now)
+            .await?;
+        let details = json!({"title": record.title, "severity": record.severity,
+            "alerts": alerts.len()});
+        tx.append_audit(&self.org_event(
+            actor,
+            &scope,
+            "incident_create",
+            ("incident", record.id.as_str()),
+            details,
+        ))
+        .await?;
+        tx.commit().await?;
+
+        self.profile_view(&scope, &record).await
+    }
+
+    /// Attaches alerts (ids or source uids) to an incident; alerts already
+    /// attached are left as they are. An alert of another org is
+    /// `not_found`, and then nothing is attached.
+    pub async fn attach_alerts(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        alerts: &[String],
+    ) -> Result<IncidentProfileView> {
+        self.authorize(actor, Action::IncidentWrite, ("incident", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let mut record = self.open_incident(&scope, id).await?;
+        if alerts.is_empty() {
+            return Err(invalid("alerts", "name at least one alert"));
+        }
+        let wanted = self.resolve_alerts(&scope, alerts).await?;
+        let held: BTreeSet<AlertId> = self
+            .store
+            .incident_alerts(&scope, &record.id)
+            .await?
+            .into_iter()
+            .map(|a| a.alert_id)
+            .collect();
+        let new: Vec<AlertId> = wanted.into_iter().filter(|a| !held.contains(a)).collect();
+
+        let now = store::now();
+        record.updated_at = now;
+        let mut tx = self.store.begin().await?;
+        tx.attach_alerts(&scope, &record.id, &new, &actor.name, &now)
+            .await?;
+        tx.update_incident(&scope, &record).await?;
+        let details = json!({"alerts": new});
+        tx.append_audit(&self.org_event(
+            actor,
+            &scope,
+            "incident_attach",
+            ("incident", record.id.as_str()),
+            details,
+        ))
+        .await?;
+        tx.commit().await?;
+
+        self.profile_view(&scope, &record).await
+    }
+
+    /// Detaches alerts from an incident; the attachment stays as history.
+    /// Naming an alert the incident does not hold is refused and nothing
+    /// changes.
+    pub async fn detach_alerts(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        alerts: &[String],
+    ) -> Result<IncidentProfileView> {
+        self.authorize(actor, Action::IncidentWrite, ("incident", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let mut record = self.open_incident(&scope, id).await?;
+        if alerts.is_empty() {
+            return Err(invalid("alerts", "name at least one alert"));
+        }
+        let wanted = self.resolve_alerts(&scope, alerts).await?;
+        let held: BTreeSet<AlertId> = self
+            .store
+            .incident_alerts(&scope, &record.id)
+            .await?
+            .into_iter()
+            .map(|a| a.alert_id)
+            .collect();
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|a| !held.contains(*a))
+            .map(AlertId::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(invalid(
+                "alerts",
+                format!(
+                    "incident {} does not hold alert(s) {}",
+                    record.id,
+                    missing.join(", ")
+                ),
+            ));
+        }
+
+        let now = store::now();
+        record.updated_at = now;
+        let mut tx = self.store.begin().await?;
+        tx.detach_alerts(&scope, &record.id, &wanted, &actor.name, &now)
+            .await?;
+        tx.update_incident(&scope, &record).await?;
+        tx.append_audit(&self.org_event(
+            actor,
+            &scope,
+            "incident_detach",
+            ("incident", record.id.as_str()),
+            json!({"alerts": wanted}),
+        ))
+        .await?;
+        tx.commit().await?;
+
+        self.profile_view(&scope, &record).await
+    }
+
+    /// The incident with its ATT&CK profile, recomputed now.
+    pub async fn incident_profile(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+    ) -> Result<IncidentProfileView> {
+        self.authorize(actor, Action::ReadMappings, ("incident", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let record = self.existing_incident(&scope, id).await?;
+        self.profile_view(&scope, &record).await
+    }
+
+    /// Merges incident `absorbed` into `survivor` (see the module
+    /// documentation); both must belong to the org and be unmerged.
+    pub async fn merge_incidents(
+        &self,
+        actor: &Actor,
+        org: &str,
+        survivor: &str,
+        absorbed: &str,
+    ) -> Result<IncidentProfileView> {
+        self.authorize(actor, Action::IncidentWrite, ("incident", survivor))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let mut kept = self.open_incident(&scope, survivor).await?;
+        let mut gone = self.open_incident(&scope, absorbed).await?;
+        let kept_alerts = self.store.incident_alerts(&scope, &kept.id).await?;
+        let gone_alerts = self.store.incident_alerts(&scope, &gone.id).await?;
+        let merged = merge(
+            &shell(&kept.id, &kept_alerts),
+            &shell(&gone.id, &gone_alerts),
+        )
+        .map_err(incident_error)?;
+        let moving: Vec<AlertId> = merged.alerts[kept_alerts.len()..]
+            .iter()
+            .map(|s| AlertId(s.subject.id.clone()))
+            .collect();
+        let leaving: Vec<AlertId> = gone_alerts.iter().map(|a| a.alert_id.clone()).collect();
+
+        let now = store::now();
+        kept.updated_at = now;
+        mark_stale(&mut kept, &StaleReason::Merged);
+        gone.updated_at = now;
+        gone.merged_into = Some(kept.id.clone());
+        let mut tx = self.store.begin().await?;
+        tx.detach_alerts(&scope, &gone.id, &leaving, &actor.name, &now)
+            .await?;
+        tx.attach_alerts(&scope, &kept.id, &moving, &actor.name, &now)
+            .await?;
+        tx.update_incident(&scope, &gone).await?;
+        tx.update_incident(&scope, &kept).await?;
+        let details = json!({"absorbed": gone.id, "moved_alerts": moving.len(),
+            "shared_alerts": leaving.len() - moving.len()});
+        tx.append_audit(&self.org_event(
+            actor,
+            &scope,
+            "incident_merge",
+            ("incident", kept.id.as_str()),
+            details,
+        ))
+        .await?;
+        tx.commit().await?;
+
+        self.profile_view(&scope, &kept).await
+    }
+
+    /// Splits the named alerts out of an incident into a new one (see the
+    /// module documentation). Both sides must keep at least one alert.
+    pub async fn split_incident(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        alerts: &[String],
+    ) -> Result<SplitOutcome> {
+        self.authorize(actor, Action::IncidentWrite, ("incident", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let mut original = self.open_incident(&scope, id).await?;
+        let moved = self.resolve_alerts(&scope, alerts).await?;
+        let held = self.store.incident_alerts(&scope, &original.id).await?;
+        let new_id = IncidentId::generate();
+        let moved_ids: Vec<String> = moved.iter().map(|a| a.to_string()).collect();
+        let (_, created) = split(&shell(&original.id, &held), &moved_ids, new_id.as_str())
+            .map_err(incident_error)?;
+        let moving: Vec<AlertId> = created
+            .alerts
+            .iter()
+            .map(|s| AlertId(s.subject.id.clone()))
+            .collect();
+
+        let now = store::now();
+        let mut record = IncidentRecord {
+            id: new_id,
+            org_id: scope.org().clone(),
+            title: format!("{} (split)", original.title),
+            status: "open".into(),
+            severity: original.severity.clone(),
+            lead: original.lead.clone(),
+            created_by: actor.name.clone(),
+            created_at: now,
+            updated_at: now,
+            merged_into: None,
+            split_from: Some(original.id.clone()),
+            stale: false,
+            stale_reasons: "[]".into(),
+        };
+        mark_stale(&mut record, &StaleReason::Split);
+        original.updated_at = now;
+        mark_stale(&mut original, &StaleReason::Split);
+        let mut tx = self.store.begin().await?;
+        tx.insert_incident(&record).await?;
+        tx.detach_alerts(&scope, &original.id, &moving, &actor.name, &now)
+            .await?;
+        tx.attach_alerts(&scope, &record.id, &moving, &actor.name, &now)
+            .await?;
+        tx.update_incident(&scope, &original).await?;
+        tx.append_audit(&self.org_event(
+            actor,
+            &scope,
+            "incident_split",
+            ("incident", original.id.as_str()),
+            json!({"created": record.id, "moved_alerts": moving}),
+        ))
+        .await?;
+        tx.commit().await?;
+
+        Ok(SplitOutcome {
+            id: record.id.to_string(),
+            split_from: original.id.to_string(),
+            created: self.profile_view(&scope, &record).await?,
+            remaining: self.profile_view(&scope, &original).await?,
+        })
+    }
+
+    /// A lead adjustment of the incident's canonical mapping: role lead or
+    /// above, reason code and rationale required, at least one evidence
+    /// reference (given or already on the incident). Applied at once
+    /// (approved), it wins over the computed profile on every recomputation
+    /// and clears the stale mark (the lead re-evaluated the profile).
+    pub async fn adjust_incident(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        input: AdjustmentInput,
+    ) -> Result<IncidentProfileView> {
+        self.authorize(actor, Action::IncidentAdjust, ("incident", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let mut record = self.open_incident(&scope, id).await?;
+        let engine = self.engine(&scope).await?;
+        let evidence: Vec<String> = input
+            .evidence
+            .iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        let evidence = if evidence.is_empty() {
+            self.store
+                .incident_evidence(&scope, &record.id)
+                .await?
+                .into_iter()
+                .map(|e| e.reference)
+                .collect()
+        } else {
+            evidence
+        };
+
+        let mut own = vec![record.id.clone()];
+        own.extend(self.store.incidents_merged_into(&scope, &record.id).await?);
+        let rows = self.store.incident_adjustments(&scope, &own).await?;
+        let version = rows
+            .iter()
+            .filter(|a| a.incident_id == record.id)
+            .map(|a| a.version)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let adjustment_id = uuid::Uuid::now_v7().to_string();
+        let now = store::now();
+        let request = OverrideRequest {
+            action: input.action.clone(),
+            technique: input.technique.clone(),
+            tactic: input.tactic.clone(),
+            replaces_technique: input.replaces.clone(),
+            replaces_tactic: input.replaces_tactic.clone(),
+            reason: input.reason.clone(),
+            notes: input.rationale.clone(),
+            confidence: input.confidence,
+        };
+        let meta = OverrideMeta {
+            id: adjustment_id.clone(),
+            subject: Subject::incident(record.id.as_str()),
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+            actor: actor.name.clone(),
+            status: OverrideStatus::Approved,
+            decided_at: Some(now),
+        };
+        let checked = request.validate(&engine.release, meta).map_err(|e| {
+            let field = match e {
+                mapping::overrides::OverrideError::MissingRationale => "rationale",
+                mapping::overrides::OverrideError::MissingReason
+                | mapping::overrides::OverrideError::UnknownReason { .. } => "reason",
+                _ => "adjustment",
+            };
+            invalid(field, e.to_string())
+        });
+        let checked = match (checked, evidence.is_empty()) {
+            (Ok(_), true) => Err(invalid(
+                "evidence",
+                "an incident-level mapping needs at least one evidence reference \
+                 (--evidence, or add one to the incident first)",
+            )),
+            (other, _) => other,
+        };
+        let validated = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                let details = json!({"code": e.code(), "message": e.to_string()});
+                self.audit_outcome(
+                    actor,
+                    "incident_adjust",
+                    ("incident", record.id.as_str()),
+                    Outcome::Failed,
+                    details,
+                )
+                .await?;
+                return Err(e);
+            }
+        };
+
+        let row = AdjustmentRecord {
+            id: adjustment_id,
+            org_id: scope.org().clone(),
+            incident_id: record.id.clone(),
+            version,
+            action: input.action.trim().to_ascii_lowercase(),
+            technique: validated.target.technique.to_string(),
+            tactic: validated.target.tactic.as_ref().map(|t| t.to_string()),
+            replaces_technique: validated.replaces.as_ref().map(|t| t.technique.to_string()),
+            replaces_tactic: validated
+                .replaces
+                .as_ref()
+                .and_then(|t| t.tactic.as_ref().map(|x| x.to_string())),
+            reason: input.reason.unwrap_or_default().trim().to_string(),
+            rationale: validated.notes.clone().unwrap_or_default(),
+            evidence: json!(evidence).to_string(),
+            confidence: validated.confidence.value(),
+            actor: actor.name.clone(),
+            status: "approved".into(),
+            approved_by: Some(actor.name.clone()),
+            approved_at: Some(now),
+            supersedes: None,
+            created_at: now,
+        };
+        record.updated_at = now;
+        record.stale = false;
+        record.stale_reasons = "[]".into();
+        let mut tx = self.store.begin().await?;
+        tx.insert_adjustment(&row).await?;
+        tx.update_incident(&scope, &record).await?;
+        tx.append_audit(&self.org_event(
+            actor,
+            &scope,
+            "incident_adjust",
+            ("incident", record.id.as_str()),
+            json!({"adjustment": row.id, "action": row.action, "technique": row.technique,
+                "replaces": row.replaces_technique, "reason": row.reason}),
+        ))
+        .await?;
+        tx.commit().await?;
+
+        self.profile_view(&scope, &record).await
+    }
+
+    /// Changes the incident's status. Reopening (to `reopened`, or from
+    /// `resolved` or `closed` back to `open` or `contained`) marks the
+    /// profile stale.
+    pub async fn set_incident_status(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        status: &str,
+    ) -> Result<IncidentProfileView> {
+        self.authorize(actor, Action::IncidentWrite, ("incident", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let mut record = self.open_incident(&scope, id).await?;
+        let status = normalized(status, &INCIDENT_STATUSES, "status")?;
+        let was_done = matches!(record.status.as_str(), "resolved" | "closed");
+        let reopened = status == "reopened" || (was_done && matches!(status.as_str(), "open" | "contained"));
+        let before = std::mem::replace(&mut record.status, status);
+        if reopened {
+            mark_stale(&mut record, &StaleReason::Reopened);
+        }
+        record.updated_at = store::now();
+        let details = json!({"from": before, "to": record.status, "stale": reopened});
+        self.save_incident(actor, &scope, &record, "incident_status", details)
+            .await?;
+        self.profile_view(&scope, &record).await
+    }
+
+    /// Changes the incident's severity; a change marks the profile stale.
+    pub async fn set_incident_severity(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        severity: &str,
+    ) -> Result<IncidentProfileView> {
+        self.authorize(actor, Action::IncidentWrite, ("incident", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let mut record = self.open_incident(&scope, id).await?;
+        let severity = normalized(severity, &INCIDENT_SEVERITIES, "severity")?;
+        let before = std::mem::replace(&mut record.severity, severity);
+        let shifted = before != record.severity;
+        if shifted {
+            let reason = StaleReason::SeverityShift {
+                from: before.clone(),
+                to: record.severity.clone(),
+            };
+            mark_stale(&mut record, &reason);
+        }
+        record.updated_at = store::now();
+        let details = json!({"from": before, "to": record.severity, "stale": shifted});
+        self.save_incident(actor, &scope, &record, "incident_severity", details)
+            .await?;
+        self.profile_view(&scope, &record).await
+    }
+
+    /// Adds an evidence reference (`kind` such as `ticket`, `url`, `file`,
+    /// `note`). New evidence is a major update: the profile is marked stale.
+    pub async fn add_incident_evidence(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        kind: &str,
+        reference: &str,
+    ) -> Result<IncidentProfileView> {
+        self.authorize(actor, Action::IncidentWrite, ("incident", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let mut record = self.open_incident(&scope, id).await?;
+        let reference = reference.trim();
+        if reference.is_empty() {
+            return Err(invalid("evidence", "an evidence reference cannot be empty"));
+        }
+        let kind = match kind.trim() {
+            "" => "reference".to_string(),
+            k => k.to_ascii_lowercase(),
+        };
+
+        let now = store::now();
+        let evidence = EvidenceRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: scope.org().clone(),
+            incident_id: record.id.clone(),
+            kind: kind.clone(),
+            reference: reference.to_string(),
+            added_by: actor.name.clone(),
+            added_at: now,
+        };
+        record.updated_at = now;
+        mark_stale(
+            &mut record,
+            &StaleReason::EvidenceUpdate {
+                fields: vec![format!("evidence.{kind}")],
+            },
+        );
+        let mut tx = self.store.begin().await?;
+        tx.insert_evidence(&evidence).await?;
+        tx.update_incident(&scope, &record).await?;
+        tx.append_audit(&self.org_event(
+            actor,
+            &scope,
+            "incident_evidence",
+            ("incident", record.id.as_str()),
+            json!({"evidence": evidence.id, "kind": kind, "reference": reference}),
+        ))
+        .await?;
+        tx.commit().await?;
+
+        self.profile_view(&scope, &record).await
+    }
+
+    /// Saves the record and its audit event together.
+    async fn save_incident(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        record: &IncidentRecord,
+        action: &str,
+        details: Value,
+    ) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        tx.update_incident(scope, record).await?;
+        tx.append_audit(&self.org_event(
+            actor,
+            scope,
+            action,
+            ("incident", record.id.as_str()),
+            details,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Computes the profile of a stored incident and renders the contract.
+    async fn profile_view(
+        &self,
+        scope: &OrgScope,
+        record: &IncidentRecord,
+    ) -> Result<IncidentProfileView> {
+        let alerts = self.store.incident_alerts(scope, &record.id).await?;
+        let rows = self.store.incident_profile_rows(scope, &record.id).await?;
+        let merged_from = self.store.incidents_merged_into(scope, &record.id).await?;
+        let mut own = vec![record.id.clone()];
+        own.extend(merged_from.iter().cloned());
+        let adjustment_rows = self.store.incident_adjustments(scope, &own).await?;
+        let evidence = self.store.incident_evidence(scope, &record.id).await?;
+        let release = self
+            .store
+            .active_dataset(Domain::Enterprise)
+            .await?
+            .map(|d| d.release);
+
+        // Entries computed under another release than the active one are
+        // stale until their alerts are re-mapped.
+        let outdated: BTreeSet<(String, Option<String>)> = match &release {
+            Some(active) => rows
+                .iter()
+                .filter(|r| &r.release != active)
+                .map(|r| (r.technique.clone(), r.tactic.clone()))
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        let mut reasons = stale_reasons(record);
+        if let (false, Some(active)) = (outdated.is_empty(), &release) {
+            let reason = StaleReason::ReleaseActivated {
+                release: active.clone(),
+            };
+            reasons.push(serde_json::to_value(reason).unwrap_or(Value::Null));
+        }
+
+        let thresholds = self.config.mapping.policy.thresholds;
+        let (sets, lineage) = canonical_sets(&alerts, rows, &thresholds)?;
+        let subject = Subject::incident(record.id.as_str());
+        let adjustments = adjustment_rows
+            .iter()
+            .map(|a| adjustment_override(a, &subject))
+            .collect::<Result<Vec<_>>>()?;
+        let incident = Incident {
+            id: record.id.to_string(),
+            alerts: sets,
+            adjustments,
+        };
+        let computed = profile(&incident, &thresholds);
+
+        let uids: HashMap<&str, &str> = alerts
+            .iter()
+            .map(|a| (a.alert_id.as_str(), a.source_uid.as_str()))
+            .collect();
+        let profile = computed
+            .entries
+            .into_iter()
+            .map(|e| {
+                let technique = e.technique.to_string();
+                let tactic = e.tactic.as_ref().map(|t| t.to_string());
+                let entry_lineage = e
+                    .alerts
+                    .iter()
+                    .map(|alert| {
+                        let key = (technique.clone(), tactic.clone(), alert.clone());
+                        let (candidates, overrides) =
+                            lineage.get(&key).cloned().unwrap_or_default();
+                        AlertLineage {
+                            alert: alert.clone(),
+                            source_uid: uids.get(alert.as_str()).unwrap_or(&"").to_string(),
+                            candidates,
+                            overrides,
+                        }
+                    })
+                    .collect();
+                let stale = record.stale || outdated.contains(&(technique.clone(), tactic.clone()));
+                ProfileEntryView {
+                    technique,
+                    tactic,
+                    frequency: e.frequency,
+                    confidence: e.confidence.value(),
+                    band: e.band.as_str().to_string(),
+                    sources: e.sources.iter().map(|s| s.as_str().to_string()).collect(),
+                    alerts: e.alerts,
+                    candidates: e.candidates,
+                    lineage: entry_lineage,
+                    adjustments: e.adjustments,
+                    stale,
+                }
+            })
+            .collect::<Vec<_>>();
+
+        Ok(IncidentProfileView {
+            schema_version: INCIDENT_PROFILE_SCHEMA_VERSION.into(),
+            id: record.id.to_string(),
+            title: record.title.clone(),
+            status: record.status.clone(),
+            severity: record.severity.clone(),
+            lead: record.lead.clone(),
+            merged_into: record.merged_into.as_ref().map(|m| m.to_string()),
+            split_from: record.split_from.as_ref().map(|m| m.to_string()),
+            merged_from: merged_from.iter().map(|m| m.to_string()).collect(),
+            stale: record.stale || !outdated.is_empty(),
+            stale_reasons: reasons,
+            release,
+            alerts: alerts
+                .iter()
+                .map(|a| IncidentAlertView {
+                    id: a.alert_id.to_string(),
+                    source_uid: a.source_uid.clone(),
+                })
+                .collect(),
+            profile,
+            adjustments: adjustment_rows.iter().map(adjustment_view).collect(),
+            evidence: evidence
+                .iter()
+                .map(|e| IncidentEvidenceView {
+                    id: e.id.clone(),
+                    kind: e.kind.clone(),
+                    reference: e.reference.clone(),
+                    added_by: e.added_by.clone(),
+                    added_at: ts(&e.added_at),
+                })
+                .collect(),
+            created_at: ts(&record.created_at),
+            updated_at: ts(&record.updated_at),
+        })
+    }
+}
+
+fn object(properties: Value) -> Value {
+    let required: Vec<&String> = properties
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    json!({
+        "type": "object",
+        "required": required,
+        "additionalProperties": false,
+        "properties": properties,
+    })
+}
+
+fn array(items: Value) -> Value {
+    json!({"type": "array", "items": items})
+}
+
+/// The JSON Schema (draft 2020-12 subset, checked by
+/// [`crate::check_schema`]) of [`IncidentProfileView`], version
+/// [`INCIDENT_PROFILE_SCHEMA_VERSION`]. Written out as
+/// `docs/schemas/incident-profile.v1.json`; a test fails when the two differ.
+pub fn incident_profile_schema() -> Value {
+    let text = json!({"type": "string"});
+    let opt_text = json!({"type": ["string", "null"]});
+    let boolean = json!({"type": "boolean"});
+    let confidence = json!({"type": "number", "minimum": 0.0, "maximum": 1.0});
+    let band = json!({"type": "string", "enum": ["low", "medium", "high"]});
+    let source = json!({"type": "string", "enum": ["manual", "rule", "ai"]});
+    let technique = json!({"type": "string", "pattern": "^T[0-9]{4}(\\.[0-9]{3})?$"});
+    let tactic = json!({"type": ["string", "null"], "pattern": "^TA[0-9]{4}$"});
+    let count = json!({"type": "integer", "minimum": 0});
+
+    let alert = object(json!({"id": text, "source_uid": text}));
+    let lineage = object(json!({
+        "alert": text, "source_uid": text,
+        "candidates": array(text.clone()), "overrides": array(text.clone()),
+    }));
+    let entry = object(json!({
+        "technique": technique, "tactic": tactic, "frequency": count,
+        "confidence": confidence, "band": band, "sources": array(source),
+        "alerts": array(text.clone()), "candidates": array(text.clone()),
+        "lineage": array(lineage), "adjustments": array(text.clone()), "stale": boolean,
+    }));
+    let adjustment = object(json!({
+        "id": text, "incident": text, "version": {"type": "integer", "minimum": 1},
+        "action": {"type": "string", "enum": ["add", "remove", "replace"]},
+        "technique": technique, "tactic": tactic, "replaces": opt_text, "reason": text,
+        "rationale": text, "evidence": array(text.clone()), "confidence": confidence,
+        "actor": text,
+        "status": {"type": "string", "enum": ["proposed", "approved", "rejected"]},
+        "approved_by": opt_text, "approved_at": opt_text, "created_at": text,
+    }));
+    let evidence = object(json!({
+        "id": text, "kind": text, "reference": text, "added_by": text, "added_at": text,
+    }));
+    let mut schema = object(json!({
+        "schema_version": {"type": "string", "const": INCIDENT_PROFILE_SCHEMA_VERSION},
+        "id": text, "title": text,
+        "status": {"type": "string", "enum": INCIDENT_STATUSES},
+        "severity": {"type": "string", "enum": INCIDENT_SEVERITIES},
+        "lead": opt_text, "merged_into": opt_text, "split_from": opt_text,
+        "merged_from": array(text.clone()), "stale": boolean,
+        "stale_reasons": array(json!({"type": "object"})), "release": opt_text,
+        "alerts": array(alert), "profile": array(entry), "adjustments": array(adjustment),
+        "evidence": array(evidence), "created_at": text, "updated_at": text,
+    }));
+    if let Some(map) = schema.as_object_mut() {
+        map.insert(
+            "$schema".into(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
+        map.insert(
+            "$id".into(),
+            json!("https://nexus-attack.example/schemas/incident-profile.v1.json"),
+        );
+        map.insert(
+            "title".into(),
+            json!("nexus-attack incident ATT&CK profile output, version 1"),
+        );
+    }
+    schema
+}
