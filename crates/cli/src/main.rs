@@ -5,7 +5,9 @@
 //! stderr and exit non-zero. The CLI acts as a local operator: a
 //! platform-admin named by `--actor`.
 
+mod incident_cmds;
 mod mapping_cmds;
+mod matrix_cmds;
 mod output;
 mod suggest_cmds;
 
@@ -24,6 +26,12 @@ use service::{
 use taxonomy::Domain;
 
 use crate::output::Printer;
+
+// Bulk ingestion allocates and frees many short-lived strings per alert;
+// mimalloc keeps that off the critical path where glibc's allocator spends
+// a large share of the time consolidating and splitting chunks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// MITRE ATT&CK as governed reference data: load, validate, approve,
 /// activate and diff releases; orgs, tokens and the audit log; the HTTP API.
@@ -72,6 +80,16 @@ enum Command {
     /// The review queue.
     #[command(subcommand)]
     Review(mapping_cmds::ReviewCommand),
+    /// Incidents and their ATT&CK profiles: create, attach, detach, show,
+    /// merge, split, adjust, status, severity, evidence.
+    #[command(subcommand)]
+    Incidents(incident_cmds::IncidentsCommand),
+    /// The ATT&CK matrix of an org (`--json` for scripts), its rollups and
+    /// exclusion windows.
+    Matrix(matrix_cmds::MatrixCommand),
+    /// Export an org's matrix view: Navigator layer or CSV.
+    #[command(subcommand)]
+    Export(matrix_cmds::ExportCommand),
     /// Benchmarks on the configured database.
     #[command(subcommand)]
     Bench(mapping_cmds::BenchCommand),
@@ -535,6 +553,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Overrides(command) => mapping_cmds::overrides(&app, command).await,
         Command::Review(command) => mapping_cmds::review(&app, command).await,
         Command::Bench(command) => mapping_cmds::bench(&app, command).await,
+        Command::Matrix(command) => matrix_cmds::matrix(&app, command).await,
+        Command::Export(command) => matrix_cmds::export(&app, command).await,
+        Command::Incidents(command) => incident_cmds::incidents(&app, command).await,
         Command::Serve { addr, .. } => {
             suggest_cmds::configure_provider(&app)?;
             let config = server::ServerConfig {

@@ -140,6 +140,11 @@ pub enum Action {
     IncidentWrite,
     /// Adjust an incident's canonical mapping (lead or above).
     IncidentAdjust,
+    /// Export a matrix view (Navigator layer, CSV): the file leaves the
+    /// platform, so it is permission-checked and audited.
+    MatrixExport,
+    /// Define exclusion windows and rebuild the matrix rollups of an org.
+    MatrixAdmin,
 }
 
 impl Action {
@@ -169,6 +174,8 @@ impl Action {
             Action::ReviewWork => "review_work",
             Action::IncidentWrite => "incident_write",
             Action::IncidentAdjust => "incident_adjust",
+            Action::MatrixExport => "matrix_export",
+            Action::MatrixAdmin => "matrix_admin",
         }
     }
 }
@@ -249,6 +256,13 @@ pub const MATRIX: &[(Action, &[Role])] = &[
         Action::IncidentAdjust,
         &[Lead, Engineer, Admin, PlatformAdmin],
     ),
+    // Exports carry an org's activity out of the platform: analysts and up,
+    // never a read-only viewer.
+    (
+        Action::MatrixExport,
+        &[Analyst, Lead, Engineer, Admin, PlatformAdmin],
+    ),
+    (Action::MatrixAdmin, &[Admin, PlatformAdmin]),
 ];
 
 /// Whether `role` may perform `action`, read from [`MATRIX`].
@@ -289,6 +303,8 @@ mod tests {
             Action::Suggest,
             Action::IncidentWrite,
             Action::IncidentAdjust,
+            Action::MatrixExport,
+            Action::MatrixAdmin,
         ];
         for action in all {
             let rows = MATRIX.iter().filter(|(a, _)| *a == action).count();

@@ -278,10 +278,12 @@ impl App {
             "dataset": engine.dataset.id,
             "rule_revision": engine.rules.revision,
         });
+        let rollup = crate::matrix::ingest_deltas(&alerts, &sets);
         let mut tx = self.store.begin().await?;
         tx.insert_alerts(alerts).await?;
         tx.insert_candidates(candidates).await?;
         tx.insert_canonical(sets).await?;
+        store::rollups::apply_delta(&mut tx, scope, rollup).await?;
         tx.open_reviews(reviews).await?;
         tx.append_audit(&self.org_event(
             actor,
@@ -343,8 +345,14 @@ impl App {
         record.stale_reason = Some(serde_json::to_string(&reasons).unwrap_or_default());
 
         let details = json!({"source_uid": p.alert.source_uid, "line": p.line, "changes": reasons});
+        let current = self
+            .store
+            .canonical(scope, id, before.canonical_version)
+            .await?;
+        let rollup = crate::matrix::content_deltas(&before, &record, current.as_ref());
         let mut tx = self.store.begin().await?;
         tx.update_alert_content(scope, &record).await?;
+        store::rollups::apply_delta(&mut tx, scope, rollup).await?;
         tx.append_audit(&self.org_event(
             actor,
             scope,
@@ -487,6 +495,7 @@ impl App {
         let mut reviews = Vec::new();
         let mut changed = Vec::new();
         let mut unchanged = Vec::new();
+        let mut rollup = Vec::new();
         for alert in alerts {
             let normalized = decode_stored(alert)?;
             let subject = Subject::alert(alert.id.as_str());
@@ -518,6 +527,11 @@ impl App {
             reviews.extend(review_items(scope, &alert.id, &set, now));
             sets.push(canonical_record(
                 scope, &alert.id, version, &set, cause, &context, now,
+            ));
+            rollup.extend(crate::matrix::change_deltas(
+                alert,
+                current.as_ref(),
+                sets.last(),
             ));
             updates.push(MappingUpdate {
                 alert_id: alert.id.clone(),
@@ -554,6 +568,7 @@ impl App {
         let mut tx = self.store.begin().await?;
         tx.insert_candidates(candidates).await?;
         tx.insert_canonical(sets).await?;
+        store::rollups::apply_delta(&mut tx, scope, rollup).await?;
         tx.set_current_mapping(scope, &updates).await?;
         tx.set_current_mapping(scope, &cleared).await?;
         for a in alerts.iter().filter(|a| a.stale) {

@@ -46,8 +46,8 @@ use mapping::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use store::{
-    AdjustmentRecord, AlertId, AttachedAlert, EvidenceRecord, IncidentId, IncidentRecord,
-    OrgScope, ProfileRow,
+    AdjustmentRecord, AlertId, AttachedAlert, EvidenceRecord, IncidentId, IncidentRecord, OrgScope,
+    ProfileRow,
 };
 use taxonomy::{Domain, TacticId, TechniqueId};
 
@@ -405,8 +405,11 @@ fn adjustment_view(a: &AdjustmentRecord) -> AdjustmentView {
     }
 }
 
-/// Candidate and override ids per (technique, tactic, alert), for lineage.
+/// (technique, tactic, alert): one entry of one alert.
 type LineageKey = (String, Option<String>, String);
+
+/// Candidate and override ids per entry of each alert, for lineage.
+type Lineage = HashMap<LineageKey, (Vec<String>, Vec<String>)>;
 
 /// The canonical sets of the attached alerts, rebuilt from profile rows,
 /// and the lineage per (technique, tactic, alert).
@@ -414,7 +417,7 @@ fn canonical_sets(
     alerts: &[AttachedAlert],
     rows: Vec<ProfileRow>,
     thresholds: &mapping::BandThresholds,
-) -> Result<(Vec<CanonicalSet>, HashMap<LineageKey, (Vec<String>, Vec<String>)>)> {
+) -> Result<(Vec<CanonicalSet>, Lineage)> {
     let mut by_alert: BTreeMap<&str, Vec<CanonicalMapping>> = alerts
         .iter()
         .map(|a| (a.alert_id.as_str(), Vec::new()))
@@ -509,10 +512,12 @@ impl App {
         let known: HashMap<&str, &AlertId> = found.iter().map(|(r, a)| (r.as_str(), a)).collect();
         let mut ids = Vec::with_capacity(refs.len());
         for r in &refs {
-            let id = known.get(r.as_str()).ok_or_else(|| ServiceError::NotFound {
-                kind: "alert",
-                id: r.clone(),
-            })?;
+            let id = known
+                .get(r.as_str())
+                .ok_or_else(|| ServiceError::NotFound {
+                    kind: "alert",
+                    id: r.clone(),
+                })?;
             if !ids.contains(*id) {
                 ids.push((*id).clone());
             }
@@ -977,7 +982,8 @@ impl App {
         let mut record = self.open_incident(&scope, id).await?;
         let status = normalized(status, &INCIDENT_STATUSES, "status")?;
         let was_done = matches!(record.status.as_str(), "resolved" | "closed");
-        let reopened = status == "reopened" || (was_done && matches!(status.as_str(), "open" | "contained"));
+        let reopened =
+            status == "reopened" || (was_done && matches!(status.as_str(), "open" | "contained"));
         let before = std::mem::replace(&mut record.status, status);
         if reopened {
             mark_stale(&mut record, &StaleReason::Reopened);

@@ -34,6 +34,7 @@ mod datasets;
 mod error;
 mod fetch;
 mod incidents;
+mod matrix;
 mod orgs;
 mod overrides;
 mod reads;
@@ -55,6 +56,10 @@ pub use alert_view::{
     alert_mapping_schema, check_schema,
 };
 pub use alerts::{IngestError, IngestReport, MappingConfig};
+pub use matrix::{
+    Drilldown, DrilldownAlert, DrilldownMapping, ExclusionInput, FilterInput, RebuildReport,
+};
+pub use views::{MatrixFilter, MatrixView, Redaction};
 pub use overrides::{Notification, OverrideInput, OverrideOutcome, ReviewDecision, ReviewItem};
 pub use rules::{
     RuleChange, RuleView, SigmaImportOutcome, SigmaImportSummary, SimulatedAlert, Simulation,

@@ -460,12 +460,13 @@ impl Store {
         let mut found = Vec::new();
         let mut frontier = vec![id.clone()];
         while let Some(next) = frontier.pop() {
-            let rows = sqlx::query("SELECT id FROM incidents WHERE org_id = $1 AND merged_into = $2")
-                .bind(scope.org().as_str())
-                .bind(next.as_str())
-                .fetch_all(&mut *conn)
-                .await
-                .context(|| format!("reading incidents merged into {next}"))?;
+            let rows =
+                sqlx::query("SELECT id FROM incidents WHERE org_id = $1 AND merged_into = $2")
+                    .bind(scope.org().as_str())
+                    .bind(next.as_str())
+                    .fetch_all(&mut *conn)
+                    .await
+                    .context(|| format!("reading incidents merged into {next}"))?;
             for row in &rows {
                 let merged = IncidentId(get(row, "incidents", "id")?);
                 if merged != *id && !found.contains(&merged) {

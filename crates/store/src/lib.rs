@@ -40,7 +40,7 @@ pub use incidents::{
 pub use records::*;
 pub use references::REFERENCE_MIGRATION;
 pub use review::{NotificationRecord, OverrideRecord, ReviewRecord};
-pub use rollups::{ExclusionRecord, RollupRecord};
+pub use rollups::{CellMappingRecord, ExclusionRecord, RollupRecord};
 pub use rules::{PackImportRecord, RuleRecord};
 
 /// Why a storage operation failed.

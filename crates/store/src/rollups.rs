@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 use crate::alerts::get;
 use crate::{Backend, Context, OrgId, OrgScope, Store, StoreError, Tx, parse_ts, ts};
 
-/// Rollup rows per statement: 11 parameters each stays far below both
+/// Rollup rows per statement: 12 parameters each stays far below both
 /// backends' parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -41,6 +41,9 @@ pub struct RollupRecord {
     pub band: String,
     /// Canonical mappings (negative in a delta that removes some).
     pub count: i64,
+    /// Alerts counted at the technique: each alert once per technique,
+    /// however many tactics its mappings of that technique name.
+    pub alerts: i64,
     /// Sum of the mappings' confidence values.
     pub confidence_sum: f64,
 }
@@ -79,6 +82,7 @@ fn merge(deltas: Vec<RollupRecord>) -> Vec<RollupRecord> {
         match merged.get_mut(&key_of(&d)) {
             Some(m) => {
                 m.count += d.count;
+                m.alerts += d.alerts;
                 m.confidence_sum += d.confidence_sum;
             }
             None => {
@@ -123,11 +127,12 @@ pub async fn apply_delta(
 
     for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO matrix_rollups ({KEY_COLUMNS}, count, confidence_sum) VALUES {} \
+            "INSERT INTO matrix_rollups ({KEY_COLUMNS}, count, alerts, confidence_sum) VALUES {} \
              ON CONFLICT ({KEY_COLUMNS}) DO UPDATE SET \
              count = matrix_rollups.count + excluded.count, \
+             alerts = matrix_rollups.alerts + excluded.alerts, \
              confidence_sum = matrix_rollups.confidence_sum + excluded.confidence_sum",
-            values_list(backend, 11, chunk.len())
+            values_list(backend, 12, chunk.len())
         );
         let mut query = sqlx::query(&sql);
         for d in chunk {
@@ -142,6 +147,7 @@ pub async fn apply_delta(
                 .bind(d.platform.as_str())
                 .bind(d.band.as_str())
                 .bind(d.count)
+                .bind(d.alerts)
                 .bind(d.confidence_sum);
         }
         query
@@ -209,6 +215,7 @@ fn rollup_from_row(row: &AnyRow) -> Result<RollupRecord, StoreError> {
         platform: get(row, t, "platform")?,
         band: get(row, t, "band")?,
         count: get(row, t, "count")?,
+        alerts: get(row, t, "alerts")?,
         confidence_sum: get(row, t, "confidence_sum")?,
     })
 }
@@ -270,7 +277,7 @@ impl Store {
         let to = to.map_or_else(|| "9999-12-31".to_string(), day_text);
         let rows = sqlx::query(
             "SELECT day, tactic, technique, source, severity, connector, platform, band, count, \
-             confidence_sum FROM matrix_rollups WHERE org_id = $1 AND day >= $2 AND day < $3",
+             alerts, confidence_sum FROM matrix_rollups WHERE org_id = $1 AND day >= $2 AND day < $3",
         )
         .bind(scope.org().as_str())
         .bind(from.as_str())
@@ -315,6 +322,104 @@ impl Store {
     }
 }
 
+/// One current canonical mapping of an alert, with the alert fields a
+/// drilldown list shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellMappingRecord {
+    /// The alert's product id.
+    pub alert_id: String,
+    /// The alert's own id in its source.
+    pub source_uid: String,
+    /// Title.
+    pub title: String,
+    /// When the activity happened, else when the alert was received.
+    pub observed_at: DateTime<Utc>,
+    /// Normalized severity word.
+    pub severity: String,
+    /// The connector it came through.
+    pub connector: Option<String>,
+    /// The product that raised it.
+    pub product: Option<String>,
+    /// Host name.
+    pub host: Option<String>,
+    /// User name.
+    pub user: Option<String>,
+    /// The technique.
+    pub technique: String,
+    /// The tactic the mapping names.
+    pub tactic: Option<String>,
+    /// `manual`, `rule` or `ai`.
+    pub source: String,
+    /// Confidence.
+    pub confidence: f64,
+    /// Band.
+    pub band: String,
+    /// Candidate ids behind the mapping (JSON text).
+    pub candidate_ids: String,
+    /// Override ids behind the mapping (JSON text).
+    pub override_ids: String,
+}
+
+impl Store {
+    /// A page of the current canonical mappings of `technique` in the org,
+    /// alerts observed in `[from, to)`, ordered by alert id after `after`.
+    /// Reads raw mappings: a drilldown lists alerts, which rollups cannot.
+    pub async fn cell_mappings(
+        &self,
+        scope: &OrgScope,
+        technique: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CellMappingRecord>, StoreError> {
+        let from = from.as_ref().map_or_else(|| "0000".to_string(), ts);
+        let to = to.as_ref().map_or_else(|| "9999".to_string(), ts);
+        let rows = sqlx::query(
+            "SELECT a.id, a.source_uid, a.title, COALESCE(a.time, a.received_at) AS observed_at, \
+             a.severity, a.connector, a.product, a.host, a.user_name, m.technique, m.tactic, \
+             m.source, m.confidence, m.band, m.candidate_ids, m.override_ids \
+             FROM canonical_mappings m JOIN alerts a ON a.org_id = m.org_id \
+             AND a.id = m.alert_id AND a.canonical_version = m.version \
+             WHERE m.org_id = $1 AND m.technique = $2 \
+             AND COALESCE(a.time, a.received_at) >= $3 AND COALESCE(a.time, a.received_at) < $4 \
+             AND a.id > $5 ORDER BY a.id, m.tactic LIMIT $6",
+        )
+        .bind(scope.org().as_str())
+        .bind(technique)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .context(|| format!("reading the alerts behind technique {technique}"))?;
+        let t = "canonical_mappings";
+        rows.iter()
+            .map(|row| {
+                Ok(CellMappingRecord {
+                    alert_id: get(row, t, "id")?,
+                    source_uid: get(row, t, "source_uid")?,
+                    title: get(row, t, "title")?,
+                    observed_at: parse_ts("observed_at", &get::<String>(row, t, "observed_at")?)?,
+                    severity: get(row, t, "severity")?,
+                    connector: get(row, t, "connector")?,
+                    product: get(row, t, "product")?,
+                    host: get(row, t, "host")?,
+                    user: get(row, t, "user_name")?,
+                    technique: get(row, t, "technique")?,
+                    tactic: get(row, t, "tactic")?,
+                    source: get(row, t, "source")?,
+                    confidence: get(row, t, "confidence")?,
+                    band: get(row, t, "band")?,
+                    candidate_ids: get(row, t, "candidate_ids")?,
+                    override_ids: get(row, t, "override_ids")?,
+                })
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +435,7 @@ mod tests {
             platform: String::new(),
             band: "high".into(),
             count,
+            alerts: count,
             confidence_sum: count as f64,
         }
     }

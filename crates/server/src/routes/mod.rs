@@ -8,6 +8,7 @@
 
 mod audit;
 mod datasets;
+mod matrix;
 mod ops;
 mod suggest;
 mod taxonomy;
@@ -518,6 +519,50 @@ pub fn routes() -> Vec<Route> {
             .body(Body::Json {
                 schema: suggest::batch_schema,
                 example: suggest::batch_example,
+            }),
+        // The ATT&CK matrix of the caller's org, from rollups.
+        Route::get("/api/v1/matrix", matrix::matrix)
+            .doc(
+                "getMatrix",
+                "matrix",
+                "The org's matrix: cells with count, intensity and confidence, per-technique totals, the formula",
+            )
+            .action(Action::ReadMappings)
+            .tenancy(Tenancy::Org)
+            .params(&matrix::FILTERS),
+        Route::get("/api/v1/matrix/drilldown", matrix::drilldown)
+            .doc(
+                "getMatrixDrilldown",
+                "matrix",
+                "The alerts behind one cell with each mapping's source, confidence, evidence and override history",
+            )
+            .action(Action::ReadMappings)
+            .tenancy(Tenancy::Org)
+            .params(&matrix::FILTERS)
+            .params(&matrix::DRILLDOWN),
+        Route::get("/api/v1/matrix/export", matrix::export)
+            .doc(
+                "exportMatrix",
+                "matrix",
+                "The view as a Navigator layer 4.5 or CSV file (audited)",
+            )
+            .action(Action::MatrixExport)
+            .tenancy(Tenancy::Org)
+            .params(&matrix::FILTERS)
+            .params(&matrix::EXPORT)
+            .produces("application/octet-stream"),
+        Route::post("/api/v1/matrix/import", matrix::import)
+            .doc(
+                "importMatrixLayer",
+                "matrix",
+                "Compare a Navigator layer with the org's activity",
+            )
+            .action(Action::ReadMappings)
+            .tenancy(Tenancy::Org)
+            .params(&matrix::FILTERS)
+            .body(Body::Json {
+                schema: matrix::import_schema,
+                example: matrix::import_example,
             }),
         // Audit.
         Route::get("/api/v1/audit", audit::list)

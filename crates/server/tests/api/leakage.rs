@@ -142,6 +142,16 @@ async fn no_route_shows_one_org_what_belongs_to_another() {
                         assert!(orgs_a.is_disjoint(&orgs_b), "{name}");
                         assert!(seqs_in(&a).is_disjoint(&seqs_in(&b)), "{name}");
                     }
+                    // The matrix routes read the caller's org only: each
+                    // org gets the same kind of answer, naming itself and
+                    // never the other.
+                    "getMatrix" | "getMatrixDrilldown" | "exportMatrix" | "importMatrixLayer" => {
+                        let a = call(&app, &route, &acme, &dataset).await;
+                        let b = call(&app, &route, &globex, &dataset).await;
+                        assert_eq!(a.status, b.status, "{name}: {}", a.text());
+                        assert!(!a.text().contains("globex"), "{name}: {}", a.text());
+                        assert!(!b.text().contains("acme"), "{name}: {}", b.text());
+                    }
                     other => panic!(
                         "{name}: org-owned route `{other}` has no leakage case; add one here"
                     ),

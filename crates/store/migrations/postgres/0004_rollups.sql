@@ -7,6 +7,10 @@
 -- the mapping names none (the view then counts it in each tactic of its
 -- technique); `platform` is '' when the alert does not say. The key leads
 -- with (org_id, day): every matrix query is one org over a day range.
+-- `count` counts canonical mappings (what a cell shows); `alerts` counts
+-- each alert once per technique: a Sigma rule naming two tactics of one
+-- technique gives an alert two mappings but one alert at the technique, so
+-- per-technique totals come from `alerts` and never double count.
 CREATE TABLE matrix_rollups (
     org_id         TEXT NOT NULL REFERENCES orgs (id),
     day            TEXT NOT NULL,
@@ -18,6 +22,7 @@ CREATE TABLE matrix_rollups (
     platform       TEXT NOT NULL,
     band           TEXT NOT NULL,
     count          BIGINT NOT NULL,
+    alerts         BIGINT NOT NULL,
     confidence_sum DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (org_id, day, tactic, technique, source, severity, connector, platform, band)
 );

@@ -1,0 +1,317 @@
+//! The ATT&CK matrix of the caller's org (issue 6): the heatmap with its
+//! formula, the drilldown behind a cell, exports and layer imports.
+//!
+//! Every route reads the caller's own org; the use cases check the role
+//! before anything else, so a refused role learns nothing from a bad
+//! parameter.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use service::{Drilldown, FilterInput, MatrixFilter, MatrixView, Redaction};
+
+use super::{
+    Param, ParamType, decode_cursor, encode_cursor, parse_bool, parse_domain, parse_limit,
+};
+use crate::AppState;
+use crate::auth::Authenticated;
+use crate::envelope::Envelope;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+
+/// The filters every matrix route takes.
+pub(super) const FILTERS: [Param; 8] = [
+    Param::query(
+        "domain",
+        ParamType::String,
+        "ATT&CK domain whose active release lays out the matrix (default enterprise-attack)",
+    ),
+    Param::query("from", ParamType::String, "First day counted (YYYY-MM-DD)"),
+    Param::query(
+        "to",
+        ParamType::String,
+        "First day no longer counted (YYYY-MM-DD)",
+    ),
+    Param::query(
+        "source",
+        ParamType::String,
+        "Mapping sources kept, comma-separated: manual, rule, ai",
+    ),
+    Param::query(
+        "severity",
+        ParamType::String,
+        "Severities kept, comma-separated",
+    ),
+    Param::query(
+        "connector",
+        ParamType::String,
+        "Connectors (alert products) kept, comma-separated",
+    ),
+    Param::query(
+        "platform",
+        ParamType::String,
+        "Platforms kept, comma-separated",
+    ),
+    Param::query(
+        "band",
+        ParamType::String,
+        "Confidence bands kept, comma-separated: low, medium, high",
+    ),
+];
+
+/// Drilldown parameters beside the filters. `tactic` and `technique` are
+/// required by the use case, which answers 400 without them.
+pub(super) const DRILLDOWN: [Param; 4] = [
+    Param::query(
+        "tactic",
+        ParamType::String,
+        "Tactic ID or shortname of the cell",
+    ),
+    Param::query("technique", ParamType::String, "Technique ID of the cell"),
+    Param::query(
+        "cursor",
+        ParamType::String,
+        "Opaque cursor from `meta.next_cursor` of the previous page",
+    ),
+    Param::query(
+        "limit",
+        ParamType::Integer { min: 1, max: 500 },
+        "Page size (default 50)",
+    ),
+];
+
+/// Export parameters beside the filters.
+pub(super) const EXPORT: [Param; 5] = [
+    Param::query(
+        "format",
+        ParamType::Enum(&["navigator", "csv"]),
+        "navigator (layer 4.5, default) or csv",
+    ),
+    Param::query(
+        "full_matrix",
+        ParamType::Boolean,
+        "Navigator: list every technique of the release, unannotated ones included",
+    ),
+    Param::query("redact_host", ParamType::Boolean, "Hide host names"),
+    Param::query("redact_user", ParamType::Boolean, "Hide user names"),
+    Param::query("redact_alert_id", ParamType::Boolean, "Hide alert ids"),
+];
+
+/// Query of every matrix route. Unknown parameters are ignored rather
+/// than refused: the web UI sends its whole filter form (its display
+/// `mode` included).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct MatrixQuery {
+    domain: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    source: Option<String>,
+    severity: Option<String>,
+    connector: Option<String>,
+    platform: Option<String>,
+    band: Option<String>,
+    tactic: Option<String>,
+    technique: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+    format: Option<String>,
+    full_matrix: Option<String>,
+    redact_host: Option<String>,
+    redact_user: Option<String>,
+    redact_alert_id: Option<String>,
+}
+
+/// Empty form fields mean "no restriction".
+fn given(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+impl MatrixQuery {
+    fn domain(&self) -> Result<::taxonomy::Domain, ApiError> {
+        parse_domain(
+            "domain",
+            given(&self.domain)
+                .as_deref()
+                .unwrap_or("enterprise-attack"),
+        )
+    }
+
+    fn filter(&self) -> Result<MatrixFilter, ApiError> {
+        let input = FilterInput {
+            from: given(&self.from),
+            to: given(&self.to),
+            source: given(&self.source),
+            severity: given(&self.severity),
+            connector: given(&self.connector),
+            platform: given(&self.platform),
+            band: given(&self.band),
+        };
+        Ok(input.parse()?)
+    }
+}
+
+/// `GET /api/v1/matrix`
+pub(super) async fn matrix(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiQuery(query): ApiQuery<MatrixQuery>,
+) -> Result<Envelope<MatrixView>, ApiError> {
+    let (domain, filter) = (query.domain()?, query.filter()?);
+
+    let view = state
+        .app
+        .matrix(&principal.actor(), &principal.org_name, domain, filter)
+        .await?;
+
+    Ok(Envelope::ok(view))
+}
+
+/// `GET /api/v1/matrix/drilldown`
+pub(super) async fn drilldown(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiQuery(query): ApiQuery<MatrixQuery>,
+) -> Result<Envelope<Drilldown>, ApiError> {
+    let (domain, filter) = (query.domain()?, query.filter()?);
+    let limit = parse_limit(query.limit.as_deref())?;
+    let cursor = given(&query.cursor)
+        .map(|c| decode_cursor(&c))
+        .transpose()?;
+
+    let mut page = state
+        .app
+        .matrix_drilldown(
+            &principal.actor(),
+            &principal.org_name,
+            domain,
+            query.tactic.as_deref().unwrap_or(""),
+            query.technique.as_deref().unwrap_or(""),
+            filter,
+            cursor.as_deref(),
+            limit,
+        )
+        .await?;
+
+    let next = page.next_cursor.take().map(|c| encode_cursor(&c));
+    page.next_cursor = next.clone();
+    Ok(Envelope::page(page, next).with_meta("limit", limit))
+}
+
+/// `GET /api/v1/matrix/export`: the file itself, with a download name.
+pub(super) async fn export(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiQuery(query): ApiQuery<MatrixQuery>,
+) -> Result<Response, ApiError> {
+    let (domain, filter) = (query.domain()?, query.filter()?);
+    let format = given(&query.format).unwrap_or_else(|| "navigator".into());
+    let full_matrix = parse_bool("full_matrix", query.full_matrix.as_deref(), false)?;
+    let redaction = Redaction {
+        host: parse_bool("redact_host", query.redact_host.as_deref(), false)?,
+        user: parse_bool("redact_user", query.redact_user.as_deref(), false)?,
+        alert_id: parse_bool("redact_alert_id", query.redact_alert_id.as_deref(), false)?,
+        key: None,
+    };
+    let actor = principal.actor();
+    let org = principal.org_name.as_str();
+    let stem = format!("nexus-attack-{org}-{}", domain.as_str());
+
+    let (content_type, name, body) = match format.to_ascii_lowercase().as_str() {
+        "navigator" => {
+            let layer = state
+                .app
+                .export_navigator(&actor, org, domain, filter, full_matrix)
+                .await?;
+            let text = serde_json::to_string_pretty(&layer)
+                .map_err(|e| ApiError::from(service::ServiceError::Internal(e.to_string())))?;
+            ("application/json", format!("{stem}.json"), text)
+        }
+        "csv" => {
+            let csv = state
+                .app
+                .export_csv(&actor, org, domain, filter, &redaction)
+                .await?;
+            ("text/csv; charset=utf-8", format!("{stem}.csv"), csv)
+        }
+        other => {
+            return Err(ApiError::invalid_field(
+                "format",
+                format!("format must be navigator or csv, got `{other}`"),
+            ));
+        }
+    };
+    let disposition = format!("attachment; filename=\"{}\"", name.replace('"', ""));
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/matrix/import` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImportBody {
+    /// One Navigator layer, or an array of layers.
+    layer: Value,
+}
+
+/// `POST /api/v1/matrix/import`: compares a Navigator layer with the org's
+/// activity under the filters of the query.
+pub(super) async fn import(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiQuery(query): ApiQuery<MatrixQuery>,
+    ApiJson(body): ApiJson<ImportBody>,
+) -> Result<Envelope<Value>, ApiError> {
+    let (domain, filter) = (query.domain()?, query.filter()?);
+
+    let comparison = state
+        .app
+        .import_layer(
+            &principal.actor(),
+            &principal.org_name,
+            domain,
+            filter,
+            &body.layer.to_string(),
+        )
+        .await?;
+
+    Ok(Envelope::ok(comparison))
+}
+
+/// JSON Schema of the import body.
+pub(super) fn import_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["layer"],
+        "additionalProperties": false,
+        "properties": {
+            "layer": {
+                "description": "An ATT&CK Navigator layer (format 4.x) or an array of layers",
+                "type": ["object", "array"]
+            }
+        }
+    })
+}
+
+/// A valid import body: a one-technique layer.
+pub(super) fn import_example() -> Value {
+    json!({
+        "layer": {
+            "name": "red team plan",
+            "domain": "enterprise-attack",
+            "versions": {"layer": "4.5", "navigator": "5.1.0", "attack": "18"},
+            "techniques": [{"techniqueID": "T1059", "score": 3}]
+        }
+    })
+}

@@ -1,0 +1,917 @@
+//! The ATT&CK matrix of an org: rollups kept in step with canonical
+//! mappings, the matrix and its drilldown, exclusion windows, exports and
+//! layer imports.
+//!
+//! A matrix request reads rollups only (never raw mappings) and hands them
+//! to the pure `views` crate; this module decides which alert dimension
+//! lands in which rollup column, and keeps that decision in one place
+//! ([`rollup_deltas`]) so that ingestion, recomputation and the rebuild
+//! count alike.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use mapping::{Band, Severity, Source};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use store::{
+    AlertRecord, CanonicalEntryRecord, CanonicalRecord, ExclusionRecord, OrgScope, OverrideRecord,
+    RollupRecord,
+};
+use taxonomy::{Domain, Release};
+use views::{
+    AnomalyWindow, ExclusionWindow, IntensityFormula, LayerOptions, MatrixFilter, MatrixView,
+    Provenance, Redaction, RollupRow, ScoreBy, TechniqueTotal,
+};
+
+use crate::{Action, Actor, App, Result, ServiceError};
+
+/// What a rollup rebuild did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildReport {
+    /// Alerts read.
+    pub alerts: usize,
+    /// Current canonical mappings counted.
+    pub mappings: u64,
+    /// Rollup rows removed before counting again.
+    pub rows_removed: u64,
+}
+
+/// An exclusion window to define.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExclusionInput {
+    /// The connector whose rows are left out.
+    pub connector: String,
+    /// First excluded day.
+    pub from: NaiveDate,
+    /// First day no longer excluded.
+    pub to: NaiveDate,
+    /// Why (shown with every view it applies to).
+    pub reason: String,
+}
+
+/// One mapping of an alert behind a matrix cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrilldownMapping {
+    /// Technique ATT&CK ID.
+    pub technique: String,
+    /// The tactic the mapping names, when it names one.
+    pub tactic: Option<String>,
+    /// Who or what mapped.
+    pub source: String,
+    /// Confidence, 0 to 1.
+    pub confidence: f64,
+    /// Confidence band.
+    pub band: String,
+    /// Evidence of the candidates behind the mapping.
+    pub evidence: Vec<Value>,
+    /// Overrides of this alert, oldest first.
+    pub override_history: Vec<OverrideRecord>,
+}
+
+/// One alert behind a matrix cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrilldownAlert {
+    /// The product's alert id.
+    pub alert_id: String,
+    /// The alert's id in its source.
+    pub source_uid: String,
+    /// Title.
+    pub title: String,
+    /// When observed.
+    pub observed_at: DateTime<Utc>,
+    /// Severity word.
+    pub severity: String,
+    /// Connector (alert product).
+    pub connector: String,
+    /// Host name.
+    pub host: Option<String>,
+    /// User name.
+    pub user: Option<String>,
+    /// Its mappings that count in the cell.
+    pub mappings: Vec<DrilldownMapping>,
+}
+
+/// A page of the alerts behind a cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drilldown {
+    /// Tactic asked for.
+    pub tactic: String,
+    /// Technique asked for.
+    pub technique: String,
+    /// The alerts of this page.
+    pub alerts: Vec<DrilldownAlert>,
+    /// Cursor of the next page; `None` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters as the CLI and the API take them: strings, parsed here once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterInput {
+    /// First day counted (`2026-01-01`).
+    pub from: Option<String>,
+    /// First day no longer counted.
+    pub to: Option<String>,
+    /// Mapping sources, comma-separated (`rule,manual`).
+    pub source: Option<String>,
+    /// Severities, comma-separated.
+    pub severity: Option<String>,
+    /// Connectors, comma-separated.
+    pub connector: Option<String>,
+    /// Platforms, comma-separated.
+    pub platform: Option<String>,
+    /// Confidence bands, comma-separated.
+    pub band: Option<String>,
+}
+
+fn invalid(field: &str, message: String) -> ServiceError {
+    ServiceError::InvalidInput {
+        field: field.to_string(),
+        message,
+    }
+}
+
+fn list(value: &Option<String>) -> Vec<String> {
+    value
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn day(field: &str, value: &Option<String>) -> Result<Option<NaiveDate>> {
+    let Some(text) = value.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    // A full timestamp is accepted and cut to its day: rollups are daily.
+    let date_part = text.get(..10).unwrap_or(text);
+    NaiveDate::parse_from_str(date_part, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|e| invalid(field, format!("`{text}` is not a YYYY-MM-DD day: {e}")))
+}
+
+fn parse_band(text: &str) -> Option<Band> {
+    serde_json::from_value(Value::String(text.trim().to_ascii_lowercase())).ok()
+}
+
+fn parse_severity(text: &str) -> Option<Severity> {
+    serde_json::from_value(Value::String(text.trim().to_ascii_lowercase())).ok()
+}
+
+impl FilterInput {
+    /// The filter, or which field is wrong.
+    pub fn parse(&self) -> Result<MatrixFilter> {
+        let from = day("from", &self.from)?;
+        let to = day("to", &self.to)?;
+        if let (Some(from), Some(to)) = (from, to)
+            && to <= from
+        {
+            return Err(invalid("to", format!("{to} is not after from {from}")));
+        }
+        let sources = list(&self.source)
+            .iter()
+            .map(|s| {
+                Source::from_str(s)
+                    .map_err(|_| invalid("source", format!("`{s}` is not manual, rule or ai")))
+            })
+            .collect::<Result<_>>()?;
+        let severities = list(&self.severity)
+            .iter()
+            .map(|s| {
+                parse_severity(s).ok_or_else(|| {
+                    invalid(
+                        "severity",
+                        format!(
+                            "`{s}` is not unknown, informational, low, medium, high, critical \
+                             or fatal"
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        let bands = list(&self.band)
+            .iter()
+            .map(|s| {
+                parse_band(s)
+                    .ok_or_else(|| invalid("band", format!("`{s}` is not low, medium or high")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(MatrixFilter {
+            from,
+            to,
+            sources,
+            severities,
+            connectors: list(&self.connector),
+            platforms: list(&self.platform),
+            bands,
+            exclusions: Vec::new(),
+        })
+    }
+}
+
+/// The connector a rollup counts an alert under: the connector it came
+/// through, else the product that raised it.
+fn connector_of(connector: Option<&str>, product: Option<&str>) -> String {
+    connector
+        .or(product)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// The platform an alert was raised on, from the fields the common formats
+/// use for it (OCSF `device.os`, ECS `host.os`, native `platform`); empty
+/// when the alert does not say.
+fn platform_of(raw: &str) -> String {
+    let Ok(doc) = serde_json::from_str::<Value>(raw) else {
+        return String::new();
+    };
+    let candidates = [
+        "/device/os/type",
+        "/device/os/name",
+        "/host/os/type",
+        "/host/os/platform",
+        "/host/os/family",
+        "/platform",
+    ];
+    candidates
+        .iter()
+        .filter_map(|p| doc.pointer(p).and_then(Value::as_str))
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .map(platform_name)
+        .unwrap_or_default()
+}
+
+/// ATT&CK's platform spelling for the common OS words.
+fn platform_name(os: &str) -> String {
+    let lower = os.to_ascii_lowercase();
+    if lower.contains("windows") {
+        "Windows".into()
+    } else if lower.contains("mac") || lower.contains("darwin") {
+        "macOS".into()
+    } else if lower.contains("linux") {
+        "Linux".into()
+    } else {
+        os.to_string()
+    }
+}
+
+/// The UTC day an alert counts on: when it happened, else when it arrived.
+fn day_of(alert: &AlertRecord) -> NaiveDate {
+    alert.time.unwrap_or(alert.received_at).date_naive()
+}
+
+/// The rollup changes of `entries` of one alert: `sign` 1 adds them, -1
+/// removes them.
+pub(crate) fn rollup_deltas(
+    alert: &AlertRecord,
+    entries: &[CanonicalEntryRecord],
+    sign: i64,
+) -> Vec<RollupRecord> {
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    let day = day_of(alert);
+    let connector = connector_of(alert.connector.as_deref(), alert.product.as_deref());
+    let platform = platform_of(&alert.raw);
+    let severity = Severity::from_word(&alert.severity).as_str().to_string();
+    // Each alert counts once at a technique: the entry naming the smallest
+    // tactic (none sorts first) carries the alert, its siblings in other
+    // tactics only their cells.
+    let mut first_tactic: std::collections::HashMap<String, &str> = Default::default();
+    for e in entries {
+        let technique = e.technique.trim().to_ascii_uppercase();
+        let tactic = e.tactic.as_deref().unwrap_or("");
+        let slot = first_tactic.entry(technique).or_insert(tactic);
+        if tactic < *slot {
+            *slot = tactic;
+        }
+    }
+    let mut carried = std::collections::HashSet::new();
+    entries
+        .iter()
+        .map(|e| RollupRecord {
+            day,
+            tactic: e.tactic.clone().unwrap_or_default(),
+            technique: e.technique.trim().to_ascii_uppercase(),
+            source: e.source.clone(),
+            severity: severity.clone(),
+            connector: connector.clone(),
+            platform: platform.clone(),
+            band: e.band.clone(),
+            count: sign,
+            alerts: {
+                let technique = e.technique.trim().to_ascii_uppercase();
+                let tactic = e.tactic.as_deref().unwrap_or("");
+                let first = first_tactic.get(&technique).is_some_and(|t| *t == tactic);
+                if first && carried.insert(technique) {
+                    sign
+                } else {
+                    0
+                }
+            },
+            confidence_sum: sign as f64 * e.confidence,
+        })
+        .collect()
+}
+
+/// The rollup changes of newly stored alerts and their first canonical
+/// sets (matched by alert id).
+pub(crate) fn ingest_deltas(alerts: &[AlertRecord], sets: &[CanonicalRecord]) -> Vec<RollupRecord> {
+    let by_id: std::collections::HashMap<&str, &AlertRecord> =
+        alerts.iter().map(|a| (a.id.as_str(), a)).collect();
+    sets.iter()
+        .filter_map(|s| Some((by_id.get(s.set.alert_id.as_str())?, &s.entries)))
+        .flat_map(|(alert, entries)| rollup_deltas(alert, entries, 1))
+        .collect()
+}
+
+/// The rollup changes of an alert whose canonical set goes from `old` to
+/// `new`.
+pub(crate) fn change_deltas(
+    alert: &AlertRecord,
+    old: Option<&CanonicalRecord>,
+    new: Option<&CanonicalRecord>,
+) -> Vec<RollupRecord> {
+    let mut deltas = old.map_or_else(Vec::new, |o| rollup_deltas(alert, &o.entries, -1));
+    deltas.extend(new.map_or_else(Vec::new, |n| rollup_deltas(alert, &n.entries, 1)));
+    deltas
+}
+
+/// The rollup changes of an alert whose content (day, severity,
+/// connector, platform) changes while its canonical set stays.
+pub(crate) fn content_deltas(
+    before: &AlertRecord,
+    after: &AlertRecord,
+    current: Option<&CanonicalRecord>,
+) -> Vec<RollupRecord> {
+    let Some(current) = current else {
+        return Vec::new();
+    };
+    let mut deltas = rollup_deltas(before, &current.entries, -1);
+    deltas.extend(rollup_deltas(after, &current.entries, 1));
+    deltas
+}
+
+fn corrupt(column: &str, value: &str) -> ServiceError {
+    ServiceError::Store(store::StoreError::Corrupt {
+        what: format!("matrix_rollups.{column}"),
+        reason: format!("`{value}` is not a known value"),
+    })
+}
+
+fn rollup_row(r: RollupRecord) -> Result<RollupRow> {
+    let source = Source::from_str(&r.source).map_err(|_| corrupt("source", &r.source))?;
+    let severity = parse_severity(&r.severity).ok_or_else(|| corrupt("severity", &r.severity))?;
+    let band = parse_band(&r.band).ok_or_else(|| corrupt("band", &r.band))?;
+    Ok(RollupRow {
+        day: r.day,
+        tactic: r.tactic,
+        technique: r.technique,
+        source,
+        severity,
+        connector: r.connector,
+        platform: (!r.platform.is_empty()).then_some(r.platform),
+        band,
+        count: u64::try_from(r.count).map_err(|_| corrupt("count", &r.count.to_string()))?,
+        confidence_sum: r.confidence_sum,
+    })
+}
+
+/// Per-technique totals counting each alert once per technique (the
+/// rollups' `alerts` column), where the view counts mappings. Intensity is
+/// the rows' intensity scaled by their share of alerts among mappings,
+/// exact when the mappings of one technique on one alert share their
+/// confidence, as those from one rule do.
+fn technique_totals(
+    rows: &[RollupRow],
+    alerts: &[i64],
+    filter: &MatrixFilter,
+    formula: &IntensityFormula,
+) -> Vec<TechniqueTotal> {
+    let mut totals: std::collections::BTreeMap<String, TechniqueTotal> = Default::default();
+    for (row, &alerts) in rows.iter().zip(alerts) {
+        let kept = filter.in_time_range(row)
+            && filter.matches_dimensions(row)
+            && !filter.exclusions.iter().any(|w| w.excludes(row));
+        let alerts = u64::try_from(alerts).unwrap_or(0);
+        if !kept || alerts == 0 || row.count == 0 {
+            continue;
+        }
+        let total = totals
+            .entry(row.technique.clone())
+            .or_insert_with(|| TechniqueTotal {
+                technique: row.technique.clone(),
+                count: 0,
+                intensity: 0.0,
+                low_confidence: 0,
+            });
+        total.count += alerts;
+        total.intensity += formula.intensity(row) * alerts as f64 / row.count as f64;
+        if row.band == Band::Low {
+            total.low_confidence += alerts;
+        }
+    }
+    totals.into_values().collect()
+}
+
+fn window(e: &ExclusionRecord) -> ExclusionWindow {
+    ExclusionWindow {
+        connector: e.connector.clone(),
+        from: e.from,
+        to: e.to,
+        reason: e.reason.clone(),
+    }
+}
+
+/// The first day after today (UTC): the end of an open time range.
+fn tomorrow() -> NaiveDate {
+    Utc::now().date_naive() + Duration::days(1)
+}
+
+fn start_of(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN).and_utc()
+}
+
+impl App {
+    /// The matrix of an org for the active release of `domain`, computed
+    /// from rollups, with the org's exclusion windows applied and anomaly
+    /// flags on cells that spike on the last day of the range.
+    pub async fn matrix(
+        &self,
+        actor: &Actor,
+        org: &str,
+        domain: Domain,
+        filter: MatrixFilter,
+    ) -> Result<MatrixView> {
+        self.authorize(actor, Action::ReadMappings, ("matrix", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let (view, _) = self.view(&scope, domain, filter).await?;
+        Ok(view)
+    }
+
+    /// The view and the release it was computed for.
+    async fn view(
+        &self,
+        scope: &OrgScope,
+        domain: Domain,
+        mut filter: MatrixFilter,
+    ) -> Result<(MatrixView, std::sync::Arc<Release>)> {
+        let release = self.matrix_release(domain).await?;
+        filter
+            .exclusions
+            .extend(self.store.exclusions(scope).await?.iter().map(window));
+
+        // The anomaly test compares the range's last day with the days
+        // before it, so the read reaches back past `from` by the baseline.
+        let anomaly = AnomalyWindow::daily(filter.to.unwrap_or_else(tomorrow));
+        let baseline_start = anomaly.end - Duration::days(i64::from(anomaly.baseline_periods) + 1);
+        let read_from = filter.from.map(|f| f.min(baseline_start));
+        let records = self.store.rollups(scope, read_from, filter.to).await?;
+        let alerts: Vec<i64> = records.iter().map(|r| r.alerts).collect();
+        let rows = records
+            .into_iter()
+            .map(rollup_row)
+            .collect::<Result<Vec<_>>>()?;
+
+        let formula = IntensityFormula::default();
+        let mut view = views::matrix(&release, rows.iter(), &filter, &formula);
+        view.techniques = technique_totals(&rows, &alerts, &filter, &formula);
+        let daily = views::daily_counts(&release, rows.iter(), &filter);
+        view.attach_anomalies(&views::anomalies(&daily, &anomaly));
+        Ok((view, release))
+    }
+
+    async fn matrix_release(&self, domain: Domain) -> Result<std::sync::Arc<Release>> {
+        let dataset =
+            self.store
+                .active_dataset(domain)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound {
+                    kind: "active dataset of domain",
+                    id: domain.to_string(),
+                })?;
+        self.release_of(&dataset).await
+    }
+
+    /// Rebuilds the org's rollups from its current canonical mappings, in
+    /// one transaction, and audits it. On SQLite the transaction holds the
+    /// write lock from the start, so no ingestion lands between the read
+    /// and the write; on PostgreSQL an ingestion running at the same time
+    /// may be counted twice or missed, so run it in a quiet moment.
+    pub async fn rebuild_matrix(&self, actor: &Actor, org: &str) -> Result<RebuildReport> {
+        self.authorize(actor, Action::MatrixAdmin, ("matrix", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+
+        let mut tx = self.store.begin().await?;
+        let rows_removed = store::rollups::clear(&mut tx, &scope).await?;
+        let (mut alerts, mut mappings) = (0usize, 0u64);
+        let mut after = None;
+        loop {
+            let page = self.store.alerts_page(&scope, after.as_ref(), 500).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            alerts += page.len();
+            let mut deltas = Vec::new();
+            for alert in &page {
+                let current = self
+                    .store
+                    .canonical(&scope, &alert.id, alert.canonical_version)
+                    .await?;
+                if let Some(current) = current {
+                    mappings += current.entries.len() as u64;
+                    deltas.extend(rollup_deltas(alert, &current.entries, 1));
+                }
+            }
+            store::rollups::apply_delta(&mut tx, &scope, deltas).await?;
+        }
+        let report = RebuildReport {
+            alerts,
+            mappings,
+            rows_removed,
+        };
+        tx.append_audit(&self.org_event(
+            actor,
+            &scope,
+            "matrix_rebuild",
+            ("matrix", scope.org().as_str()),
+            json!(report),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Defines an exclusion window (org admin), audited.
+    pub async fn add_exclusion(
+        &self,
+        actor: &Actor,
+        org: &str,
+        input: ExclusionInput,
+    ) -> Result<ExclusionRecord> {
+        self.authorize(actor, Action::MatrixAdmin, ("matrix_exclusion", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let connector = input.connector.trim();
+        if connector.is_empty() {
+            return Err(invalid("connector", "a connector is required".into()));
+        }
+        if input.to <= input.from {
+            return Err(invalid(
+                "to",
+                format!("{} is not after from {}", input.to, input.from),
+            ));
+        }
+        if input.reason.trim().is_empty() {
+            return Err(invalid("reason", "a reason is required".into()));
+        }
+
+        let record = ExclusionRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: scope.org().clone(),
+            connector: connector.to_string(),
+            from: input.from,
+            to: input.to,
+            reason: input.reason.trim().to_string(),
+            created_by: actor.name.clone(),
+            created_at: store::now(),
+        };
+        let mut tx = self.store.begin().await?;
+        store::rollups::insert_exclusion(&mut tx, &record).await?;
+        tx.append_audit(&self.org_event(
+            actor,
+            &scope,
+            "matrix_exclusion_add",
+            ("matrix_exclusion", record.id.as_str()),
+            json!(record),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// The org's exclusion windows.
+    pub async fn exclusions(&self, actor: &Actor, org: &str) -> Result<Vec<ExclusionRecord>> {
+        self.authorize(actor, Action::ReadMappings, ("matrix_exclusion", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        Ok(self.store.exclusions(&scope).await?)
+    }
+
+    /// The alerts behind one cell, a page at a time: each with its mappings
+    /// that count in the cell, their source, confidence, evidence and the
+    /// alert's override history. Rows are filtered like the matrix
+    /// (platform aside: the drilldown does not re-read raw alerts), so a
+    /// page may hold fewer alerts than `limit` while `next_cursor` is set.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn matrix_drilldown(
+        &self,
+        actor: &Actor,
+        org: &str,
+        domain: Domain,
+        tactic: &str,
+        technique: &str,
+        filter: MatrixFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Drilldown> {
+        self.authorize(actor, Action::ReadMappings, ("matrix", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let release = self.matrix_release(domain).await?;
+        let Some(cell_tactic) = release.tactic(tactic.trim()) else {
+            return Err(invalid(
+                "tactic",
+                format!("`{tactic}` is not a tactic of {}", release.version),
+            ));
+        };
+        let technique = technique.trim().to_ascii_uppercase();
+        let Some(known) = release.techniques.iter().find(|t| t.id == technique) else {
+            return Err(invalid(
+                "technique",
+                format!("`{technique}` is not a technique of {}", release.version),
+            ));
+        };
+        let tactics_of_technique: Vec<String> = release
+            .tactics_of(known)
+            .iter()
+            .map(|t| t.id.clone())
+            .collect();
+        let exclusions: Vec<ExclusionWindow> = self
+            .store
+            .exclusions(&scope)
+            .await?
+            .iter()
+            .map(window)
+            .collect();
+
+        let limit = limit.clamp(1, 500);
+        let rows = self
+            .store
+            .cell_mappings(
+                &scope,
+                &technique,
+                filter.from.map(start_of),
+                filter.to.map(start_of),
+                cursor,
+                limit as i64,
+            )
+            .await?;
+        let next_cursor = (rows.len() == limit)
+            .then(|| rows.last().map(|r| r.alert_id.clone()))
+            .flatten();
+
+        let mut alerts: Vec<DrilldownAlert> = Vec::new();
+        for r in rows {
+            // The cell takes a mapping that names its tactic, or one that
+            // names none when the technique belongs to the tactic.
+            let in_cell = match r.tactic.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                Some(named) => release
+                    .tactic(named)
+                    .is_some_and(|t| t.id == cell_tactic.id),
+                None => tactics_of_technique.contains(&cell_tactic.id),
+            };
+            let row = RollupRow {
+                day: r.observed_at.date_naive(),
+                tactic: r.tactic.clone().unwrap_or_default(),
+                technique: r.technique.clone(),
+                source: Source::from_str(&r.source).map_err(|_| corrupt("source", &r.source))?,
+                severity: Severity::from_word(&r.severity),
+                connector: connector_of(r.connector.as_deref(), r.product.as_deref()),
+                platform: None,
+                band: parse_band(&r.band).ok_or_else(|| corrupt("band", &r.band))?,
+                count: 1,
+                confidence_sum: r.confidence,
+            };
+            let platform_free = MatrixFilter {
+                platforms: Vec::new(),
+                ..filter.clone()
+            };
+            if !in_cell
+                || !platform_free.matches_dimensions(&row)
+                || exclusions.iter().any(|w| w.excludes(&row))
+            {
+                continue;
+            }
+            let mapping = self.drilldown_mapping(&scope, &r).await?;
+            match alerts.last_mut() {
+                Some(last) if last.alert_id == r.alert_id => last.mappings.push(mapping),
+                _ => alerts.push(DrilldownAlert {
+                    alert_id: r.alert_id.clone(),
+                    source_uid: r.source_uid,
+                    title: r.title,
+                    observed_at: r.observed_at,
+                    severity: r.severity,
+                    connector: row.connector,
+                    host: r.host,
+                    user: r.user,
+                    mappings: vec![mapping],
+                }),
+            }
+        }
+        Ok(Drilldown {
+            tactic: cell_tactic.id.clone(),
+            technique,
+            alerts,
+            next_cursor,
+        })
+    }
+
+    async fn drilldown_mapping(
+        &self,
+        scope: &OrgScope,
+        r: &store::CellMappingRecord,
+    ) -> Result<DrilldownMapping> {
+        let alert = store::AlertId(r.alert_id.clone());
+        let candidate_ids: Vec<String> = serde_json::from_str(&r.candidate_ids).unwrap_or_default();
+        let evidence = self
+            .store
+            .candidates(scope, &alert)
+            .await?
+            .into_iter()
+            .filter(|c| candidate_ids.contains(&c.id))
+            .flat_map(|c| match serde_json::from_str::<Value>(&c.evidence) {
+                Ok(Value::Array(items)) => items,
+                Ok(other) => vec![other],
+                Err(_) => Vec::new(),
+            })
+            .collect();
+        Ok(DrilldownMapping {
+            technique: r.technique.clone(),
+            tactic: r.tactic.clone(),
+            source: r.source.clone(),
+            confidence: r.confidence,
+            band: r.band.clone(),
+            evidence,
+            override_history: self.store.overrides_of(scope, &alert).await?,
+        })
+    }
+
+    /// The view as an ATT&CK Navigator layer (format 4.5), validated, with
+    /// an audit event naming the user and the scope.
+    pub async fn export_navigator(
+        &self,
+        actor: &Actor,
+        org: &str,
+        domain: Domain,
+        filter: MatrixFilter,
+        full_matrix: bool,
+    ) -> Result<Value> {
+        self.authorize(actor, Action::MatrixExport, ("matrix_export", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let (view, release) = self.view(&scope, domain, filter.clone()).await?;
+
+        let options = LayerOptions {
+            name: format!("{org} ATT&CK activity"),
+            description: format!(
+                "Canonical mappings of {org}, {} {}",
+                release.domain, release.version
+            ),
+            full_matrix,
+            score: ScoreBy::Count,
+            provenance: Provenance {
+                org: org.to_string(),
+                generated_at: store::now().to_rfc3339(),
+                requested_by: Some(actor.name.clone()),
+            },
+        };
+        let layer = views::navigator_layer(&view, &release, &options);
+        if let Err(problems) = views::validate_layer(&layer) {
+            return Err(ServiceError::Internal(format!(
+                "the exported layer does not validate: {problems:?}"
+            )));
+        }
+        self.audit_export(actor, &scope, "navigator", &filter, full_matrix, None)
+            .await?;
+        Ok(layer)
+    }
+
+    /// The view as CSV (one row per cell), or with `drilldown` the alerts
+    /// behind the view's cells with the redaction asked for; audited.
+    pub async fn export_csv(
+        &self,
+        actor: &Actor,
+        org: &str,
+        domain: Domain,
+        filter: MatrixFilter,
+        redaction: &Redaction,
+    ) -> Result<String> {
+        self.authorize(actor, Action::MatrixExport, ("matrix_export", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let (view, _) = self.view(&scope, domain, filter.clone()).await?;
+        let csv = views::view_csv(&view).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        self.audit_export(actor, &scope, "csv", &filter, false, Some(redaction))
+            .await?;
+        Ok(csv)
+    }
+
+    async fn audit_export(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        format: &str,
+        filter: &MatrixFilter,
+        full_matrix: bool,
+        redaction: Option<&Redaction>,
+    ) -> Result<()> {
+        let details = json!({
+            "format": format,
+            "user": actor.name,
+            "filter": filter,
+            "full_matrix": full_matrix,
+            "redaction": redaction,
+        });
+        let mut tx = self.store.begin().await?;
+        tx.append_audit(&self.org_event(
+            actor,
+            scope,
+            "matrix_export",
+            ("matrix", scope.org().as_str()),
+            details,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Compares a Navigator layer (one layer or a multi-layer file) with
+    /// the org's activity under `filter`.
+    pub async fn import_layer(
+        &self,
+        actor: &Actor,
+        org: &str,
+        domain: Domain,
+        filter: MatrixFilter,
+        layer_json: &str,
+    ) -> Result<Value> {
+        self.authorize(actor, Action::ReadMappings, ("matrix", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let (view, release) = self.view(&scope, domain, filter).await?;
+        let imported = views::import_layer(layer_json, &release, None)
+            .map_err(|e| invalid("layer", e.to_string()))?;
+        let layers: Vec<Value> = imported
+            .layers
+            .iter()
+            .map(|layer| {
+                json!({
+                    "name": layer.name,
+                    "domain": layer.domain,
+                    "attack_version": layer.attack_version,
+                    "unknown": layer.unknown,
+                    "comparison": views::compare(layer, &view),
+                })
+            })
+            .collect();
+        Ok(json!({"layers": layers, "release": release.version}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_come_from_the_os_fields_in_attack_spelling() {
+        assert_eq!(
+            platform_of(r#"{"device": {"os": {"name": "Windows 11"}}}"#),
+            "Windows"
+        );
+        assert_eq!(
+            platform_of(r#"{"host": {"os": {"type": "linux"}}}"#),
+            "Linux"
+        );
+        assert_eq!(platform_of(r#"{"device": {"hostname": "h"}}"#), "");
+    }
+
+    #[test]
+    fn filters_refuse_unknown_words_with_their_field() {
+        let input = FilterInput {
+            band: Some("hgh".into()),
+            ..FilterInput::default()
+        };
+        match input.parse() {
+            Err(ServiceError::InvalidInput { field, .. }) => assert_eq!(field, "band"),
+            other => panic!("expected a band error, got {other:?}"),
+        }
+        let ok = FilterInput {
+            source: Some("rule, manual".into()),
+            from: Some("2026-01-01".into()),
+            to: Some("2026-02-01T00:00:00Z".into()),
+            ..FilterInput::default()
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(ok.sources, vec![Source::Rule, Source::Manual]);
+        assert_eq!(ok.to, NaiveDate::from_ymd_opt(2026, 2, 1));
+    }
+}

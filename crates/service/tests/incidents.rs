@@ -1,0 +1,562 @@
+//! Incident ATT&CK profiles end to end on a real database (SQLite always,
+//! PostgreSQL when `NEXUS_ATTACK_TEST_POSTGRES` is set): create, attach,
+//! detach, profile, merge, split, lead adjustments, staleness, bad input,
+//! audit and the versioned output contract.
+//!
+//! Expected profiles are counted here from the raw NDJSON alerts and the
+//! Sigma YAML tags of the 2026-01-01 pack, not by the code under test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::PathBuf;
+
+use serde_json::Value;
+use service::{
+    Actor, AdjustmentInput, App, AppConfig, ErrorKind, IncidentInput, IncidentProfileView,
+    LoadOptions, PageRequest, Role, ServiceError, check_schema, incident_profile_schema,
+};
+use store::testing::{TestDatabase, databases};
+
+fn shared() -> PathBuf {
+    std::env::var_os("NEXUS_ATTACK_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+const PACK: &str = "sigma-rules-c5e6d0ecd.tar.gz";
+
+/// Technique ids of every usable rule of the pack, read straight from the
+/// YAML: rule id -> techniques of its `attack.tNNNN[.NNN]` tags. Deprecated
+/// and unsupported rules are not imported as mapping rules.
+fn rule_techniques() -> BTreeMap<String, BTreeSet<String>> {
+    let file = std::fs::File::open(shared().join("sigma").join(PACK)).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut files: Vec<(String, String)> = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if !(path.ends_with(".yml") || path.ends_with(".yaml")) {
+            continue;
+        }
+        let mut text = String::new();
+        if entry.read_to_string(&mut text).is_ok() {
+            files.push((path, text));
+        }
+    }
+    files.sort();
+    let tag = regex::Regex::new(r"^attack\.(t\d{4}(\.\d{3})?)$").unwrap();
+    let mut rules = BTreeMap::new();
+    for (_, text) in files {
+        let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+            continue;
+        };
+        let Some(id) = doc.get("id").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let status = doc
+            .get("status")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let techniques: BTreeSet<String> = doc
+            .get("tags")
+            .and_then(|v| v.as_sequence())
+            .map(|s| {
+                s.iter()
+                    .filter_map(|t| t.as_str())
+                    .filter_map(|t| {
+                        tag.captures(&t.to_ascii_lowercase())
+                            .map(|c| c[1].to_ascii_uppercase())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        rules.insert(id.to_string(), (status, techniques));
+    }
+    rules
+        .into_iter()
+        .filter(|(_, (status, _))| status != "deprecated" && status != "unsupported")
+        .map(|(id, (_, t))| (id, t))
+        .collect()
+}
+
+/// One raw alert: (source uid, host, techniques of its rule).
+struct RawAlert {
+    uid: String,
+    host: String,
+    techniques: BTreeSet<String>,
+}
+
+fn raw_alerts() -> Vec<RawAlert> {
+    let rules = rule_techniques();
+    std::fs::read_to_string(shared().join("alerts/sigma-regression-alerts.ndjson"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let a: Value = serde_json::from_str(l).unwrap();
+            let rule = a["finding_info"]["analytic"]["uid"].as_str().unwrap();
+            RawAlert {
+                uid: a["finding_info"]["uid"].as_str().unwrap().to_string(),
+                host: a["device"]["hostname"].as_str().unwrap().to_string(),
+                techniques: rules.get(rule).cloned().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// Hand count: technique -> number of the alerts that carry it.
+fn hand_count<'a>(alerts: impl Iterator<Item = &'a RawAlert>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for a in alerts {
+        for t in &a.techniques {
+            *counts.entry(t.clone()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// The profile as technique -> distinct contributing alerts (over tactics).
+fn frequencies(view: &IncidentProfileView) -> BTreeMap<String, usize> {
+    let mut alerts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in &view.profile {
+        alerts
+            .entry(e.technique.clone())
+            .or_default()
+            .extend(e.alerts.iter().cloned());
+    }
+    alerts.into_iter().map(|(t, a)| (t, a.len())).collect()
+}
+
+/// The profile without volatile fields, to compare two computations.
+fn shape(view: &IncidentProfileView) -> Vec<(String, Option<String>, usize, String, Vec<String>)> {
+    view.profile
+        .iter()
+        .map(|e| {
+            (
+                e.technique.clone(),
+                e.tactic.clone(),
+                e.frequency,
+                format!("{:.9}", e.confidence),
+                e.alerts.clone(),
+            )
+        })
+        .collect()
+}
+
+fn steward(name: &str) -> Actor {
+    Actor {
+        name: name.into(),
+        org: None,
+        role: Role::Steward,
+    }
+}
+
+async fn app_with_18_1(db: &TestDatabase) -> App {
+    let app = App::connect(AppConfig::new(db.url.clone())).await.unwrap();
+    let file = shared().join("attack/enterprise-attack-18.1.json.gz");
+    let dataset = app
+        .load_dataset(
+            &steward("alice"),
+            &file.display().to_string(),
+            &LoadOptions::default(),
+        )
+        .await
+        .unwrap();
+    app.validate_dataset(&steward("alice"), &dataset.id)
+        .await
+        .unwrap();
+    app.approve_dataset(&steward("bob"), &dataset.id)
+        .await
+        .unwrap();
+    app.activate_dataset(&steward("bob"), &dataset.id)
+        .await
+        .unwrap();
+    app
+}
+
+fn member(org: &service::Org, name: &str, role: Role) -> Actor {
+    Actor {
+        name: name.into(),
+        org: Some(org.id.clone()),
+        role,
+    }
+}
+
+fn field(error: &ServiceError) -> Option<&str> {
+    match error {
+        ServiceError::InvalidInput { field, .. } => Some(field),
+        _ => None,
+    }
+}
+
+fn schema_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/schemas/incident-profile.v1.json")
+}
+
+fn adjustment(action: &str, technique: &str, rationale: Option<&str>) -> AdjustmentInput {
+    AdjustmentInput {
+        action: action.into(),
+        technique: technique.into(),
+        reason: Some("missing_technique".into()),
+        rationale: rationale.map(str::to_string),
+        evidence: vec!["TICKET-42".into()],
+        ..AdjustmentInput::default()
+    }
+}
+
+#[test]
+fn the_checked_in_schema_is_the_one_the_code_generates() {
+    let generated = incident_profile_schema();
+    let path = schema_file();
+    if std::env::var_os("NEXUS_ATTACK_UPDATE_SCHEMAS").is_some() {
+        let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
+        std::fs::write(&path, text).unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let stored: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        stored, generated,
+        "docs/schemas/incident-profile.v1.json differs from the generated schema: a change \
+         to the output contract needs a new schema version"
+    );
+}
+
+#[tokio::test]
+async fn host_incidents_merge_split_adjust_and_refuse_bad_input() {
+    let raw = raw_alerts();
+    assert_eq!(raw.len(), 111);
+    let mut by_host: BTreeMap<&str, Vec<&RawAlert>> = BTreeMap::new();
+    for a in &raw {
+        by_host.entry(a.host.as_str()).or_default().push(a);
+    }
+    // Two hosts whose hand-counted technique sets share a technique.
+    let counts: BTreeMap<&str, BTreeMap<String, usize>> = by_host
+        .iter()
+        .map(|(h, alerts)| (*h, hand_count(alerts.iter().copied())))
+        .collect();
+    let (host_a, host_b, shared_technique) = counts
+        .iter()
+        .flat_map(|(a, ca)| counts.iter().map(move |(b, cb)| (a, ca, b, cb)))
+        .filter(|(a, _, b, _)| a < b)
+        .find_map(|(a, ca, b, cb)| {
+            ca.keys()
+                .find(|t| cb.contains_key(*t))
+                .map(|t| (*a, *b, t.clone()))
+        })
+        .expect("two hosts of the feed share a technique");
+    let uids =
+        |host: &str| -> Vec<String> { by_host[host].iter().map(|a| a.uid.clone()).collect() };
+
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let beta = app.create_org(&operator, "beta").await.unwrap();
+        let engineer = member(&acme, "eve", Role::Engineer);
+        let analyst = member(&acme, "ann", Role::Analyst);
+        let lead = member(&acme, "lea", Role::Lead);
+        let viewer = member(&acme, "vic", Role::Viewer);
+        let admin = member(&acme, "ada", Role::Admin);
+        app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
+            .await
+            .unwrap();
+        let file =
+            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
+        let report = app
+            .ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
+            .await
+            .unwrap();
+        assert_eq!(report.ingested, 111, "{label}");
+
+        // Every alert of one host: exactly the union of their techniques,
+        // each with its hand-counted frequency.
+        let create = |title: &str, alerts: Vec<String>| IncidentInput {
+            title: title.into(),
+            alerts,
+            ..IncidentInput::default()
+        };
+        let a = app
+            .create_incident(&analyst, "acme", create("host a", uids(host_a)))
+            .await
+            .unwrap();
+        let b = app
+            .create_incident(&analyst, "acme", create("host b", uids(host_b)))
+            .await
+            .unwrap();
+        assert_eq!(frequencies(&a), counts[host_a], "{label}: {host_a}");
+        assert_eq!(frequencies(&b), counts[host_b], "{label}: {host_b}");
+        assert_eq!(a.alerts.len(), by_host[host_a].len(), "{label}");
+        assert_eq!(a.status, "open");
+        assert!(!a.stale, "{label}: a new incident is not stale");
+        // Lineage: every contributing alert of a rule-sourced entry names its candidates.
+        for e in &a.profile {
+            assert_eq!(e.lineage.len(), e.frequency, "{label}: {}", e.technique);
+            assert!(e.lineage.iter().all(|l| !l.candidates.is_empty()));
+            assert!(e.sources.contains(&"rule".to_string()));
+        }
+        let problems = check_schema(
+            &incident_profile_schema(),
+            &serde_json::to_value(&a).unwrap(),
+        );
+        assert!(problems.is_empty(), "{label}: {problems:?}");
+
+        // Merge: the shared technique appears once with the summed frequency.
+        let merged = app
+            .merge_incidents(&analyst, "acme", &a.id, &b.id)
+            .await
+            .unwrap();
+        let mut summed = counts[host_a].clone();
+        for (t, n) in &counts[host_b] {
+            *summed.entry(t.clone()).or_insert(0) += n;
+        }
+        assert_eq!(frequencies(&merged), summed, "{label}");
+        assert_eq!(
+            frequencies(&merged)[&shared_technique],
+            counts[host_a][&shared_technique] + counts[host_b][&shared_technique]
+        );
+        let keys: Vec<_> = merged
+            .profile
+            .iter()
+            .map(|e| (e.technique.clone(), e.tactic.clone()))
+            .collect();
+        let distinct: BTreeSet<_> = keys.iter().collect();
+        assert_eq!(keys.len(), distinct.len(), "{label}: each entry once");
+        assert!(merged.stale, "{label}: a merge marks the profile stale");
+        assert_eq!(merged.stale_reasons[0]["reason"], "merged");
+        assert_eq!(merged.merged_from, vec![b.id.clone()]);
+        let absorbed = app.incident_profile(&viewer, "acme", &b.id).await.unwrap();
+        assert_eq!(absorbed.merged_into.as_deref(), Some(a.id.as_str()));
+        assert!(absorbed.alerts.is_empty() && absorbed.profile.is_empty());
+        let err = app
+            .attach_alerts(&analyst, "acme", &b.id, &uids(host_a)[..1])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{label}: merged is final");
+
+        // Split B's alerts back out: both profiles are restored.
+        let split = app
+            .split_incident(&analyst, "acme", &a.id, &uids(host_b))
+            .await
+            .unwrap();
+        assert_eq!(split.split_from, a.id);
+        assert_eq!(shape(&split.remaining), shape(&a), "{label}");
+        assert_eq!(shape(&split.created), shape(&b), "{label}");
+        assert_eq!(split.created.split_from.as_deref(), Some(a.id.as_str()));
+        assert_eq!(split.created.id, split.id);
+
+        // Bad input: refused with a structured error, nothing changes.
+        let before = app.incident_profile(&viewer, "acme", &a.id).await.unwrap();
+        let err = app
+            .split_incident(&analyst, "acme", &a.id, &uids(host_a))
+            .await
+            .unwrap_err();
+        assert_eq!(field(&err), Some("alerts"), "{label}: {err}");
+        let err = app
+            .split_incident(&analyst, "acme", &a.id, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(field(&err), Some("alerts"), "{label}: {err}");
+        let err = app
+            .split_incident(&analyst, "acme", &a.id, &uids(host_b)[..1])
+            .await
+            .unwrap_err();
+        assert_eq!(field(&err), Some("alerts"), "{label}: not in the incident");
+        let beta_analyst = member(&beta, "bob", Role::Analyst);
+        let other = app
+            .create_incident(&beta_analyst, "beta", create("beta", vec![]))
+            .await
+            .unwrap();
+        let foreign = app
+            .attach_alerts(&beta_analyst, "beta", &other.id, &uids(host_a)[..1])
+            .await
+            .unwrap_err();
+        let missing = app
+            .attach_alerts(&beta_analyst, "beta", &other.id, &["no-such-alert".into()])
+            .await
+            .unwrap_err();
+        assert_eq!(foreign.code(), "not_found", "{label}");
+        assert_eq!(foreign.kind(), missing.kind());
+        let err = app
+            .merge_incidents(&analyst, "acme", &a.id, &other.id)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found", "{label}: merge across orgs");
+        let err = app
+            .incident_profile(&viewer, "acme", &other.id)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found", "{label}: read across orgs");
+        let mixed = vec![uids(host_b)[0].clone(), "no-such-alert".to_string()];
+        app.attach_alerts(&analyst, "acme", &a.id, &mixed)
+            .await
+            .unwrap_err();
+        let err = app
+            .adjust_incident(&lead, "acme", &a.id, adjustment("add", "T1078", None))
+            .await
+            .unwrap_err();
+        assert_eq!(field(&err), Some("rationale"), "{label}: {err}");
+        let mut no_evidence = adjustment("add", "T1078", Some("seen in the VPN logs"));
+        no_evidence.evidence.clear();
+        let err = app
+            .adjust_incident(&lead, "acme", &a.id, no_evidence)
+            .await
+            .unwrap_err();
+        assert_eq!(field(&err), Some("evidence"), "{label}: {err}");
+        let err = app
+            .adjust_incident(
+                &analyst,
+                "acme",
+                &a.id,
+                adjustment("add", "T1078", Some("x")),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Forbidden, "{label}: lead or above");
+        let after = app.incident_profile(&viewer, "acme", &a.id).await.unwrap();
+        assert_eq!(after, before, "{label}: refused changes change nothing");
+
+        // Lead adjustments win, survive recomputation, and clear staleness.
+        let adjusted = app
+            .adjust_incident(
+                &lead,
+                "acme",
+                &a.id,
+                adjustment("add", "T1078", Some("valid accounts seen in the VPN logs")),
+            )
+            .await
+            .unwrap();
+        let added = adjusted
+            .profile
+            .iter()
+            .find(|e| e.technique == "T1078")
+            .unwrap();
+        assert_eq!(
+            added.frequency,
+            counts[host_a].get("T1078").copied().unwrap_or(0)
+        );
+        assert!(added.sources.contains(&"manual".to_string()));
+        assert_eq!(added.adjustments, vec![adjusted.adjustments[0].id.clone()]);
+        assert!(!adjusted.stale, "{label}: the lead re-evaluated");
+        let removed = shared_technique.clone();
+        let adjusted = app
+            .adjust_incident(
+                &lead,
+                "acme",
+                &a.id,
+                AdjustmentInput {
+                    reason: Some("wrong_technique".into()),
+                    ..adjustment("remove", &removed, Some("benign admin script"))
+                },
+            )
+            .await
+            .unwrap();
+        assert!(adjusted.profile.iter().all(|e| e.technique != removed));
+        assert_eq!(adjusted.adjustments.len(), 2);
+        // Recomputed after an attach: both adjustments still hold.
+        let grown = app
+            .attach_alerts(&analyst, "acme", &a.id, &uids(host_b)[..1])
+            .await
+            .unwrap();
+        assert!(grown.profile.iter().all(|e| e.technique != removed));
+        assert!(grown.profile.iter().any(|e| e.technique == "T1078"));
+        let shrunk = app
+            .detach_alerts(&analyst, "acme", &a.id, &uids(host_b)[..1])
+            .await
+            .unwrap();
+        assert_eq!(shape(&shrunk), shape(&adjusted), "{label}");
+
+        // Merge keeps both sides' adjustments; split leaves them with the original.
+        let merged = app
+            .merge_incidents(&analyst, "acme", &a.id, &split.id)
+            .await
+            .unwrap();
+        assert_eq!(merged.adjustments.len(), 2);
+        assert!(merged.profile.iter().all(|e| e.technique != removed));
+        let again = app
+            .split_incident(&analyst, "acme", &a.id, &uids(host_b))
+            .await
+            .unwrap();
+        assert!(again.created.adjustments.is_empty());
+        assert_eq!(frequencies(&again.created), counts[host_b], "{label}");
+        assert_eq!(again.remaining.adjustments.len(), 2);
+
+        // Staleness triggers: severity shift, reopen, evidence.
+        let v = app
+            .set_incident_severity(&analyst, "acme", &again.id, "critical")
+            .await
+            .unwrap();
+        assert!(v.stale && v.profile.iter().all(|e| e.stale));
+        assert!(
+            v.stale_reasons
+                .iter()
+                .any(|r| r["reason"] == "severity_shift" && r["to"] == "critical")
+        );
+        let c = &again.id;
+        app.adjust_incident(&lead, "acme", c, adjustment("add", "T1078", Some("seen")))
+            .await
+            .unwrap();
+        let v = app
+            .set_incident_status(&analyst, "acme", c, "resolved")
+            .await
+            .unwrap();
+        assert!(!v.stale, "{label}: resolving is no trigger");
+        let v = app
+            .set_incident_status(&analyst, "acme", c, "reopened")
+            .await
+            .unwrap();
+        assert_eq!(v.status, "reopened");
+        assert_eq!(v.stale_reasons[0]["reason"], "reopened", "{label}");
+        let v = app
+            .add_incident_evidence(&analyst, "acme", c, "ticket", "INC-7")
+            .await
+            .unwrap();
+        assert_eq!(v.evidence.len(), 1);
+        assert_eq!(v.stale_reasons[1]["reason"], "evidence_update");
+        let err = app
+            .set_incident_status(&analyst, "acme", c, "done")
+            .await
+            .unwrap_err();
+        assert_eq!(field(&err), Some("status"));
+
+        // Every mutation is audited.
+        let events = app
+            .audit_list(
+                &admin,
+                &PageRequest {
+                    cursor: None,
+                    limit: Some(500),
+                },
+            )
+            .await
+            .unwrap();
+        let mut by_action: BTreeMap<String, usize> = BTreeMap::new();
+        for e in &events.items {
+            if e.action.starts_with("incident_") && e.outcome == service::Outcome::Ok {
+                *by_action.entry(e.action.clone()).or_insert(0) += 1;
+            }
+        }
+        let expected: BTreeMap<String, usize> = [
+            ("incident_create", 2),
+            ("incident_merge", 2),
+            ("incident_split", 2),
+            ("incident_adjust", 3),
+            ("incident_attach", 1),
+            ("incident_detach", 1),
+            ("incident_severity", 1),
+            ("incident_status", 2),
+            ("incident_evidence", 1),
+        ]
+        .into_iter()
+        .map(|(a, n)| (a.to_string(), n))
+        .collect();
+        assert_eq!(by_action, expected, "{label}");
+        let failed = events
+            .items
+            .iter()
+            .filter(|e| e.action == "incident_adjust" && e.outcome == service::Outcome::Failed)
+            .count();
+        assert_eq!(failed, 2, "{label}: refused adjustments are audited");
+    }
+}
