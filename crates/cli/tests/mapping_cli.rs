@@ -66,7 +66,8 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 async fn mapping_commands_keep_the_issue_3_contract() {
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/schemas/alert-mapping.v1.json"),
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../docs/schemas/alert-mapping.v1.json"),
         )
         .unwrap(),
     )
@@ -179,7 +180,11 @@ async fn mapping_commands_keep_the_issue_3_contract() {
         assert!(!refused.ok);
         let lines: Vec<&str> = refused.stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{}", refused.stderr);
-        assert!(lines[0].contains("invalid_input") && lines[0].contains("reason"), "{}", lines[0]);
+        assert!(
+            lines[0].contains("invalid_input") && lines[0].contains("reason"),
+            "{}",
+            lines[0]
+        );
 
         let verify = run(&url, &["audit", "verify", "--json"]).json();
         assert_eq!(verify["ok"], true);

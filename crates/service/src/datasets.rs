@@ -307,6 +307,11 @@ impl App {
         tx.commit().await?;
 
         tracing::info!(dataset = %id, domain = %dataset.domain, issues = compatibility.issues.len(), "dataset activated");
+        // Stored alerts were mapped under the previous release: re-map them.
+        let activated = self.existing(id).await?;
+        if let Err(e) = self.remap_after_activation(actor, &activated).await {
+            tracing::warn!(dataset = %id, error = %e, "re-mapping after activation failed; alerts stay stale");
+        }
         Ok(Activation {
             dataset: self.existing(id).await?,
             retired: previous,

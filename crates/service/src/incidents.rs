@@ -63,8 +63,12 @@ pub const INCIDENT_STATUSES: [&str; 5] = ["open", "contained", "resolved", "clos
 /// Incident severities, least to most severe.
 pub const INCIDENT_SEVERITIES: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
 
+/// Reason codes of a lead adjustment (those of overrides).
+pub const ADJUSTMENT_REASONS: [&str; 6] = ReasonCode::ALL;
+
 /// A new incident as asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IncidentInput {
     /// Title (required).
     pub title: String,
@@ -81,6 +85,7 @@ pub struct IncidentInput {
 
 /// A lead adjustment as asked for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdjustmentInput {
     /// `add`, `remove` or `replace`.
     pub action: String,

@@ -38,6 +38,7 @@ mod matrix;
 mod orgs;
 mod overrides;
 mod reads;
+mod remap;
 mod rules;
 mod suggestions;
 mod sync;
@@ -66,7 +67,7 @@ pub use rules::{
 };
 pub use error::{ErrorKind, ServiceError};
 pub use incidents::{
-    AdjustmentInput, AdjustmentView, AlertLineage, INCIDENT_PROFILE_SCHEMA_VERSION,
+    ADJUSTMENT_REASONS, AdjustmentInput, AdjustmentView, AlertLineage, INCIDENT_PROFILE_SCHEMA_VERSION,
     INCIDENT_SEVERITIES, INCIDENT_STATUSES, IncidentAlertView, IncidentEvidenceView,
     IncidentInput, IncidentProfileView, ProfileEntryView, SplitOutcome, incident_profile_schema,
 };

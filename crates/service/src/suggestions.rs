@@ -34,13 +34,17 @@ pub const MAX_SUGGESTIONS: usize = 10;
 /// Longest field value copied into a candidate's evidence.
 const MAX_EVIDENCE_VALUE_CHARS: usize = 300;
 
+/// A suggester being built or built once, shared by every request that
+/// waits for it.
+type SuggesterCell = Arc<OnceCell<Arc<Suggester>>>;
+
 /// The suggesters built so far and the optional external provider.
 #[derive(Default)]
 pub(crate) struct SuggestState {
     /// One cell per dataset id, with the dataset's domain; the cell is
     /// filled once, by whichever request comes first, while the others wait
     /// for it.
-    built: Mutex<HashMap<DatasetId, (Domain, Arc<OnceCell<Arc<Suggester>>>)>>,
+    built: Mutex<HashMap<DatasetId, (Domain, SuggesterCell)>>,
     provider: RwLock<Option<Arc<ExternalProvider>>>,
 }
 

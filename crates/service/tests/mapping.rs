@@ -564,11 +564,18 @@ async fn vendor_declared_techniques_and_changed_alerts() {
             .await
             .unwrap();
         assert_eq!((report.ingested, report.mapped), (1, 1), "{label}");
-        let view = app.alert_mapping(&engineer, "acme", "vendor-1").await.unwrap();
+        let view = app
+            .alert_mapping(&engineer, "acme", "vendor-1")
+            .await
+            .unwrap();
         assert_eq!(view.canonical.entries.len(), 1, "{label}");
         let entry = &view.canonical.entries[0];
         assert_eq!(
-            (entry.technique.as_str(), entry.tactic.as_deref(), entry.source.as_str()),
+            (
+                entry.technique.as_str(),
+                entry.tactic.as_deref(),
+                entry.source.as_str()
+            ),
             ("T1003.001", Some("TA0006"), "rule")
         );
         assert!(entry.vendor_declared && view.candidates[0].vendor_declared);
@@ -581,12 +588,49 @@ async fn vendor_declared_techniques_and_changed_alerts() {
             .await
             .unwrap();
         assert_eq!((again.ingested, again.updated), (0, 1), "{label}");
-        let after = app.alert_mapping(&engineer, "acme", "vendor-1").await.unwrap();
+        let after = app
+            .alert_mapping(&engineer, "acme", "vendor-1")
+            .await
+            .unwrap();
         assert_eq!(after.alert.severity, "critical", "{label}");
         assert!(!after.alert.stale);
-        assert_eq!(techniques(&after), BTreeSet::from(["T1003.002".to_string()]));
+        assert_eq!(
+            techniques(&after),
+            BTreeSet::from(["T1003.002".to_string()])
+        );
         assert_eq!(after.canonical.cause, "alert_update");
         assert_eq!(after.history.len(), 2, "{label}");
-        assert_eq!(after.alert.id, view.alert.id, "{label}: same alert, not a new one");
+        assert_eq!(
+            after.alert.id, view.alert.id,
+            "{label}: same alert, not a new one"
+        );
+
+        // A newly activated release re-maps stored alerts under it.
+        let file = shared().join("attack/enterprise-attack-17.1.json.gz");
+        let older = app
+            .load_dataset(
+                &steward("alice"),
+                &file.display().to_string(),
+                &LoadOptions::default(),
+            )
+            .await
+            .unwrap();
+        app.validate_dataset(&steward("alice"), &older.id)
+            .await
+            .unwrap();
+        app.approve_dataset(&steward("bob"), &older.id)
+            .await
+            .unwrap();
+        app.activate_dataset(&steward("bob"), &older.id)
+            .await
+            .unwrap();
+        let remapped = app
+            .alert_mapping(&engineer, "acme", "vendor-1")
+            .await
+            .unwrap();
+        assert_eq!(remapped.canonical.release, "17.1", "{label}");
+        assert_eq!(remapped.canonical.cause, "release_activated", "{label}");
+        assert!(!remapped.alert.stale, "{label}");
+        assert_eq!(techniques(&remapped), techniques(&after), "{label}");
     }
 }

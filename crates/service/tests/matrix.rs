@@ -116,10 +116,11 @@ fn expected(release: &Release) -> Expected {
         for tag in tags {
             if let Some(c) = technique_tag.captures(tag) {
                 tagged.insert(c[1].to_ascii_uppercase());
-            } else if let Some(name) = tag.strip_prefix("attack.") {
-                if let Some(t) = release.tactic(&name.replace('_', "-")) {
-                    named_tactics.insert(t.id.clone());
-                }
+            } else if let Some(t) = tag
+                .strip_prefix("attack.")
+                .and_then(|name| release.tactic(&name.replace('_', "-")))
+            {
+                named_tactics.insert(t.id.clone());
             }
         }
         for id in tagged {

@@ -17,5 +17,5 @@ pub use model::{
     Domain, IdentitySource, KillChainPhase, Matrix, Procedure, Release, ReleaseCounts, Status,
     Tactic, Technique, UnknownDomain,
 };
-pub use parse::{IdentityField, LoadHints, ParseError, parse};
+pub use parse::{IdentityField, LoadHints, MAX_BUNDLE_BYTES, ParseError, parse, parse_with_limit};
 pub use validate::{Finding, Severity, ValidationReport, validate};

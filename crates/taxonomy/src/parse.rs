@@ -20,9 +20,10 @@ use crate::model::{
     Domain, IdentitySource, KillChainPhase, Matrix, Procedure, Release, Status, Tactic, Technique,
 };
 
-/// Decompressed bundles larger than this are refused: a gzip bomb must not
-/// exhaust the machine. Enterprise 18.1 is 34 MB, so this leaves ample room.
-pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
+/// Default cap on the decompressed size of a bundle: a gzip bomb must not
+/// exhaust the machine. The largest real release (Enterprise) is about 50 MB
+/// plain, so 256 MiB leaves ample room; [`parse_with_limit`] takes another cap.
+pub const MAX_BUNDLE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// What the caller knows about a bundle besides its bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,7 +68,8 @@ pub enum ParseError {
         #[source]
         source: std::io::Error,
     },
-    /// The decompressed bundle exceeds [`MAX_BUNDLE_BYTES`].
+    /// The decompressed bundle exceeds the cap ([`MAX_BUNDLE_BYTES`] unless
+    /// [`parse_with_limit`] set another); decompression stopped there.
     #[error("bundle is larger than {limit} bytes once decompressed; refusing to load it")]
     TooLarge {
         /// The limit in bytes.
@@ -87,7 +89,7 @@ pub enum ParseError {
     },
     /// Well-formed JSON that is not a STIX bundle, or a bundle object with a
     /// field of the wrong type.
-    #[error("not a STIX bundle at line {line}, column {column}: {message}")]
+    #[error("not a STIX bundle{}: {message}", position(*line, *column))]
     NotABundle {
         /// 1-based line where the problem was found (0 when not applicable).
         line: usize,
@@ -175,11 +177,22 @@ pub enum ParseError {
 /// # Ok::<(), taxonomy::ParseError>(())
 /// ```
 pub fn parse(bytes: &[u8], hints: &LoadHints) -> Result<Release, ParseError> {
+    parse_with_limit(bytes, hints, MAX_BUNDLE_BYTES)
+}
+
+/// [`parse`] with a cap on the decompressed size other than
+/// [`MAX_BUNDLE_BYTES`]: gzip input stops decompressing as soon as it
+/// crosses `max_decompressed_bytes` and answers [`ParseError::TooLarge`].
+pub fn parse_with_limit(
+    bytes: &[u8],
+    hints: &LoadHints,
+    max_decompressed_bytes: u64,
+) -> Result<Release, ParseError> {
     // Hashing and gunzipping both read the whole input; on a second core the
     // hash costs no wall time.
     let (sha256, json) = std::thread::scope(|s| {
         let hasher = s.spawn(|| hex::encode(Sha256::digest(bytes)));
-        let json = decompress(bytes);
+        let json = decompress(bytes, max_decompressed_bytes);
         // A panic inside the hasher is a bug in sha2, not bad input: hash
         // again on this thread rather than lose the answer.
         let sha256 = hasher
@@ -211,8 +224,11 @@ pub fn parse(bytes: &[u8], hints: &LoadHints) -> Result<Release, ParseError> {
 }
 
 /// Returns the JSON bytes, gunzipping them when they carry the gzip magic.
-fn decompress(bytes: &[u8]) -> Result<Cow<'_, [u8]>, ParseError> {
+fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>, ParseError> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
+        if bytes.len() as u64 > limit {
+            return Err(ParseError::TooLarge { limit });
+        }
         return Ok(Cow::Borrowed(bytes));
     }
 
@@ -227,21 +243,31 @@ fn decompress(bytes: &[u8]) -> Result<Cow<'_, [u8]>, ParseError> {
         .map(|t| u32::from_le_bytes(t) as usize)
         .unwrap_or(0)
         .min(bytes.len().saturating_mul(32))
-        .min(MAX_BUNDLE_BYTES as usize);
+        .min(usize::try_from(limit).unwrap_or(usize::MAX));
     let mut out = Vec::with_capacity(hint);
-    let mut decoder = flate2::read::MultiGzDecoder::new(bytes).take(MAX_BUNDLE_BYTES + 1);
+    // Reading at most one byte past the cap tells "exactly at the cap" from
+    // "over it" without ever holding more than cap + 1 bytes of a bomb.
+    let mut decoder = flate2::read::MultiGzDecoder::new(bytes).take(limit.saturating_add(1));
     if let Err(source) = decoder.read_to_end(&mut out) {
         return Err(ParseError::Gzip {
             decompressed: out.len(),
             source,
         });
     }
-    if out.len() as u64 > MAX_BUNDLE_BYTES {
-        return Err(ParseError::TooLarge {
-            limit: MAX_BUNDLE_BYTES,
-        });
+    if out.len() as u64 > limit {
+        return Err(ParseError::TooLarge { limit });
     }
     Ok(Cow::Owned(out))
+}
+
+/// ` at line L, column C`, or nothing when the problem has no position
+/// (line 0: the bundle as a whole is wrong).
+fn position(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" at line {line}, column {column}")
+    }
 }
 
 /// Turns a serde_json error into the matching [`ParseError`].

@@ -8,6 +8,7 @@
 
 mod audit;
 mod datasets;
+mod incidents;
 mod matrix;
 mod ops;
 mod suggest;
@@ -358,6 +359,7 @@ const DOMAIN: Param = Param::path(
     "ATT&CK domain: enterprise-attack, mobile-attack or ics-attack",
 );
 const DATASET_ID: Param = Param::path("id", "Dataset id");
+const INCIDENT_ID: Param = Param::path("id", "Incident id");
 
 /// Every route of the API, in document order.
 pub fn routes() -> Vec<Route> {
@@ -519,6 +521,106 @@ pub fn routes() -> Vec<Route> {
             .body(Body::Json {
                 schema: suggest::batch_schema,
                 example: suggest::batch_example,
+            }),
+        // Incidents and their ATT&CK profiles, in the caller's org.
+        Route::post("/api/v1/incidents", incidents::create)
+            .doc(
+                "createIncident",
+                "incidents",
+                "Create an incident, optionally with alerts; answers it with its profile",
+            )
+            .action(Action::IncidentWrite)
+            .tenancy(Tenancy::Org)
+            .body(Body::Json {
+                schema: incidents::create_schema,
+                example: incidents::create_example,
+            })
+            .created(),
+        Route::get("/api/v1/incidents/{id}", incidents::show)
+            .doc(
+                "getIncident",
+                "incidents",
+                "An incident with its ATT&CK profile, lineage, adjustments and evidence",
+            )
+            .action(Action::ReadMappings)
+            .tenancy(Tenancy::Org)
+            .params(&[INCIDENT_ID]),
+        Route::post("/api/v1/incidents/{id}/attach", incidents::attach)
+            .doc("attachIncidentAlerts", "incidents", "Attach alerts (ids or source uids)")
+            .action(Action::IncidentWrite)
+            .tenancy(Tenancy::Org)
+            .params(&[INCIDENT_ID])
+            .body(Body::Json {
+                schema: incidents::alerts_schema,
+                example: incidents::alerts_example,
+            }),
+        Route::post("/api/v1/incidents/{id}/detach", incidents::detach)
+            .doc("detachIncidentAlerts", "incidents", "Detach alerts; the attachment stays as history")
+            .action(Action::IncidentWrite)
+            .tenancy(Tenancy::Org)
+            .params(&[INCIDENT_ID])
+            .body(Body::Json {
+                schema: incidents::alerts_schema,
+                example: incidents::alerts_example,
+            }),
+        Route::post("/api/v1/incidents/{id}/merge", incidents::merge)
+            .doc("mergeIncidents", "incidents", "Merge another incident into this one (this one survives)")
+            .action(Action::IncidentWrite)
+            .tenancy(Tenancy::Org)
+            .params(&[INCIDENT_ID])
+            .body(Body::Json {
+                schema: incidents::merge_schema,
+                example: incidents::merge_example,
+            }),
+        Route::post("/api/v1/incidents/{id}/split", incidents::split)
+            .doc("splitIncident", "incidents", "Move alerts into a new incident; answers the new one")
+            .action(Action::IncidentWrite)
+            .tenancy(Tenancy::Org)
+            .params(&[INCIDENT_ID])
+            .body(Body::Json {
+                schema: incidents::alerts_schema,
+                example: incidents::alerts_example,
+            })
+            .created(),
+        Route::post("/api/v1/incidents/{id}/adjustments", incidents::adjust)
+            .doc(
+                "adjustIncident",
+                "incidents",
+                "A lead adjustment of the incident's mapping (rationale and evidence required)",
+            )
+            .action(Action::IncidentAdjust)
+            .tenancy(Tenancy::Org)
+            .params(&[INCIDENT_ID])
+            .body(Body::Json {
+                schema: incidents::adjust_schema,
+                example: incidents::adjust_example,
+            }),
+        Route::post("/api/v1/incidents/{id}/status", incidents::status)
+            .doc("setIncidentStatus", "incidents", "Change the status (reopening marks the profile stale)")
+            .action(Action::IncidentWrite)
+            .tenancy(Tenancy::Org)
+            .params(&[INCIDENT_ID])
+            .body(Body::Json {
+                schema: incidents::status_schema,
+                example: incidents::status_example,
+            }),
+        Route::post("/api/v1/incidents/{id}/severity", incidents::severity)
+            .doc("setIncidentSeverity", "incidents", "Change the severity (marks the profile stale)")
+            .action(Action::IncidentWrite)
+            .tenancy(Tenancy::Org)
+            .params(&[INCIDENT_ID])
+            .body(Body::Json {
+                schema: incidents::severity_schema,
+                example: incidents::severity_example,
+            }),
+        Route::post("/api/v1/incidents/{id}/evidence", incidents::evidence)
+            .doc("addIncidentEvidence", "incidents", "Add an evidence reference (marks the profile stale)")
+            .action(Action::IncidentWrite)
+            .tenancy(Tenancy::Org)
+            .params(&[INCIDENT_ID])
+            .body(Body::Json {
+                schema: incidents::evidence_schema,
+                example: incidents::evidence_example,
             }),
         // The ATT&CK matrix of the caller's org, from rollups.
         Route::get("/api/v1/matrix", matrix::matrix)

@@ -152,6 +152,25 @@ async fn no_route_shows_one_org_what_belongs_to_another() {
                         assert!(!a.text().contains("globex"), "{name}: {}", a.text());
                         assert!(!b.text().contains("acme"), "{name}: {}", b.text());
                     }
+                    // Incident routes: the sample id and alert uid name
+                    // nothing in either org, so both get the same answer,
+                    // and a created incident names only its own org's data.
+                    "createIncident"
+                    | "getIncident"
+                    | "attachIncidentAlerts"
+                    | "detachIncidentAlerts"
+                    | "mergeIncidents"
+                    | "splitIncident"
+                    | "adjustIncident"
+                    | "setIncidentStatus"
+                    | "setIncidentSeverity"
+                    | "addIncidentEvidence" => {
+                        let a = call(&app, &route, &acme, &dataset).await;
+                        let b = call(&app, &route, &globex, &dataset).await;
+                        assert_eq!(a.status, b.status, "{name}: {}", a.text());
+                        assert!(!a.text().contains("globex"), "{name}: {}", a.text());
+                        assert!(!b.text().contains("acme"), "{name}: {}", b.text());
+                    }
                     other => panic!(
                         "{name}: org-owned route `{other}` has no leakage case; add one here"
                     ),
