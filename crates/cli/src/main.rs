@@ -90,6 +90,13 @@ enum Command {
     /// Export an org's matrix view: Navigator layer or CSV.
     #[command(subcommand)]
     Export(matrix_cmds::ExportCommand),
+    /// Load Enterprise 18.1, a Sigma pack and the shared alerts into a few
+    /// orgs of a fresh database (unless --database is given), print a token
+    /// per org and serve the UI.
+    Demo(matrix_cmds::DemoCommand),
+    /// Benchmark: generated rollups over many orgs and days, then the
+    /// 30-day per-org matrix timed through the HTTP API (p50/p95/p99).
+    MatrixBench(matrix_cmds::MatrixBenchCommand),
     /// Benchmarks on the configured database.
     #[command(subcommand)]
     Bench(mapping_cmds::BenchCommand),
@@ -403,6 +410,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // Rust ignores SIGPIPE, so `... --json | head` would panic inside
+        // println!; a CLI command should end quietly like other Unix tools.
+        // The server keeps ignoring it: a closed client socket is an error
+        // to answer, not a reason to exit.
+        sigpipe::reset();
+    }
     init_logging(&cli.command);
 
     let runtime = match tokio::runtime::Runtime::new() {
@@ -476,8 +490,22 @@ fn spinner(message: &str, json: bool) -> ProgressBar {
 }
 
 fn parse_domain(s: &str) -> anyhow::Result<Domain> {
-    Ok(s.parse::<Domain>()?)
+    s.parse::<Domain>().map_err(|e| invalid_arg("domain", e))
 }
+
+/// A bad command-line value as the service's `invalid_input`, so it prints
+/// with its code like every other refusal.
+fn invalid_arg(field: &str, error: impl std::fmt::Display) -> anyhow::Error {
+    ServiceError::InvalidInput {
+        field: field.into(),
+        message: error.to_string(),
+    }
+    .into()
+}
+
+/// The shortest `dataset sync --interval`: polling faster only loads the
+/// release source and the database for nothing (0 would busy-loop).
+const MIN_SYNC_INTERVAL_SECS: u64 = 10;
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Suggestions may come from a release file without any database.
@@ -485,7 +513,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Suggest(command) => return suggest_cmds::run(&cli.database, command).await,
         command => Cli { command, ..cli },
     };
+    // The demo writes into a fresh database unless one was named.
+    let cli = match cli.command {
+        Command::Demo(_) => {
+            let explicit = std::env::var_os("NEXUS_ATTACK_DATABASE").is_some()
+                || std::env::args().any(|a| a == "--database" || a.starts_with("--database="));
+            Cli {
+                database: matrix_cmds::demo_database(&cli.database, explicit)?,
+                ..cli
+            }
+        }
+        _ => cli,
+    };
     let mut config = AppConfig::new(&cli.database);
+    // AI candidates at ingestion are opt-in (see MappingConfig::ai_at_ingest).
+    config.mapping.ai_at_ingest = std::env::var("NEXUS_ATTACK_AI_AT_INGEST")
+        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on"));
     if let Command::Serve { require_domain, .. } = &cli.command {
         config.required_domains = require_domain
             .iter()
@@ -509,7 +552,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             actor,
             json,
         }) => {
-            let role: Role = role.parse()?;
+            let role: Role = role.parse().map_err(|e| invalid_arg("role", e))?;
             let token = app
                 .create_token(&Actor::operator(actor), &org, role, label.as_deref())
                 .await?;
@@ -555,6 +598,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(command) => mapping_cmds::bench(&app, command).await,
         Command::Matrix(command) => matrix_cmds::matrix(&app, command).await,
         Command::Export(command) => matrix_cmds::export(&app, command).await,
+        Command::MatrixBench(command) => matrix_cmds::matrix_bench(&app, command).await,
+        Command::Demo(command) => {
+            suggest_cmds::configure_provider(&app)?;
+            eprintln!("demo database: {}", cli.database);
+            matrix_cmds::demo(&app, command).await
+        }
         Command::Incidents(command) => incident_cmds::incidents(&app, command).await,
         Command::Serve { addr, .. } => {
             suggest_cmds::configure_provider(&app)?;
@@ -656,7 +705,8 @@ async fn dataset(app: &App, command: DatasetCommand) -> anyhow::Result<ExitCode>
                 state: state
                     .as_deref()
                     .map(str::parse::<DatasetState>)
-                    .transpose()?,
+                    .transpose()
+                    .map_err(|e| invalid_arg("state", e))?,
             };
             let datasets = app
                 .list_datasets(&Actor::operator("operator"), &filter)
@@ -688,13 +738,32 @@ async fn dataset(app: &App, command: DatasetCommand) -> anyhow::Result<ExitCode>
             json,
             ..
         } => {
+            if let Some(secs) = interval.filter(|&s| s < MIN_SYNC_INTERVAL_SECS) {
+                return Err(invalid_arg(
+                    "interval",
+                    format!("{secs} s is too short; poll every {MIN_SYNC_INTERVAL_SECS} s or more"),
+                ));
+            }
             let actor = Actor::operator(actor.actor);
             loop {
                 let bar = spinner(&format!("syncing {source}"), json.json);
                 let report = app.sync_once(&actor, &source).await;
                 bar.finish_and_clear();
-                Printer::new(json.json).sync(&report?)?;
-                let Some(secs) = interval else { break };
+                let report = report?;
+                Printer::new(json.json).sync(&report)?;
+                let Some(secs) = interval else {
+                    // One pass: every bundle was tried and reported above;
+                    // a failed one must still fail the command for scripts.
+                    if let Some((source, reason)) = report.failed.first() {
+                        eprintln!(
+                            "error[sync_failed]: {} of {} bundle(s) failed; first: {source}: {reason}",
+                            report.failed.len(),
+                            report.failed.len() + report.loaded.len() + report.skipped.len()
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    break;
+                };
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
                     _ = tokio::signal::ctrl_c() => break,
@@ -741,7 +810,12 @@ async fn taxonomy(app: &App, command: TaxonomyCommand) -> anyhow::Result<ExitCod
                 "revoked" => StatusFilter::Revoked,
                 "all" => StatusFilter::All,
                 other => {
-                    bail!("unknown status `{other}` (expected live, deprecated, revoked or all)")
+                    return Err(invalid_arg(
+                        "status",
+                        format!(
+                            "unknown status `{other}` (expected live, deprecated, revoked or all)"
+                        ),
+                    ));
                 }
             };
             let filter = TechniqueFilter {

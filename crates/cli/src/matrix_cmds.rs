@@ -305,3 +305,379 @@ pub async fn export(app: &App, command: ExportCommand) -> anyhow::Result<ExitCod
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `demo`: a populated matrix in one command.
+#[derive(Debug, Args)]
+pub struct DemoCommand {
+    /// The shared data folder (attack/, sigma/, alerts/).
+    #[arg(long, env = "NEXUS_ATTACK_SHARED", default_value = "../shared")]
+    shared: PathBuf,
+    /// Address to serve the UI and the API on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Load and ingest, print the tokens, but do not serve.
+    #[arg(long)]
+    no_serve: bool,
+}
+
+/// The demo's tenants, each seeing its own slice of the shared feed.
+const DEMO_ORGS: [&str; 3] = ["acme", "globex", "initech"];
+
+/// Weeks the demo feed is spread over, ending today.
+const DEMO_WEEKS: u32 = 4;
+
+/// The database the demo uses: the one given with `--database` (flag or
+/// environment), else a fresh SQLite file in a new temporary folder, so a
+/// demo never writes into an existing database by surprise.
+pub fn demo_database(given: &str, explicit: bool) -> anyhow::Result<String> {
+    if explicit {
+        return Ok(given.to_string());
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "nexus-attack-demo-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S")
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(format!("sqlite://{}", dir.join("demo.db").display()))
+}
+
+/// The shared alerts rewritten for one org and week: new uids (so each
+/// copy is its own alert) and times moved into that week, a different
+/// day per alert; every third alert of an org's feed is left out so the
+/// orgs' matrices differ.
+fn demo_feed(lines: &[serde_json::Value], org_index: usize, today: NaiveDate) -> String {
+    let mut out = String::new();
+    for week in 0..DEMO_WEEKS {
+        for (i, alert) in lines.iter().enumerate() {
+            if (i + org_index).is_multiple_of(3) && week % 2 == 1 {
+                continue;
+            }
+            let mut alert = alert.clone();
+            let uid = alert["finding_info"]["uid"].as_str().unwrap_or("alert");
+            let uid = format!("{uid}-{}-w{week}", DEMO_ORGS[org_index]);
+            alert["finding_info"]["uid"] = json!(uid);
+            if alert["metadata"].is_object() {
+                alert["metadata"]["uid"] = json!(uid);
+            }
+            let back = i64::from(week * 7) + ((i + org_index) % 7) as i64;
+            let day = today - chrono::Duration::days(back);
+            let time = alert["time_dt"]
+                .as_str()
+                .and_then(|t| t.get(10..))
+                .unwrap_or("T12:00:00Z")
+                .to_string();
+            alert["time_dt"] = json!(format!("{}{time}", day.format("%Y-%m-%d")));
+            out.push_str(&alert.to_string());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Runs `demo` on an opened app.
+pub async fn demo(app: &App, command: DemoCommand) -> anyhow::Result<ExitCode> {
+    let shared = command.shared;
+    let release = shared.join("attack/enterprise-attack-18.1.json.gz");
+    let pack = shared.join("sigma/sigma-rules-c5e6d0ecd.tar.gz");
+    let feed = shared.join("alerts/sigma-regression-alerts.ndjson");
+    for file in [&release, &pack, &feed] {
+        anyhow::ensure!(
+            file.exists(),
+            "{} is missing; point --shared at the shared data folder",
+            file.display()
+        );
+    }
+
+    // Four eyes: one steward loads, another approves and activates.
+    let (loader, approver) = (steward("demo-steward-a"), steward("demo-steward-b"));
+    if app
+        .store()
+        .active_dataset(Domain::Enterprise)
+        .await?
+        .is_none()
+    {
+        let dataset = app
+            .load_dataset(
+                &loader,
+                &release.display().to_string(),
+                &service::LoadOptions::default(),
+            )
+            .await?;
+        app.validate_dataset(&loader, &dataset.id).await?;
+        app.approve_dataset(&approver, &dataset.id).await?;
+        app.activate_dataset(&approver, &dataset.id).await?;
+    }
+
+    let text = std::fs::read_to_string(&feed)
+        .with_context(|| format!("cannot read {}", feed.display()))?;
+    let alerts: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let today = chrono::Utc::now().date_naive();
+    let operator = Actor::operator("demo");
+    let mut tokens = Vec::new();
+    for (index, name) in DEMO_ORGS.iter().enumerate() {
+        let org = match app.org_by_name(&operator, name).await {
+            Ok(org) => org,
+            Err(_) => app.create_org(&operator, name).await?,
+        };
+        let admin = Actor {
+            name: "demo".into(),
+            org: Some(org.id.clone()),
+            role: Role::PlatformAdmin,
+        };
+        app.import_sigma(&admin, name, &pack).await?;
+        let lines = demo_feed(&alerts, index, today);
+        let report = app
+            .ingest_alerts(
+                &admin,
+                name,
+                Box::new(std::io::Cursor::new(lines.into_bytes())),
+            )
+            .await?;
+        let token = app
+            .create_token(&operator, name, Role::Admin, Some("demo"))
+            .await?;
+        eprintln!(
+            "{name}: {} alerts ingested ({} mapped)",
+            report.ingested, report.mapped
+        );
+        tokens.push((name.to_string(), token.secret.expose().to_string()));
+    }
+
+    println!("demo tokens (org admin; paste one into the login form):");
+    for (org, secret) in &tokens {
+        println!("  {org}: {secret}");
+    }
+    if command.no_serve {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("serving the UI on http://{}/", command.addr);
+    let config = server::ServerConfig {
+        addr: command.addr,
+        ..server::ServerConfig::default()
+    };
+    server::serve(app.clone(), config).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn steward(name: &str) -> Actor {
+    Actor {
+        name: name.into(),
+        org: None,
+        role: Role::Steward,
+    }
+}
+
+/// `matrix-bench`: generated rollups over many orgs and days, then the
+/// 30-day per-org matrix measured through the HTTP API.
+#[derive(Debug, Args)]
+pub struct MatrixBenchCommand {
+    /// The shared data folder, to load Enterprise 18.1 when no release is
+    /// active.
+    #[arg(long, env = "NEXUS_ATTACK_SHARED", default_value = "../shared")]
+    shared: PathBuf,
+    /// Orgs to generate.
+    #[arg(long, default_value_t = 50)]
+    orgs: usize,
+    /// Days of activity per org, ending today.
+    #[arg(long, default_value_t = 90)]
+    days: i64,
+    /// Rollup rows per org and day (distinct technique, tactic, source,
+    /// severity, connector, platform and band combinations).
+    #[arg(long, default_value_t = 200)]
+    rows_per_day: usize,
+    /// Mappings each generated row stands for, at most (uniform from 1).
+    #[arg(long, default_value_t = 20)]
+    max_count: u64,
+    /// Matrix requests to time.
+    #[arg(long, default_value_t = 500)]
+    requests: usize,
+}
+
+/// splitmix64: a small deterministic generator, so that two runs of the
+/// benchmark generate the same data.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+async fn ensure_release(app: &App, shared: &Path) -> anyhow::Result<()> {
+    if app
+        .store()
+        .active_dataset(Domain::Enterprise)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let release = shared.join("attack/enterprise-attack-18.1.json.gz");
+    let (loader, approver) = (steward("bench-steward-a"), steward("bench-steward-b"));
+    let dataset = app
+        .load_dataset(
+            &loader,
+            &release.display().to_string(),
+            &service::LoadOptions::default(),
+        )
+        .await?;
+    app.validate_dataset(&loader, &dataset.id).await?;
+    app.approve_dataset(&approver, &dataset.id).await?;
+    app.activate_dataset(&approver, &dataset.id).await?;
+    Ok(())
+}
+
+/// `(technique ID, tactic)` of every live technique of Enterprise 18.1,
+/// without tactic (counted in each of its tactics) as most mappings are.
+fn live_techniques(shared: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let file = shared.join("attack/enterprise-attack-18.1.json.gz");
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let hints = taxonomy::LoadHints {
+        file_name: Some("enterprise-attack-18.1.json.gz".into()),
+        release: Some("18.1".into()),
+        domain: Some(Domain::Enterprise),
+    };
+    let release = taxonomy::parse(&bytes, &hints)?;
+    Ok(release
+        .techniques
+        .iter()
+        .filter(|t| t.status.is_live())
+        .map(|t| (t.id.clone(), String::new()))
+        .collect())
+}
+
+/// The value at quantile `q` of sorted durations, in milliseconds.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Runs `matrix-bench`.
+pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Result<ExitCode> {
+    ensure_release(app, &command.shared).await?;
+    let release = live_techniques(&command.shared)?;
+
+    // Generate: one transaction per org, rows spread over the days.
+    let operator = Actor::operator("bench");
+    let today = chrono::Utc::now().date_naive();
+    let mut mix = Mix(42);
+    let sources = ["rule", "rule", "rule", "ai", "manual"];
+    let severities = ["informational", "low", "medium", "high", "critical"];
+    let connectors = ["sysmon", "crowdstrike", "defender", "okta", "cloudtrail"];
+    let platforms = ["Windows", "Linux", "macOS", ""];
+    let bands = ["high", "high", "medium", "low"];
+    let started = std::time::Instant::now();
+    let mut tokens = Vec::new();
+    let mut mappings = 0u64;
+    for o in 0..command.orgs {
+        let name = format!("bench-{o:03}");
+        let org = match app.org_by_name(&operator, &name).await {
+            Ok(org) => org,
+            Err(_) => app.create_org(&operator, &name).await?,
+        };
+        let scope = store::OrgScope::new(org.id.clone());
+        let mut tx = app.store().begin().await?;
+        for d in 0..command.days {
+            let day = today - chrono::Duration::days(d);
+            let mut deltas = Vec::with_capacity(command.rows_per_day);
+            for _ in 0..command.rows_per_day {
+                let (technique, tactic) = mix.pick(&release).clone();
+                let count = 1 + (mix.next() % command.max_count.max(1)) as i64;
+                mappings += count as u64;
+                deltas.push(store::RollupRecord {
+                    day,
+                    tactic,
+                    technique,
+                    source: mix.pick(&sources).to_string(),
+                    severity: mix.pick(&severities).to_string(),
+                    connector: mix.pick(&connectors).to_string(),
+                    platform: mix.pick(&platforms).to_string(),
+                    band: mix.pick(&bands).to_string(),
+                    count,
+                    alerts: count,
+                    confidence_sum: count as f64 * 0.8,
+                });
+            }
+            store::rollups::apply_delta(&mut tx, &scope, deltas).await?;
+        }
+        tx.commit().await?;
+        let token = app
+            .create_token(&operator, &name, Role::Viewer, Some("bench"))
+            .await?;
+        tokens.push(token.secret.expose().to_string());
+    }
+    eprintln!(
+        "generated {} orgs x {} days x {} rows ({mappings} mappings) in {:.1}s",
+        command.orgs,
+        command.days,
+        command.rows_per_day,
+        started.elapsed().as_secs_f64()
+    );
+
+    // Serve on a loopback port of our own and time the 30-day matrix.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let config = server::ServerConfig {
+        addr,
+        rate_limit: None,
+        ..server::ServerConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve_on(
+        listener,
+        app.clone(),
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let from = (today - chrono::Duration::days(29)).format("%Y-%m-%d");
+    let to = (today + chrono::Duration::days(1)).format("%Y-%m-%d");
+    let url = format!("http://{addr}/api/v1/matrix?from={from}&to={to}");
+    let mut timings = Vec::with_capacity(command.requests);
+    for i in 0..command.requests {
+        let token = &tokens[i % tokens.len()];
+        let start = std::time::Instant::now();
+        let answer = client.get(&url).bearer_auth(token).send().await?;
+        let status = answer.status();
+        let body = answer.bytes().await?;
+        timings.push(start.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(
+            status.is_success(),
+            "the matrix answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let _ = stop.send(());
+    let _ = server.await;
+
+    timings.sort_by(f64::total_cmp);
+    let report = json!({
+        "orgs": command.orgs,
+        "days": command.days,
+        "rollup_rows": command.orgs * command.days as usize * command.rows_per_day,
+        "mappings": mappings,
+        "requests": command.requests,
+        "p50_ms": quantile(&timings, 0.50),
+        "p95_ms": quantile(&timings, 0.95),
+        "p99_ms": quantile(&timings, 0.99),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}

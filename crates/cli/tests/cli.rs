@@ -545,3 +545,156 @@ fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+#[test]
+fn broken_pipe_ends_quietly_without_a_panic() {
+    let db = TestDatabase::sqlite();
+    activate(&db.url, "ics-attack-18.1.json.gz");
+    // `techniques --json` prints far more than a pipe buffer (64 KiB), so
+    // the writer meets the closed pipe mid-output.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nexus-attack"))
+        .args(["--database", &db.url])
+        .args([
+            "taxonomy",
+            "techniques",
+            "--domain",
+            "ics-attack",
+            "--status",
+            "all",
+            "--json",
+        ])
+        .env_remove("NEXUS_ATTACK_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn nexus-attack");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr, "", "ends quietly, like head's upstream");
+}
+
+#[test]
+fn sync_interval_0_is_refused() {
+    let db = TestDatabase::sqlite();
+    let source = shared().join("attack").display().to_string();
+    for interval in ["0", "9"] {
+        let run = run(
+            &db.url,
+            &[
+                "dataset",
+                "sync",
+                "--source",
+                &source,
+                "--interval",
+                interval,
+                "--actor",
+                "s",
+            ],
+        );
+        run.fails_with("error[invalid_input]: invalid interval");
+        assert!(run.stderr.contains("10 s or more"), "{}", run.stderr);
+    }
+    assert_eq!(list(&db.url), serde_json::json!([]), "nothing synced");
+}
+
+#[test]
+fn sync_once_fails_when_a_source_or_bundle_fails() {
+    let db = TestDatabase::sqlite();
+    let missing = run(
+        &db.url,
+        &[
+            "dataset",
+            "sync",
+            "--source",
+            "/nonexistent/attack",
+            "--once",
+            "--actor",
+            "s",
+        ],
+    );
+    assert!(!missing.ok);
+    assert!(
+        missing
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("error[sync_failed]: 1 of 1")),
+        "{}",
+        missing.stderr
+    );
+
+    // One good bundle and one broken: the good one loads, the command fails.
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(
+        attack("ics-attack-17.1.json.gz"),
+        dir.path().join("ics-attack-17.1.json.gz"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("ics-attack-18.1.json"), "{\"type\": ").unwrap();
+    let source = dir.path().display().to_string();
+    let mixed = run(
+        &db.url,
+        &[
+            "dataset", "sync", "--source", &source, "--once", "--actor", "s",
+        ],
+    );
+    assert!(!mixed.ok);
+    assert!(
+        mixed.stdout.contains("loaded ics-attack 17.1"),
+        "{}",
+        mixed.stdout
+    );
+    assert!(mixed.stdout.contains("failed "), "{}", mixed.stdout);
+    let error: Vec<&str> = mixed
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error"))
+        .collect();
+    assert_eq!(error.len(), 1, "{}", mixed.stderr);
+    assert!(error[0].starts_with("error[sync_failed]: 1 of 2 bundle(s) failed; first: "));
+    assert_eq!(list(&db.url).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn argument_errors_carry_codes_and_conflicts_say_conflict_once() {
+    let db = TestDatabase::sqlite();
+    let url = db.url.as_str();
+    run(url, &["audit", "list", "--limit", "0"]).fails_with("error[invalid_input]: invalid limit");
+    run(url, &["dataset", "list", "--domain", "cloud"]).fails_with("error[invalid_input]");
+    run(url, &["dataset", "list", "--state", "sleeping"]).fails_with("error[invalid_input]");
+    run(url, &["taxonomy", "techniques", "--status", "odd"]).fails_with("error[invalid_input]");
+    run(url, &["token", "create", "--org", "x", "--role", "root"])
+        .fails_with("error[invalid_input]");
+    run(
+        url,
+        &[
+            "dataset",
+            "load",
+            &attack("ics-attack-17.1.json.gz"),
+            "--actor",
+            " ",
+        ],
+    )
+    .fails_with("error[invalid_input]: invalid actor: actor must name a person");
+
+    assert!(run(url, &["org", "create", "acme"]).ok);
+    let again = run(url, &["org", "create", "acme"]);
+    again.fails_with("error[conflict]: ");
+    assert!(
+        !again.stderr.contains("conflict: conflict"),
+        "{}",
+        again.stderr
+    );
+
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    run(url, &["dataset", "diff", unknown, unknown]).fails_with(&format!(
+        "error[not_found]: `{unknown}` is neither a known dataset id nor a readable file or URL"
+    ));
+
+    run("mysql://x", &["dataset", "list"]).fails_with("error[invalid_config]");
+    run("postgres://postgres@127.0.0.1:1/x", &["dataset", "list"]).fails_with("error[unavailable]");
+}

@@ -241,7 +241,17 @@ impl From<service::ServiceError> for ApiError {
         // The body names only the kind of object, never the id asked for:
         // a missing object and another org's object must answer the same
         // bytes, whatever id was probed.
-        if let ServiceError::NotFound { kind, .. } = &error {
+        if let ServiceError::NotFound { kind, id } = &error {
+            // A domain is public ATT&CK vocabulary, not tenant data: naming
+            // it leaks nothing and tells the caller which one lacks a dataset.
+            if *kind == "active dataset of domain" {
+                return ApiError::new(
+                    status,
+                    error.code(),
+                    format!("no active dataset for domain {}", service::echo(id)),
+                )
+                .with_details(json!({ "kind": kind, "domain": service::echo(id) }));
+            }
             return ApiError::new(status, error.code(), format!("{kind} not found"))
                 .with_details(json!({ "kind": kind }));
         }

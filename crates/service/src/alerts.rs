@@ -40,15 +40,21 @@ pub struct MappingConfig {
     pub flip_flop_threshold: usize,
     /// Alerts per ingestion transaction.
     pub batch_size: usize,
+    /// Ask the built-in suggester for `ai` candidates at ingestion when no
+    /// rule and no vendor context maps an alert.
+    pub ai_at_ingest: bool,
 }
 
 impl Default for MappingConfig {
-    /// Default policy, arbitration after 3 flip-flops, 1,000 alerts per batch.
+    /// Default policy, arbitration after 3 flip-flops, 1,000 alerts per
+    /// batch, AI suggestions at ingestion off (opt in: they add `ai`
+    /// candidates that reviewers must work through).
     fn default() -> Self {
         MappingConfig {
             policy: PrecedencePolicy::default(),
             flip_flop_threshold: 3,
             batch_size: 1_000,
+            ai_at_ingest: false,
         }
     }
 }
@@ -108,6 +114,8 @@ pub(crate) struct Engine {
     pub(crate) release: Arc<Release>,
     pub(crate) rules: Arc<CompiledRules>,
     pub(crate) policy: PrecedencePolicy,
+    /// The suggester of the same dataset, when AI candidates are wanted.
+    pub(crate) ai: Option<crate::ActiveSuggester>,
 }
 
 impl Engine {
@@ -178,7 +186,13 @@ impl App {
         self.authorize(actor, Action::AlertIngest, ("alerts", org))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let engine = self.engine(&scope).await?;
+        let mut engine = self.engine(&scope).await?;
+        if self.config.mapping.ai_at_ingest {
+            let ai = self.active_suggester(actor, Domain::Enterprise).await?;
+            // The suggester must speak the release the rules were checked
+            // against; right after an activation both follow the new one.
+            engine.ai = (ai.dataset.id == engine.dataset.id).then_some(ai);
+        }
 
         let batch_size = self.config.mapping.batch_size.max(1);
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(2);
@@ -415,6 +429,7 @@ impl App {
             release,
             rules,
             policy: self.config.mapping.policy,
+            ai: None,
         })
     }
 
@@ -678,7 +693,17 @@ fn produce(
             Ok((raw, alert)) => {
                 let id = AlertId::generate();
                 let subject = Subject::alert(id.as_str());
-                let (mapping, set) = mapper.map(&subject, &alert, &[]);
+                let (mut mapping, mut set) = mapper.map(&subject, &alert, &[]);
+                // AI only where no rule and no vendor context spoke: it never
+                // competes with them (precedence would ignore it anyway), and
+                // skipping it keeps rule-mapped ingestion at full speed.
+                if let Some(ai) = engine.ai.as_ref().filter(|_| mapping.candidates.is_empty()) {
+                    let thresholds = &engine.policy.thresholds;
+                    mapping
+                        .candidates
+                        .extend(crate::ai_candidates(ai, &subject, &alert, thresholds));
+                    set = mapping::canonical(&subject, &mapping.candidates, &[], &engine.policy);
+                }
                 batch.prepared.push(Prepared {
                     line,
                     id,

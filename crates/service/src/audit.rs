@@ -31,6 +31,20 @@ impl App {
                 })
             })
             .transpose()?;
+        // The API refuses these before they get here; the CLI passes them
+        // on, and both must answer alike rather than clamp 0 to 1.
+        if let Some(asked) = page
+            .limit
+            .filter(|l| !(1..=PageRequest::MAX_LIMIT).contains(l))
+        {
+            return Err(ServiceError::InvalidInput {
+                field: "limit".into(),
+                message: format!(
+                    "limit must be an integer from 1 to {}, got `{asked}`",
+                    PageRequest::MAX_LIMIT
+                ),
+            });
+        }
         let limit = page.effective_limit();
 
         // One extra row tells whether another page follows.

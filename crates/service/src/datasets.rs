@@ -13,7 +13,7 @@ use crate::{
     Action, Activation, Actor, App, CompatibilityIssue, CompatibilityReport, Dataset,
     DatasetFilter, DatasetId, DiffReport, DiffSide, FindingView, LoadOptions, MigrationSuggestion,
     Outcome, ReferenceMigration, ReferenceStatus, Result, Rollback, ServiceError,
-    ValidationSummary, audit_event, parse_bytes,
+    ValidationSummary, audit_event, parse_bytes_within,
 };
 
 const DATASET: &str = "dataset";
@@ -28,8 +28,19 @@ impl App {
     ) -> Result<Dataset> {
         self.authorize(actor, Action::DatasetLoad, (DATASET, source))
             .await?;
-        let location = Location::parse(source)?;
-        let bytes = fetch(source, self.config.max_bundle_bytes).await?;
+        let fetched = match Location::parse(source) {
+            Ok(location) => fetch(source, self.config.max_bundle_bytes)
+                .await
+                .map(|bytes| (location, bytes)),
+            Err(e) => Err(e),
+        };
+        let (location, bytes) = match fetched {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                self.audit_failed_load(actor, source, &e).await;
+                return Err(e);
+            }
+        };
         let options = LoadOptions {
             file_name: options.file_name.clone().or_else(|| location.file_name()),
             ..options.clone()
@@ -46,23 +57,59 @@ impl App {
     ) -> Result<Dataset> {
         self.authorize(actor, Action::DatasetLoad, (DATASET, "upload"))
             .await?;
+        let source = options.file_name.as_deref().unwrap_or("upload").to_string();
         if bytes.len() > self.config.max_bundle_bytes {
-            return Err(ServiceError::InvalidInput {
+            let e = ServiceError::InvalidInput {
                 field: "body".into(),
                 message: format!(
                     "{} bytes is more than the {}-byte limit for a bundle",
                     bytes.len(),
                     self.config.max_bundle_bytes
                 ),
-            });
+            };
+            self.audit_failed_load(actor, &source, &e).await;
+            return Err(e);
         }
-        let source = options.file_name.as_deref().unwrap_or("upload").to_string();
         self.store_release(actor, bytes, options, &source).await
+    }
+
+    /// [`App::try_store_release`], auditing a failure: a refused load is
+    /// a lifecycle action too, and operators look for it in the log.
+    pub(crate) async fn store_release(
+        &self,
+        actor: &Actor,
+        bytes: Vec<u8>,
+        options: &LoadOptions,
+        source: &str,
+    ) -> Result<Dataset> {
+        let stored = self.try_store_release(actor, bytes, options, source).await;
+        if let Err(e) = &stored {
+            self.audit_failed_load(actor, source, e).await;
+        }
+        stored
+    }
+
+    /// Records a failed load. The audit event is the only write, so nothing
+    /// already stored changes; failing to record it is logged, and the
+    /// caller still gets the load's own error rather than the audit's.
+    async fn audit_failed_load(&self, actor: &Actor, source: &str, error: &ServiceError) {
+        let mut event = audit_event(
+            actor,
+            Action::DatasetLoad.as_str(),
+            (DATASET, source),
+            Outcome::Failed,
+            json!({"source": source, "code": error.code(), "error": error.to_string()}),
+        );
+        // Datasets are platform-wide: a failed load belongs to no org.
+        event.org_id = None;
+        if let Err(audit) = self.store.append_audit(&event).await {
+            tracing::error!(source = %source, error = %audit, "cannot audit a failed load");
+        }
     }
 
     /// Parses, refuses a duplicate, summarises the changes against the
     /// active dataset, and stores the dataset with its audit event.
-    pub(crate) async fn store_release(
+    async fn try_store_release(
         &self,
         actor: &Actor,
         bytes: Vec<u8>,
@@ -75,7 +122,8 @@ impl App {
             domain: options.domain,
         };
         let bundle = bytes.clone();
-        let release = Arc::new(parse_bytes(bytes, hints, source).await?);
+        let limit = self.config.max_bundle_bytes as u64;
+        let release = Arc::new(parse_bytes_within(bytes, hints, source, limit).await?);
 
         // The same bytes twice would be two datasets of one release; loading
         // again is allowed only when every earlier copy is out of the
@@ -88,6 +136,23 @@ impl App {
             return Err(ServiceError::Conflict(format!(
                 "these bytes are already loaded as dataset {} ({} {}, {})",
                 existing.id, existing.domain, existing.release, existing.state
+            )));
+        }
+        // Other bytes of the same release (the plain .json after the .gz)
+        // would be a second copy of one release in the lifecycle: refused
+        // while a live copy exists. Retire, reject or roll back that one
+        // first to load it again.
+        if let Some(existing) = same_bytes.iter().find(|d| {
+            d.domain == release.domain
+                && d.release == release.version
+                && !matches!(
+                    d.state,
+                    DatasetState::Rejected | DatasetState::Retired | DatasetState::RolledBack
+                )
+        }) {
+            return Err(ServiceError::Conflict(format!(
+                "{} {} is already loaded as dataset {} ({})",
+                existing.domain, existing.release, existing.id, existing.state
             )));
         }
 
@@ -112,7 +177,22 @@ impl App {
         });
 
         let mut tx = self.store.begin().await?;
-        let dataset = tx.insert_dataset(&new).await?;
+        let dataset = match tx.insert_dataset(&new).await {
+            Ok(dataset) => dataset,
+            Err(store::StoreError::Conflict { what }) => {
+                // A concurrent load of the same bytes won the race since the
+                // check above: name its dataset, as the check would have.
+                let winner = self.store.dataset_by_sha256(&release.sha256).await?;
+                return Err(ServiceError::Conflict(match winner {
+                    Some(d) => format!(
+                        "these bytes are already loaded as dataset {} ({} {}, {})",
+                        d.id, d.domain, d.release, d.state
+                    ),
+                    None => format!("{what} already exists"),
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        };
         tx.append_audit(&audit_event(
             actor,
             Action::DatasetLoad.as_str(),
@@ -128,17 +208,37 @@ impl App {
         Ok(dataset)
     }
 
-    /// Counts per change category against the domain's active dataset.
+    /// Counts per change category against the domain's active dataset or,
+    /// when none is active (a sync loading 17.1 then 18.1 in one pass),
+    /// against the newest dataset of the domain that Gate A did not reject;
+    /// `against.basis` says which.
     async fn change_summary(&self, release: &Arc<Release>) -> Result<Option<serde_json::Value>> {
-        let Some(active) = self.store.active_dataset(release.domain).await? else {
-            return Ok(None);
+        let (active, basis) = match self.store.active_dataset(release.domain).await? {
+            Some(active) => (active, "active"),
+            None => {
+                let filter = DatasetFilter {
+                    domain: Some(release.domain),
+                    state: None,
+                };
+                let newest = self
+                    .store
+                    .list_datasets(&filter)
+                    .await?
+                    .into_iter()
+                    .filter(|d| d.state != DatasetState::Rejected)
+                    .max_by_key(|d| d.loaded_at);
+                match newest {
+                    Some(newest) => (newest, "newest_loaded"),
+                    None => return Ok(None),
+                }
+            }
         };
         let old = self.release_of(&active).await?;
         let new = release.clone();
         let diff = tokio::task::spawn_blocking(move || taxonomy::diff(&old, &new))
             .await
             .map_err(|e| ServiceError::Internal(format!("diff stopped unexpectedly: {e}")))?;
-        Ok(Some(summarise(&diff, &active)))
+        Ok(Some(summarise(&diff, &active, basis)))
     }
 
     /// Runs Gate A: `validated` without errors, `rejected` with errors.
@@ -496,12 +596,26 @@ impl App {
         self.authorize(actor, Action::DatasetLoad, (DATASET, source))
             .await?;
         let location = Location::parse(source)?;
-        let bytes = fetch(source, self.config.max_bundle_bytes).await?;
+        let bytes = fetch(source, self.config.max_bundle_bytes)
+            .await
+            .map_err(|e| match e {
+                // Either side may be an id or a file: a reader who mistyped an
+                // id must not be told only that no such file exists.
+                ServiceError::Fetch {
+                    source_name,
+                    message,
+                } => ServiceError::UnknownDiffSide {
+                    input: source_name,
+                    reason: message,
+                },
+                other => other,
+            })?;
         let hints = taxonomy::LoadHints {
             file_name: location.file_name(),
             ..Default::default()
         };
-        let release = parse_bytes(bytes, hints, source).await?;
+        let limit = self.config.max_bundle_bytes as u64;
+        let release = parse_bytes_within(bytes, hints, source, limit).await?;
         let side = DiffSide {
             source: source.to_string(),
             domain: release.domain,
@@ -745,7 +859,7 @@ impl App {
 }
 
 /// The stored change summary: per category counts against `against`.
-fn summarise(diff: &ReleaseDiff, against: &Dataset) -> serde_json::Value {
+fn summarise(diff: &ReleaseDiff, against: &Dataset, basis: &str) -> serde_json::Value {
     let counts = |changes: &taxonomy::diff::Changes| {
         changes
             .categories()
@@ -754,7 +868,7 @@ fn summarise(diff: &ReleaseDiff, against: &Dataset) -> serde_json::Value {
             .collect::<serde_json::Map<_, _>>()
     };
     json!({
-        "against": {"dataset_id": against.id, "release": against.release},
+        "against": {"dataset_id": against.id, "release": against.release, "basis": basis},
         "tactics": counts(&diff.tactics.changes),
         "techniques": counts(&diff.techniques.changes),
         "tactics_renamed": diff.tactics.renamed.len(),

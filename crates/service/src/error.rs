@@ -31,12 +31,24 @@ pub enum ErrorKind {
 pub enum ServiceError {
     /// The object does not exist or belongs to another tenant: both answer
     /// the same so that IDs of other tenants cannot be probed.
-    #[error("{kind} `{id}` not found")]
+    #[error("{kind} `{}` not found", echo(id))]
     NotFound {
         /// Kind of object (`dataset`, `technique`, `org`).
         kind: &'static str,
         /// The identifier asked for.
         id: String,
+    },
+    /// A `diff` side is neither a stored dataset id nor a file or URL that
+    /// can be read.
+    #[error(
+        "`{}` is neither a known dataset id nor a readable file or URL ({reason})",
+        echo(input)
+    )]
+    UnknownDiffSide {
+        /// What the caller gave.
+        input: String,
+        /// Why reading it as a file or URL failed.
+        reason: String,
     },
     /// An input field is malformed.
     #[error("invalid {field}: {message}")]
@@ -68,10 +80,10 @@ pub enum ServiceError {
     Unauthenticated(String),
     /// The change conflicts with stored state (a duplicate name, a
     /// concurrent change).
-    #[error("conflict: {0}")]
+    #[error("{0}")]
     Conflict(String),
     /// The bundle could not be parsed.
-    #[error("cannot parse {source_name}: {message}")]
+    #[error("cannot parse {}: {message}", echo(source_name))]
     Parse {
         /// The file, URL or upload that failed.
         source_name: String,
@@ -79,6 +91,18 @@ pub enum ServiceError {
         message: String,
         /// Where in the input, when known (`line 3 column 7`).
         location: Option<String>,
+    },
+    /// The bundle is larger than the configured cap once decompressed (a
+    /// gzip bomb, or the wrong file); decompression stopped at the cap.
+    #[error(
+        "{} is larger than {limit} bytes once decompressed; refusing to load it",
+        echo(source_name)
+    )]
+    TooLarge {
+        /// The file, URL or upload that was refused.
+        source_name: String,
+        /// The cap in bytes (`AppConfig::max_bundle_bytes`).
+        limit: u64,
     },
     /// Gate A found errors, so the action is blocked.
     #[error("dataset {dataset} failed validation with {errors} error(s); first: {first}")]
@@ -91,7 +115,7 @@ pub enum ServiceError {
         first: String,
     },
     /// A release could not be fetched from its file or URL.
-    #[error("cannot read {source_name}: {message}")]
+    #[error("cannot read {}: {message}", echo(source_name))]
     Fetch {
         /// The path or URL.
         source_name: String,
@@ -106,20 +130,36 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// Longest echo of caller input in a message, in characters.
+const MAX_ECHO_CHARS: usize = 80;
+
+/// Caller input as echoed in an error: cut to [`MAX_ECHO_CHARS`] characters
+/// and an ellipsis, so that a 100,000-character id does not come back whole
+/// in a message, a log line or a response body.
+pub fn echo(input: &str) -> std::borrow::Cow<'_, str> {
+    match input.char_indices().nth(MAX_ECHO_CHARS) {
+        Some((cut, _)) => format!("{}…", &input[..cut]).into(),
+        None => input.into(),
+    }
+}
+
 impl ServiceError {
     /// The stable snake_case error code clients and scripts rely on.
     pub fn code(&self) -> &'static str {
         match self {
-            ServiceError::NotFound { .. } => "not_found",
+            ServiceError::NotFound { .. } | ServiceError::UnknownDiffSide { .. } => "not_found",
             ServiceError::InvalidInput { .. } => "invalid_input",
             ServiceError::Lifecycle { source, .. } => source.code(),
             ServiceError::Forbidden { .. } => "forbidden",
             ServiceError::Unauthenticated(_) => "unauthenticated",
             ServiceError::Conflict(_) => "conflict",
             ServiceError::Parse { .. } => "parse_error",
+            ServiceError::TooLarge { .. } => "too_large",
             ServiceError::ValidationFailed { .. } => "validation_failed",
             ServiceError::Fetch { .. } => "fetch_failed",
             ServiceError::Store(store::StoreError::Conflict { .. }) => "conflict",
+            ServiceError::Store(store::StoreError::InvalidUrl { .. }) => "invalid_config",
+            ServiceError::Store(store::StoreError::Unreachable { .. }) => "unavailable",
             ServiceError::Store(_) | ServiceError::Internal(_) => "internal",
         }
     }
@@ -127,10 +167,12 @@ impl ServiceError {
     /// How to answer it.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ServiceError::NotFound { .. } => ErrorKind::NotFound,
-            ServiceError::InvalidInput { .. } | ServiceError::Parse { .. } => {
-                ErrorKind::InvalidInput
+            ServiceError::NotFound { .. } | ServiceError::UnknownDiffSide { .. } => {
+                ErrorKind::NotFound
             }
+            ServiceError::InvalidInput { .. }
+            | ServiceError::Parse { .. }
+            | ServiceError::TooLarge { .. } => ErrorKind::InvalidInput,
             ServiceError::Lifecycle { source, .. } => match source {
                 LifecycleError::InvalidTransition { .. } => ErrorKind::Conflict,
                 LifecycleError::FourEyes { .. } => ErrorKind::Forbidden,
@@ -141,6 +183,7 @@ impl ServiceError {
             ServiceError::ValidationFailed { .. } => ErrorKind::Unprocessable,
             ServiceError::Fetch { .. } => ErrorKind::InvalidInput,
             ServiceError::Store(store::StoreError::Conflict { .. }) => ErrorKind::Conflict,
+            ServiceError::Store(store::StoreError::Unreachable { .. }) => ErrorKind::Unavailable,
             ServiceError::Store(_) | ServiceError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -149,7 +192,10 @@ impl ServiceError {
     pub fn details(&self) -> Option<serde_json::Value> {
         match self {
             ServiceError::NotFound { kind, id } => {
-                Some(serde_json::json!({"kind": kind, "id": id}))
+                Some(serde_json::json!({"kind": kind, "id": echo(id)}))
+            }
+            ServiceError::UnknownDiffSide { input, .. } => {
+                Some(serde_json::json!({"input": echo(input)}))
             }
             ServiceError::InvalidInput { field, .. } => Some(serde_json::json!({"field": field})),
             ServiceError::Lifecycle { dataset, source } => match source {
@@ -165,6 +211,9 @@ impl ServiceError {
                 location,
                 ..
             } => Some(serde_json::json!({"source": source_name, "location": location})),
+            ServiceError::TooLarge { source_name, limit } => {
+                Some(serde_json::json!({"source": source_name, "limit": limit}))
+            }
             ServiceError::ValidationFailed {
                 dataset, errors, ..
             } => Some(serde_json::json!({"dataset": dataset, "errors": errors})),

@@ -1114,8 +1114,11 @@ impl App {
         scope: &OrgScope,
         record: &IncidentRecord,
     ) -> Result<IncidentProfileView> {
+        let started = std::time::Instant::now();
         let alerts = self.store.incident_alerts(scope, &record.id).await?;
+        let alerts_read = started.elapsed();
         let rows = self.store.incident_profile_rows(scope, &record.id).await?;
+        let rows_read = started.elapsed();
         let merged_from = self.store.incidents_merged_into(scope, &record.id).await?;
         let mut own = vec![record.id.clone()];
         own.extend(merged_from.iter().cloned());
@@ -1158,6 +1161,7 @@ impl App {
             adjustments,
         };
         let computed = profile(&incident, &thresholds);
+        let computed_at = started.elapsed();
 
         let uids: HashMap<&str, &str> = alerts
             .iter()
@@ -1201,6 +1205,15 @@ impl App {
             })
             .collect::<Vec<_>>();
 
+        tracing::debug!(
+            incident = %record.id,
+            alerts = alerts.len(),
+            alerts_ms = alerts_read.as_secs_f64() * 1e3,
+            rows_ms = rows_read.as_secs_f64() * 1e3,
+            computed_ms = computed_at.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "incident profile computed"
+        );
         Ok(IncidentProfileView {
             schema_version: INCIDENT_PROFILE_SCHEMA_VERSION.into(),
             id: record.id.to_string(),

@@ -65,7 +65,7 @@ pub use overrides::{Notification, OverrideInput, OverrideOutcome, ReviewDecision
 pub use rules::{
     RuleChange, RuleView, SigmaImportOutcome, SigmaImportSummary, SimulatedAlert, Simulation,
 };
-pub use error::{ErrorKind, ServiceError};
+pub use error::{ErrorKind, ServiceError, echo};
 pub use incidents::{
     ADJUSTMENT_REASONS, AdjustmentInput, AdjustmentView, AlertLineage, INCIDENT_PROFILE_SCHEMA_VERSION,
     INCIDENT_SEVERITIES, INCIDENT_STATUSES, IncidentAlertView, IncidentEvidenceView,
@@ -96,6 +96,9 @@ pub struct AppConfig {
     /// Mapping engine settings (precedence policy, arbitration threshold,
     /// ingestion batch size).
     pub mapping: MappingConfig,
+    /// How long to wait for the database's first connection before
+    /// reporting it unreachable.
+    pub connect_timeout: std::time::Duration,
 }
 
 impl AppConfig {
@@ -107,6 +110,7 @@ impl AppConfig {
             required_domains: vec![Domain::Enterprise],
             max_bundle_bytes: 256 * 1024 * 1024,
             mapping: MappingConfig::default(),
+            connect_timeout: store::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -124,9 +128,11 @@ pub struct Actor {
 
 impl Actor {
     /// A local operator at the CLI: platform-admin, no org.
+    /// Surrounding blanks are trimmed; a blank name is refused by every use
+    /// case.
     pub fn operator(name: impl Into<String>) -> Self {
         Self {
-            name: name.into(),
+            name: name.into().trim().to_string(),
             org: None,
             role: Role::PlatformAdmin,
         }
@@ -508,7 +514,8 @@ impl fmt::Debug for App {
 impl App {
     /// Connects to the configured database and applies pending migrations.
     pub async fn connect(config: AppConfig) -> Result<App> {
-        let store = store::Store::connect(&config.database_url).await?;
+        let store =
+            store::Store::connect_within(&config.database_url, config.connect_timeout).await?;
         store.migrate().await?;
         Ok(App {
             store,
@@ -537,6 +544,15 @@ impl App {
         action: Action,
         target: (&str, &str),
     ) -> Result<()> {
+        // Every use case passes here, so this is the one place that refuses
+        // an anonymous actor: the audit log and the four-eyes rule need a
+        // name to tell people apart.
+        if actor.name.trim().is_empty() {
+            return Err(ServiceError::InvalidInput {
+                field: "actor".into(),
+                message: "actor must name a person".into(),
+            });
+        }
         if access::allows(actor.role, action) {
             return Ok(());
         }
@@ -637,7 +653,21 @@ pub(crate) async fn parse_bytes(
     hints: taxonomy::LoadHints,
     source_name: &str,
 ) -> Result<Release> {
-    let parsed = tokio::task::spawn_blocking(move || taxonomy::parse(&bytes, &hints))
+    // Stored bundles passed the cap when they were loaded; a cap lowered
+    // since must not make them unreadable.
+    parse_bytes_within(bytes, hints, source_name, u64::MAX).await
+}
+
+/// [`parse_bytes`] for new input: refuses a bundle larger than `limit`
+/// bytes once decompressed.
+pub(crate) async fn parse_bytes_within(
+    bytes: Vec<u8>,
+    hints: taxonomy::LoadHints,
+    source_name: &str,
+    limit: u64,
+) -> Result<Release> {
+    let parsed =
+        tokio::task::spawn_blocking(move || taxonomy::parse_with_limit(&bytes, &hints, limit))
         .await
         .map_err(|e| ServiceError::Parse {
             source_name: source_name.to_string(),
@@ -645,6 +675,12 @@ pub(crate) async fn parse_bytes(
             location: None,
         })?;
     parsed.map_err(|e| {
+        if let taxonomy::ParseError::TooLarge { limit } = e {
+            return ServiceError::TooLarge {
+                source_name: source_name.to_string(),
+                limit,
+            };
+        }
         let location = match &e {
             taxonomy::ParseError::Json {
                 line,

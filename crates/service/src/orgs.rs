@@ -183,6 +183,12 @@ impl App {
         if !actor.role.is_platform() && actor.org.as_ref() != Some(&record.org_id) {
             return Err(not_found());
         }
+        // Past the tenant check, so this tells nothing about other orgs.
+        if record.revoked_at.is_some() {
+            return Err(ServiceError::Conflict(format!(
+                "token {token} is already revoked"
+            )));
+        }
         let scope = OrgScope::new(record.org_id.clone());
         let event = store::NewAuditEvent {
             org_id: Some(record.org_id.clone()),

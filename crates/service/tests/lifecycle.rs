@@ -394,10 +394,27 @@ async fn bad_input_changes_nothing() {
             "{}",
             db.label()
         );
+        // Failed loads are audited (four above) and nothing else is written.
         assert_eq!(
             app.store().verify_audit().await.unwrap().events,
-            audit_before
+            audit_before + 4
         );
+        let failed = app
+            .audit_list(&Actor::operator("auditor"), &PageRequest::default())
+            .await
+            .unwrap()
+            .items;
+        let codes: Vec<(&str, Outcome, Option<&service::OrgId>, &str)> = failed[..4]
+            .iter()
+            .map(|e| {
+                let code = e.details["code"].as_str().unwrap_or_default();
+                (e.action.as_str(), e.outcome, e.org_id.as_ref(), code)
+            })
+            .collect();
+        let expected = ["fetch_failed", "parse_error", "parse_error", "parse_error"]
+            .map(|code| ("dataset_load", Outcome::Failed, None, code));
+        assert_eq!(codes, expected);
+        assert!(failed[..4].iter().all(|e| e.actor == "alice"));
 
         // A sub-technique without parent loads, then Gate A rejects it and
         // names the object; the active dataset stays.
@@ -800,7 +817,18 @@ async fn releases_load_from_urls_gzipped_or_plain() {
         // The stored bytes are those served, gzip and all.
         assert_eq!(app.store().bundle(&from_gz.id).await.unwrap().unwrap(), gz);
 
-        // Plain JSON is other bytes, so another dataset of the same release.
+        // Plain JSON is other bytes of the same release: refused while the
+        // gzip copy is live, loaded once that one is rejected.
+        let plain_url = format!("{base}/plain/mobile-attack-18.1.json");
+        let err = app
+            .load_dataset(&alice, &plain_url, &LoadOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "conflict");
+        assert!(err.to_string().contains(from_gz.id.as_str()), "{err}");
+        app.reject_dataset(&alice, &from_gz.id, "loading the plain copy")
+            .await
+            .unwrap();
         let from_plain = app
             .load_dataset(
                 &alice,
@@ -864,4 +892,281 @@ async fn readers_diff_datasets_but_not_files() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "forbidden");
+}
+
+/// A gzip stream of `plain_len` spaces, compressed in 1 MiB chunks.
+fn gzip_of_spaces(plain_len: usize) -> Vec<u8> {
+    use std::io::Write;
+    let chunk = vec![b' '; 1 << 20];
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    for _ in 0..plain_len / chunk.len() {
+        encoder.write_all(&chunk).unwrap();
+    }
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn gzip_bomb_upload_is_too_large_at_the_configured_cap() {
+    for db in databases().await {
+        let mut config = AppConfig::new(db.url.clone());
+        config.max_bundle_bytes = 1 << 20;
+        let app = App::connect(config).await.unwrap();
+        let bomb = gzip_of_spaces(16 << 20);
+        assert!(
+            bomb.len() < 1 << 20,
+            "small on disk, so it passes the upload cap"
+        );
+        let options = LoadOptions {
+            file_name: Some("enterprise-attack-18.1.json.gz".into()),
+            ..LoadOptions::default()
+        };
+        let err = app
+            .load_dataset_bytes(&steward("alice"), bomb, &options)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "too_large", "{}: {err}", db.label());
+        assert_eq!(
+            err.details(),
+            Some(json!({"source": "enterprise-attack-18.1.json.gz", "limit": 1_048_576}))
+        );
+        assert!(
+            app.list_datasets(&steward("alice"), &DatasetFilter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn blank_actor_is_refused_for_every_lifecycle_use_case() {
+    for db in databases().await {
+        let app = app(&db).await;
+        let id = service::DatasetId("00000000-0000-0000-0000-000000000000".into());
+        for name in ["", "   ", "\t\n"] {
+            let blank = steward(name);
+            let errors = [
+                app.load_dataset(
+                    &blank,
+                    &attack("ics-attack-17.1.json.gz"),
+                    &LoadOptions::default(),
+                )
+                .await
+                .unwrap_err(),
+                app.validate_dataset(&blank, &id).await.unwrap_err(),
+                app.approve_dataset(&blank, &id).await.unwrap_err(),
+                app.activate_dataset(&blank, &id).await.unwrap_err(),
+                app.sync_once(&blank, &attack("ics-attack-17.1.json.gz"))
+                    .await
+                    .unwrap_err(),
+                app.create_org(&Actor::operator(name), "acme")
+                    .await
+                    .unwrap_err(),
+            ];
+            for err in errors {
+                assert_eq!(err.code(), "invalid_input", "{name:?}: {err}");
+                assert_eq!(err.to_string(), "invalid actor: actor must name a person");
+            }
+        }
+        assert!(
+            app.list_datasets(&steward("alice"), &DatasetFilter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Names are trimmed, not refused, when something is left.
+        assert_eq!(Actor::operator("  alice ").name, "alice");
+    }
+}
+
+#[tokio::test]
+async fn same_release_loaded_twice_is_a_conflict_naming_the_first() {
+    let gz = std::fs::read(attack("ics-attack-17.1.json.gz")).unwrap();
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    for db in databases().await {
+        let app = app(&db).await;
+        let alice = steward("alice");
+        let first = app
+            .load_dataset(
+                &alice,
+                &attack("ics-attack-17.1.json.gz"),
+                &LoadOptions::default(),
+            )
+            .await
+            .unwrap();
+        let options = LoadOptions {
+            file_name: Some("ics-attack-17.1.json".into()),
+            ..LoadOptions::default()
+        };
+        let err = app
+            .load_dataset_bytes(&alice, plain.clone(), &options)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "conflict", "{}", db.label());
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "ics-attack 17.1 is already loaded as dataset {} (loaded)",
+                first.id
+            )
+        );
+        let all = app
+            .list_datasets(&alice, &DatasetFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 1);
+
+        // Once the first is out of the lifecycle (rejected), loading again works.
+        app.reject_dataset(&alice, &first.id, "wrong copy")
+            .await
+            .unwrap();
+        let again = app
+            .load_dataset_bytes(&alice, plain.clone(), &options)
+            .await;
+        assert!(again.is_ok(), "{again:?}");
+    }
+}
+
+#[tokio::test]
+async fn sync_summarises_against_the_newest_loaded_when_none_is_active() {
+    for db in databases().await {
+        let app = app(&db).await;
+        let alice = steward("alice");
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["ics-attack-17.1.json.gz", "ics-attack-18.1.json.gz"] {
+            std::os::unix::fs::symlink(attack(name), dir.path().join(name)).unwrap();
+        }
+        let report = app
+            .sync_once(&alice, &dir.path().display().to_string())
+            .await
+            .unwrap();
+        let releases: Vec<&str> = report
+            .loaded
+            .iter()
+            .map(|s| s.dataset.release.as_str())
+            .collect();
+        assert_eq!(releases, ["17.1", "18.1"], "{}", db.label());
+        assert_eq!(report.loaded[0].change_summary, None);
+        let summary = report.loaded[1].change_summary.as_ref().expect("a summary");
+        assert_eq!(
+            summary["against"],
+            json!({
+                "dataset_id": report.loaded[0].dataset.id,
+                "release": "17.1",
+                "basis": "newest_loaded"
+            })
+        );
+    }
+}
+
+#[tokio::test]
+async fn revoking_a_revoked_token_says_already_revoked() {
+    for db in databases().await {
+        let app = app(&db).await;
+        let root = Actor::operator("root");
+        app.create_org(&root, "acme").await.unwrap();
+        let token = app
+            .create_token(&root, "acme", Role::Viewer, None)
+            .await
+            .unwrap();
+        app.revoke_token(&root, &token.id).await.unwrap();
+        let err = app.revoke_token(&root, &token.id).await.unwrap_err();
+        assert_eq!(err.code(), "conflict", "{}", db.label());
+        assert_eq!(
+            err.to_string(),
+            format!("token {} is already revoked", token.id)
+        );
+    }
+}
+
+#[tokio::test]
+async fn audit_list_limit_0_is_invalid_input() {
+    for db in databases().await {
+        let app = app(&db).await;
+        let root = Actor::operator("root");
+        app.create_org(&root, "acme").await.unwrap();
+        for limit in [0, 501] {
+            let page = PageRequest {
+                cursor: None,
+                limit: Some(limit),
+            };
+            let err = app.audit_list(&root, &page).await.unwrap_err();
+            assert_eq!(err.code(), "invalid_input", "{limit}");
+        }
+        let one = PageRequest {
+            cursor: None,
+            limit: Some(1),
+        };
+        assert_eq!(app.audit_list(&root, &one).await.unwrap().items.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn long_input_is_truncated_in_error_messages() {
+    for db in databases().await {
+        let app = app(&db).await;
+        let long = "x".repeat(100_000);
+        let err = app
+            .dataset(&steward("alice"), &service::DatasetId(long.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found");
+        assert_eq!(
+            err.to_string(),
+            format!("dataset `{}…` not found", "x".repeat(80))
+        );
+    }
+}
+
+#[tokio::test]
+async fn diff_of_an_unknown_id_is_not_found_not_a_file_error() {
+    for db in databases().await {
+        let app = app(&db).await;
+        let unknown = "00000000-0000-0000-0000-000000000000";
+        let err = app
+            .diff(&Actor::operator("root"), unknown, unknown)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found", "{}", db.label());
+        assert!(
+            err.to_string().starts_with(&format!(
+                "`{unknown}` is neither a known dataset id nor a readable file or URL"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreachable_database_reports_the_drivers_cause_quickly() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused.
+    let mut config = AppConfig::new("postgres://postgres@127.0.0.1:1/none");
+    config.connect_timeout = std::time::Duration::from_secs(5);
+    let started = std::time::Instant::now();
+    let Err(err) = App::connect(config).await else {
+        panic!("port 1 refused nothing");
+    };
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(err.code(), "unavailable");
+    assert!(
+        err.to_string()
+            .to_lowercase()
+            .contains("connection refused"),
+        "{err}"
+    );
+
+    for (url, reason) in [
+        ("mysql://x", "unknown scheme `mysql`"),
+        ("sqlite:/x", "expected sqlite://PATH"),
+        ("sqlite:///nonexistent-dir-4711/db.sqlite", "does not exist"),
+    ] {
+        let Err(err) = App::connect(AppConfig::new(url)).await else {
+            panic!("{url} was accepted");
+        };
+        assert_eq!(err.code(), "invalid_config", "{url}");
+        assert!(err.to_string().contains(reason), "{url}: {err}");
+    }
 }

@@ -231,3 +231,99 @@ async fn suggestions_follow_the_active_dataset_and_feed_the_mapping_engine() {
         assert_eq!(back.suggestions, list.suggestions);
     }
 }
+
+/// A native alert that no rule maps and that carries no ATT&CK context, but
+/// whose command line plainly deletes shadow copies (Inhibit System
+/// Recovery, T1490).
+fn unruled_shadow_copy_alert(uid: &str) -> Value {
+    json!({
+        "uid": uid,
+        "title": "Volume shadow copies deleted",
+        "severity": "high",
+        "product": "ExampleEDR",
+        "host": "ws-07",
+        "fields": {
+            "process": {
+                "cmd_line": "vssadmin.exe delete shadows /all /quiet",
+                "name": "vssadmin.exe"
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn ingestion_adds_ai_candidates_only_when_asked_and_only_live_techniques() {
+    let live_18 = live_ids("enterprise-attack-18.1.json.gz");
+    for db in databases().await {
+        for ai_at_ingest in [false, true] {
+            let mut config = AppConfig::new(db.url.clone());
+            config.mapping.ai_at_ingest = ai_at_ingest;
+            let app = App::connect(config).await.unwrap();
+            // Same database both rounds: activate once.
+            if !ai_at_ingest {
+                activate(&app, "enterprise-attack-18.1.json.gz").await;
+            }
+            let org_name = format!("ai-{ai_at_ingest}");
+            let org = app
+                .create_org(&Actor::operator("ops"), &org_name)
+                .await
+                .unwrap();
+            // Integrations ingest with an engineer token.
+            let analyst = Actor {
+                name: "ingest-bot".into(),
+                org: Some(org.id.clone()),
+                role: Role::Engineer,
+            };
+
+            let report = app
+                .ingest_alert_values(
+                    &analyst,
+                    &org_name,
+                    vec![unruled_shadow_copy_alert("vss-1")],
+                )
+                .await
+                .unwrap();
+            assert_eq!(report.ingested, 1, "{}", db.url);
+
+            let view = app
+                .alert_mapping(&analyst, &org_name, "vss-1")
+                .await
+                .unwrap();
+            let ai: Vec<_> = view
+                .candidates
+                .iter()
+                .filter(|c| c.source == "ai")
+                .collect();
+            if !ai_at_ingest {
+                assert!(ai.is_empty(), "AI is opt-in: {:?}", view.candidates);
+                assert!(view.canonical.entries.is_empty());
+                continue;
+            }
+            // The suggester's best guess is the technique the command line
+            // describes; every candidate is a live 18.1 technique with the
+            // model version and evidence a reviewer can check.
+            let best = ai
+                .iter()
+                .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+                .expect("at least one ai candidate");
+            assert_eq!(best.technique, "T1490", "{ai:?}");
+            for c in &ai {
+                assert!(live_18.contains(&c.technique), "{}", c.technique);
+                assert!(
+                    c.model_version
+                        .as_deref()
+                        .is_some_and(|v| v.starts_with("suggest-"))
+                );
+                assert!(!c.evidence.is_empty(), "{c:?}");
+                assert!((0.0..=1.0).contains(&c.confidence));
+            }
+            // Canonical entries from AI alone are always flagged for review,
+            // and only candidates at or above the AI bar (0.70) get there.
+            for entry in &view.canonical.entries {
+                assert_eq!(entry.source, "ai");
+                assert!(entry.confidence >= 0.70, "{entry:?}");
+                assert!(entry.needs_review, "{entry:?}");
+            }
+        }
+    }
+}

@@ -515,13 +515,20 @@ impl Store {
         incident: &IncidentId,
     ) -> Result<Vec<ProfileRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT m.alert_id, m.technique, m.tactic, m.source, m.confidence, \
-             m.candidate_ids, m.override_ids, m.producers, m.release \
+            // Without statistics SQLite would drive the join from
+            // canonical_mappings by org; the materialized list of current
+            // versions (read from the covering index alerts_incident_lookup,
+            // never from the wide alert rows) makes it start from the
+            // incident's attachments on both databases.
+            "WITH live AS MATERIALIZED (SELECT a.id, a.canonical_version \
              FROM incident_alerts ia \
              JOIN alerts a ON a.org_id = ia.org_id AND a.id = ia.alert_id \
-             JOIN canonical_mappings m ON m.org_id = a.org_id AND m.alert_id = a.id \
-             AND m.version = a.canonical_version \
-             WHERE ia.org_id = $1 AND ia.incident_id = $2 AND ia.detached_at IS NULL",
+             WHERE ia.org_id = $1 AND ia.incident_id = $2 AND ia.detached_at IS NULL) \
+             SELECT m.alert_id, m.technique, m.tactic, m.source, m.confidence, \
+             m.candidate_ids, m.override_ids, m.producers, m.release \
+             FROM live \
+             JOIN canonical_mappings m ON m.org_id = $1 AND m.alert_id = live.id \
+             AND m.version = live.canonical_version",
         )
         .bind(scope.org().as_str())
         .bind(incident.as_str())

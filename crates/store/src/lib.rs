@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 
 pub use alerts::{
     AlertId, AlertRecord, CandidateRecord, CanonicalEntryRecord, CanonicalRecord,
@@ -52,6 +52,15 @@ pub enum StoreError {
         /// The URL with any password masked.
         url: String,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// The database named by a valid URL cannot be reached (refused, no
+    /// answer in time, no such database or file).
+    #[error("cannot connect to the database `{url}`: {reason}")]
+    Unreachable {
+        /// The URL with any password masked.
+        url: String,
+        /// The driver's cause (`Connection refused`), or the timeout.
         reason: String,
     },
     /// A unique constraint refused the change (a duplicate name, a second
@@ -143,6 +152,31 @@ impl Backend {
     }
 }
 
+/// How long [`Store::connect`] waits for the first connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Refuses a SQLite URL whose file would go into a missing directory: the
+/// driver only says "unable to open database file".
+fn check_sqlite_directory(url: &str) -> Result<(), StoreError> {
+    let path = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path == ":memory:" || path.is_empty() {
+        return Ok(());
+    }
+    let parent = std::path::Path::new(path).parent();
+    match parent {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(StoreError::InvalidUrl {
+            url: redact(url),
+            reason: format!("the directory `{}` does not exist", dir.display()),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Masks the password of a URL for messages and logs.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -176,8 +210,17 @@ impl Store {
     /// Connects to `sqlite://PATH` (the file is created if missing) or
     /// `postgres://...`. Does not migrate: call [`Store::migrate`].
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_within(url, DEFAULT_CONNECT_TIMEOUT).await
+    }
+
+    /// [`Store::connect`] giving up after `timeout` when the database does
+    /// not answer the first connection.
+    pub async fn connect_within(url: &str, timeout: Duration) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
+        if backend == Backend::Sqlite {
+            check_sqlite_directory(url)?;
+        }
         let url = match backend {
             // `mode=rwc` creates the file; the caller chose the path.
             Backend::Sqlite if !url.contains("mode=") => {
@@ -194,6 +237,26 @@ impl Store {
             // sqlx logs every statement, and slow ones at warn with their
             // full text: a 20,000-parameter batch insert would flood the logs.
             .disable_statement_logging();
+
+        // One eager connection, once, with a short timeout: the pool would
+        // retry a refused connection until its acquire timeout and then
+        // only say "pool timed out", hiding the driver's cause.
+        let unreachable = |reason: String| StoreError::Unreachable {
+            url: redact(&url),
+            reason,
+        };
+        match tokio::time::timeout(timeout, options.connect()).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {} s",
+                    timeout.as_secs_f32()
+                )));
+            }
+        }
 
         let pool = AnyPoolOptions::new()
             .max_connections(8)

@@ -122,7 +122,8 @@ pub enum ParseError {
     /// Nothing says which release or domain the bundle is.
     #[error(
         "cannot tell the {field} of this bundle: it has no x-mitre-collection and the file \
-         name does not name it; pass it explicitly (--{field})"
+         name does not name it; give the {field} explicitly (`--{field}` on the command line, \
+         the `{field}` query parameter of an upload)"
     )]
     MissingIdentity {
         /// The missing field.
@@ -372,7 +373,7 @@ fn resolve_identity(
     if let Some(v) = &hints.release {
         releases.push(Claim {
             value: normalise_release(v),
-            origin: "the caller (--release)".into(),
+            origin: "the caller's release".into(),
             source: IdentitySource::Caller,
         });
     }
@@ -410,7 +411,7 @@ fn resolve_identity(
     if let Some(d) = hints.domain {
         domains.push(Claim {
             value: d,
-            origin: "the caller (--domain)".into(),
+            origin: "the caller's domain".into(),
             source: IdentitySource::Caller,
         });
     }

@@ -563,18 +563,33 @@ impl<'r> Validator<'r> {
 
     fn check_procedures(&mut self) {
         let r = self.release;
+        // A target that is in the release but has no ATT&CK ID is already
+        // reported once as `malformed_id`; its procedures only point there.
+        let without_id: HashMap<&str, &str> = r
+            .techniques
+            .iter()
+            .filter(|t| t.id.is_empty())
+            .map(|t| (t.stix_id.as_str(), t.name.as_str()))
+            .collect();
         for p in r.procedures.iter().filter(|p| p.technique_id.is_none()) {
+            let source = p.source_name.as_deref().unwrap_or(&p.source_ref);
+            let message = match without_id.get(p.technique_stix_id.as_str()) {
+                Some(name) => format!(
+                    "procedure {} from {source} points at technique {} `{name}`, which has no \
+                     ATT&CK ID",
+                    p.stix_id, p.technique_stix_id
+                ),
+                None => format!(
+                    "procedure {} from {source} points at {}, which is not in the release",
+                    p.stix_id, p.technique_stix_id
+                ),
+            };
             self.findings.push(Finding {
                 severity: Severity::Warning,
                 code: codes::DANGLING_PROCEDURE.to_string(),
                 object: p.stix_id.clone(),
                 attack_id: String::new(),
-                message: format!(
-                    "procedure {} from {} points at {}, which is not in the release",
-                    p.stix_id,
-                    p.source_name.as_deref().unwrap_or(&p.source_ref),
-                    p.technique_stix_id
-                ),
+                message,
             });
         }
     }

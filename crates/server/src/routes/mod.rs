@@ -213,8 +213,10 @@ impl RouteSpec {
         if self.action.is_some() {
             statuses.push(403);
         }
-        // Path ids may not exist, and taxonomy reads need an active dataset.
-        if self.params.iter().any(|p| p.location == Location::Path) {
+        // Path ids may not exist; and every use case behind a permission
+        // reads stored state that may be missing (ids in a query or body,
+        // the active dataset of a domain, the dataset to roll back to).
+        if self.action.is_some() || self.params.iter().any(|p| p.location == Location::Path) {
             statuses.push(404);
         }
         if self.method == HttpMethod::Post {

@@ -9,6 +9,7 @@ mod envelope;
 mod leakage;
 mod lifecycle;
 mod logs;
+mod matrix;
 mod ops;
 mod roles;
 mod serve;

@@ -188,3 +188,58 @@ async fn openapi_documents_exactly_the_routes_served() {
     let error_schema: &Value = &doc["components"]["schemas"]["Error"];
     assert_eq!(error_schema["required"][0], "error");
 }
+
+#[tokio::test]
+async fn openapi_lists_404_for_diff_and_rollback_which_answer_it() {
+    let app = TestApp::new("sqlite").await;
+    let doc = app
+        .send(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .json();
+    let steward = app.token("platform", Role::Steward).await;
+
+    // Both answer 404 on an empty database...
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    let diff = app
+        .get(
+            &format!("/api/v1/datasets/diff?from={unknown}&to={unknown}"),
+            &steward,
+        )
+        .await;
+    assert_eq!(diff.status, 404, "{}", diff.text());
+    let rollback = app
+        .post_json(
+            "/api/v1/datasets/rollback",
+            &steward,
+            serde_json::json!({ "domain": "ics-attack" }),
+        )
+        .await;
+    assert_eq!(rollback.status, 404, "{}", rollback.text());
+
+    // ...and the document says so.
+    for (path, method) in [
+        ("/api/v1/datasets/diff", "get"),
+        ("/api/v1/datasets/rollback", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method]["responses"]["404"].is_object(),
+            "{method} {path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_active_dataset_404_names_the_domain() {
+    let app = TestApp::new("sqlite").await;
+    let viewer = app.token("acme", Role::Viewer).await;
+    let answer = app
+        .get("/api/v1/taxonomy/mobile-attack/tactics", &viewer)
+        .await;
+    assert_eq!(answer.status, 404);
+    let error = error_of(&answer);
+    assert_eq!(error["code"], "not_found");
+    assert_eq!(
+        error["message"],
+        "no active dataset for domain mobile-attack"
+    );
+}

@@ -43,6 +43,9 @@ CREATE TABLE incident_alerts (
 CREATE UNIQUE INDEX incident_alerts_live ON incident_alerts (org_id, incident_id, alert_id)
     WHERE detached_at IS NULL;
 CREATE INDEX incident_alerts_alert ON incident_alerts (org_id, alert_id);
+-- Covers the profile's and the attachment list's reads of alerts (current
+-- canonical version, source uid) without touching the wide alert rows.
+CREATE INDEX alerts_incident_lookup ON alerts (org_id, id, canonical_version, source_uid);
 
 -- Evidence references of the incident record (append-only).
 CREATE TABLE incident_evidence (

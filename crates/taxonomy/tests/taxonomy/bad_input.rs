@@ -165,3 +165,62 @@ fn a_bundle_saying_nothing_about_its_domain_takes_the_callers() {
         (Domain::Ics, "2.0")
     );
 }
+
+/// A gzip stream of `plain_len` spaces, written in 1 MiB chunks so the test
+/// never holds the plain bytes.
+fn gzip_of_spaces(plain_len: u64) -> Vec<u8> {
+    let chunk = vec![b' '; 1 << 20];
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut left = plain_len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        encoder.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn gzip_bomb_is_refused_at_the_default_cap_of_256_mib() {
+    // 1 MiB past 256 MiB: one byte over would do, the margin keeps the
+    // intent obvious.
+    let bomb = gzip_of_spaces(257 * 1024 * 1024);
+    assert!(bomb.len() < 1024 * 1024, "the bomb is small on disk");
+    let err = taxonomy::parse(&bomb, &hints("enterprise-attack-1.0.json.gz")).unwrap_err();
+    match err {
+        ParseError::TooLarge { limit } => assert_eq!(limit, 268_435_456),
+        other => panic!("expected too large, got {other}"),
+    }
+}
+
+#[test]
+fn gzip_bomb_is_refused_at_a_configured_cap() {
+    let bomb = gzip_of_spaces(64 * 1024 * 1024);
+    let err = taxonomy::parse_with_limit(&bomb, &hints("enterprise-attack-1.0.json.gz"), 1 << 20)
+        .unwrap_err();
+    match &err {
+        ParseError::TooLarge { limit } => assert_eq!(*limit, 1_048_576),
+        other => panic!("expected too large, got {other}"),
+    }
+    assert!(err.to_string().contains("1048576 bytes"), "{err}");
+
+    // A real bundle under the same cap still parses: the cap is on size only.
+    let small = gzip(&bundle(base()));
+    assert!(
+        taxonomy::parse_with_limit(&small, &hints("enterprise-attack-1.0.json.gz"), 1 << 20)
+            .is_ok()
+    );
+}
+
+#[test]
+fn not_a_bundle_without_position_says_no_line_0_column_0() {
+    let err = taxonomy::parse(
+        br#"{"type": "indicator"}"#,
+        &hints("enterprise-attack-1.0.json"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "not a STIX bundle: top-level `type` is `indicator`, expected `bundle`"
+    );
+}

@@ -295,3 +295,42 @@ fn findings_serialise_with_stable_fields() {
     assert_eq!(finding["attack_id"], "T1999.001");
     assert!(matches!(finding["message"], serde_json::Value::String(_)));
 }
+
+#[test]
+fn technique_without_attack_id_is_reported_once_and_its_procedures_say_so() {
+    let mut objects = base();
+    let mut no_id = technique("attack-pattern--noid", "T9999", &["execution"]);
+    no_id["external_references"] = json!([]);
+    no_id["name"] = json!("Nameless Trick");
+    objects.push(no_id);
+    objects.push(json!({"type": "intrusion-set", "id": "intrusion-set--g1", "name": "G1"}));
+    objects.push(relationship(
+        "uses",
+        "intrusion-set--g1",
+        "attack-pattern--noid",
+    ));
+    let report = report_of(objects);
+
+    // One malformed_id error, on the object without an ID, and nothing else.
+    assert_eq!(
+        errors(&report),
+        vec![(
+            codes::MALFORMED_ID.into(),
+            String::new(),
+            "attack-pattern--noid".into()
+        )]
+    );
+    let dangling: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.code == codes::DANGLING_PROCEDURE)
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(
+        dangling,
+        vec![
+            "procedure relationship--uses-intrusion-set--g1-attack-pattern--noid from G1 points \
+             at technique attack-pattern--noid `Nameless Trick`, which has no ATT&CK ID"
+        ]
+    );
+}
