@@ -179,16 +179,34 @@ async fn incident_commands_keep_the_issue_4_contract() {
             .unwrap()
             .to_string();
         let second_alerts = second.join(",");
-        assert!(go(with(&["incidents", "attach", &b], &["--alerts", &second_alerts])).ok);
+        assert!(
+            go(with(
+                &["incidents", "attach", &b],
+                &["--alerts", &second_alerts]
+            ))
+            .ok
+        );
         let b_view = go(with(&["incidents", "show", &b], &["--json"])).json();
         let product_id = b_view["alerts"][0]["id"].as_str().unwrap().to_string();
-        assert!(go(with(&["incidents", "detach", &b], &["--alerts", &product_id])).ok);
+        assert!(
+            go(with(
+                &["incidents", "detach", &b],
+                &["--alerts", &product_id]
+            ))
+            .ok
+        );
         let detached = go(with(&["incidents", "show", &b], &["--json"])).json();
         assert_eq!(
             detached["alerts"].as_array().unwrap().len(),
             second.len() - 1
         );
-        assert!(go(with(&["incidents", "attach", &b], &["--alerts", &product_id])).ok);
+        assert!(
+            go(with(
+                &["incidents", "attach", &b],
+                &["--alerts", &product_id]
+            ))
+            .ok
+        );
 
         let merged = go(with(&["incidents", "merge", &a, &b], &["--json"])).json();
         assert_eq!(merged["id"], a.as_str());
@@ -225,7 +243,11 @@ async fn incident_commands_keep_the_issue_4_contract() {
             ],
         ));
         assert!(!no_rationale.ok);
-        assert!(no_rationale.stderr.contains("rationale"), "{}", no_rationale.stderr);
+        assert!(
+            no_rationale.stderr.contains("rationale"),
+            "{}",
+            no_rationale.stderr
+        );
         let viewer = go(with(
             &["incidents", "adjust", &a],
             &[
@@ -244,7 +266,10 @@ async fn incident_commands_keep_the_issue_4_contract() {
             ],
         ));
         assert!(viewer.stderr.contains("[forbidden]"), "{}", viewer.stderr);
-        assert_eq!(go(with(&["incidents", "show", &a], &["--json"])).stdout, before);
+        assert_eq!(
+            go(with(&["incidents", "show", &a], &["--json"])).stdout,
+            before
+        );
 
         // A lead adjustment, then staleness triggers.
         let adjusted = go(with(
@@ -264,13 +289,28 @@ async fn incident_commands_keep_the_issue_4_contract() {
             ],
         ))
         .json();
-        assert_eq!(adjusted["adjustments"][0]["rationale"], "valid accounts in the VPN logs");
+        assert_eq!(
+            adjusted["adjustments"][0]["rationale"],
+            "valid accounts in the VPN logs"
+        );
         assert_eq!(adjusted["stale"], false);
-        let v = go(with(&["incidents", "severity", &a], &["--severity", "high", "--json"])).json();
+        let v = go(with(
+            &["incidents", "severity", &a],
+            &["--severity", "high", "--json"],
+        ))
+        .json();
         assert_eq!(v["stale_reasons"][0]["reason"], "severity_shift");
-        let v = go(with(&["incidents", "status", &a], &["--status", "reopened", "--json"])).json();
+        let v = go(with(
+            &["incidents", "status", &a],
+            &["--status", "reopened", "--json"],
+        ))
+        .json();
         assert_eq!(v["status"], "reopened");
-        let v = go(with(&["incidents", "evidence", &a], &["--add", "INC-9", "--json"])).json();
+        let v = go(with(
+            &["incidents", "evidence", &a],
+            &["--add", "INC-9", "--json"],
+        ))
+        .json();
         assert_eq!(v["evidence"][0]["reference"], "INC-9");
         assert_eq!(v["stale"], true);
         assert!(service::check_schema(&schema, &v).is_empty());

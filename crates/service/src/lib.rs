@@ -57,29 +57,30 @@ pub use alert_view::{
     alert_mapping_schema, check_schema,
 };
 pub use alerts::{IngestError, IngestReport, MappingConfig};
+pub use error::{ErrorKind, ServiceError, echo};
+pub use incidents::{
+    ADJUSTMENT_REASONS, AdjustmentInput, AdjustmentView, AlertLineage,
+    INCIDENT_PROFILE_SCHEMA_VERSION, INCIDENT_SEVERITIES, INCIDENT_STATUSES, IncidentAlertView,
+    IncidentEvidenceView, IncidentInput, IncidentProfileView, ProfileEntryView, SplitOutcome,
+    incident_profile_schema,
+};
 pub use matrix::{
     Drilldown, DrilldownAlert, DrilldownMapping, ExclusionInput, FilterInput, RebuildReport,
 };
-pub use views::{MatrixFilter, MatrixView, Redaction};
 pub use overrides::{Notification, OverrideInput, OverrideOutcome, ReviewDecision, ReviewItem};
 pub use rules::{
     RuleChange, RuleView, SigmaImportOutcome, SigmaImportSummary, SimulatedAlert, Simulation,
-};
-pub use error::{ErrorKind, ServiceError, echo};
-pub use incidents::{
-    ADJUSTMENT_REASONS, AdjustmentInput, AdjustmentView, AlertLineage, INCIDENT_PROFILE_SCHEMA_VERSION,
-    INCIDENT_SEVERITIES, INCIDENT_STATUSES, IncidentAlertView, IncidentEvidenceView,
-    IncidentInput, IncidentProfileView, ProfileEntryView, SplitOutcome, incident_profile_schema,
-};
-pub use suggestions::{
-    ActiveSuggester, MAX_SUGGESTIONS, ProviderReport, SuggestEvaluation, SuggestionList,
-    ai_candidates, alert_input,
 };
 pub use store::{
     AuditEvent, AuditVerification, Dataset, DatasetFilter, DatasetId, Org, OrgId, Outcome,
     ReferenceMigration, TokenId,
 };
+pub use suggestions::{
+    ActiveSuggester, MAX_SUGGESTIONS, ProviderReport, SuggestEvaluation, SuggestionList,
+    ai_candidates, alert_input,
+};
 pub use taxonomy::lifecycle::DatasetState;
+pub use views::{MatrixFilter, MatrixView, Redaction};
 
 /// Result of a use case.
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
@@ -668,12 +669,12 @@ pub(crate) async fn parse_bytes_within(
 ) -> Result<Release> {
     let parsed =
         tokio::task::spawn_blocking(move || taxonomy::parse_with_limit(&bytes, &hints, limit))
-        .await
-        .map_err(|e| ServiceError::Parse {
-            source_name: source_name.to_string(),
-            message: format!("the parser stopped unexpectedly: {e}"),
-            location: None,
-        })?;
+            .await
+            .map_err(|e| ServiceError::Parse {
+                source_name: source_name.to_string(),
+                message: format!("the parser stopped unexpectedly: {e}"),
+                location: None,
+            })?;
     parsed.map_err(|e| {
         if let taxonomy::ParseError::TooLarge { limit } = e {
             return ServiceError::TooLarge {

@@ -128,8 +128,12 @@ fn frequencies(view: &IncidentProfileView) -> BTreeMap<String, usize> {
     alerts.into_iter().map(|(t, a)| (t, a.len())).collect()
 }
 
+/// One profile entry without volatile fields: technique, tactic,
+/// frequency, confidence (as text), alerts.
+type Shape = (String, Option<String>, usize, String, Vec<String>);
+
 /// The profile without volatile fields, to compare two computations.
-fn shape(view: &IncidentProfileView) -> Vec<(String, Option<String>, usize, String, Vec<String>)> {
+fn shape(view: &IncidentProfileView) -> Vec<Shape> {
     view.profile
         .iter()
         .map(|e| {

@@ -155,14 +155,16 @@ impl Running {
         Running { base, stop, task }
     }
 
-    /// The real router with the matrix stand-in beside it.
+    /// The real router behind the matrix stand-in.
     async fn with_mock(test: &TestApp, mock: Arc<Mock>) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        let router =
-            server::router(test.app.clone(), ServerConfig::default()).merge(mock::router(mock));
+        // The stand-in answers the matrix routes first; everything else
+        // (UI, taxonomy, auth) falls through to the real router.
+        let real = server::router(test.app.clone(), ServerConfig::default());
+        let router = mock::router(mock).fallback_service(real);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, router)
@@ -256,7 +258,7 @@ async fn analyst_flow_in_headless_chromium() {
     let session = driver.session().await;
     let browser = &session;
 
-    // ---- The real app: no matrix API yet.
+    // ---- The real app and its matrix API, before any alert is ingested.
     let real = Running::real(&test).await;
 
     // A wrong token is refused on the login form with the API's message.
@@ -266,9 +268,10 @@ async fn analyst_flow_in_headless_chromium() {
     assert!(browser.displayed(&browser.find("#login").await).await);
 
     log_in(browser, &real.base, &analyst).await;
-    assert_eq!(matrix_state(browser).await, "no-data");
+    assert_eq!(matrix_state(browser).await, "loaded");
     let status = browser.wait_text("#status", |t| !t.is_empty()).await;
-    assert!(status.contains("No mapping data yet"), "{status}");
+    assert!(status.contains("0 active cells"), "{status}");
+    assert!(status.contains("No mapped activity"), "{status}");
     // The token stays out of the URL and in this tab's sessionStorage.
     let url = browser.script("return location.href").await;
     assert!(!url.as_str().unwrap_or_default().contains(&analyst));
@@ -356,25 +359,28 @@ async fn analyst_flow_in_headless_chromium() {
     assert_eq!(label, "weighted intensity");
     let formula = browser.text(&browser.find("#formula").await).await;
     assert_ne!(formula, count_formula);
-    assert!(formula.contains("none yet"), "{formula}");
+    // The real API's formula, shown beside the picture.
+    assert!(formula.contains("severity weight"), "{formula}");
 
-    // Filters still answer "no mapping data yet".
+    // Filters reach the API, which still finds nothing.
     browser.select("#f-source", "rule").await;
     browser.click(&browser.find("#apply").await).await;
-    let status = browser.wait_text("#status", |t| !t.is_empty()).await;
-    assert!(status.contains("No mapping data yet"), "{status}");
+    let status = browser
+        .wait_text("#status", |t| t.contains("active cells"))
+        .await;
+    assert!(status.contains("No mapped activity"), "{status}");
 
-    // Drilldown and export say what is missing instead of failing.
+    // Drilldown and export work on an empty view.
     browser.click(&t1059).await;
     let note = browser
         .wait_text("#drilldown-body .drill-empty", |t| !t.is_empty())
         .await;
-    assert!(note.contains("No mapping data yet"), "{note}");
+    assert!(note.contains("No alerts or incidents"), "{note}");
     let title = browser.text(&browser.find("#drilldown-title").await).await;
     assert!(title.starts_with("T1059 "), "{title}");
     browser.click(&browser.find("#export-csv").await).await;
-    let status = browser.wait_text("#status", |t| t.contains("export")).await;
-    assert!(status.contains("not available"), "{status}");
+    let status = browser.wait_text("#status", |t| t.contains("xport")).await;
+    assert!(status.contains("Exported"), "{status}");
     assert!(browser.text(&browser.find("#error").await).await.is_empty());
 
     // Escape closes the drilldown and gives the focus back to the cell.
