@@ -24,7 +24,7 @@ OLD_GZ=$SHARED/attack/enterprise-attack-17.1.json.gz
 NEW_GZ=$SHARED/attack/enterprise-attack-18.1.json.gz
 TASKS=$ROOT/bench/mitreattack_tasks.py
 
-WORK=$(mktemp -d /tmp/nexus-compare.XXXXXX)
+WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 if ! "$VENV/bin/python" -c 'import mitreattack' 2>/dev/null; then
