@@ -8,7 +8,6 @@ mod auth;
 mod envelope;
 mod leakage;
 mod lifecycle;
-mod logs;
 mod matrix;
 mod ops;
 mod roles;
