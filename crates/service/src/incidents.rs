@@ -494,6 +494,30 @@ impl App {
     }
 
     /// An incident that may still change: not merged into another one.
+    /// What attach and detach both start from: the open incident, the
+    /// alerts the caller names (resolved in the org; none is refused) and
+    /// the alerts the incident holds now.
+    async fn alert_change(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        alerts: &[String],
+    ) -> Result<(IncidentRecord, Vec<AlertId>, BTreeSet<AlertId>)> {
+        let record = self.open_incident(scope, id).await?;
+        if alerts.is_empty() {
+            return Err(invalid("alerts", "name at least one alert"));
+        }
+        let wanted = self.resolve_alerts(scope, alerts).await?;
+        let held = self
+            .store
+            .incident_alerts(scope, &record.id)
+            .await?
+            .into_iter()
+            .map(|a| a.alert_id)
+            .collect();
+        Ok((record, wanted, held))
+    }
+
     async fn open_incident(&self, scope: &OrgScope, id: &str) -> Result<IncidentRecord> {
         let record = self.existing_incident(scope, id).await?;
         if let Some(into) = &record.merged_into {
@@ -599,18 +623,7 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let mut record = self.open_incident(&scope, id).await?;
-        if alerts.is_empty() {
-            return Err(invalid("alerts", "name at least one alert"));
-        }
-        let wanted = self.resolve_alerts(&scope, alerts).await?;
-        let held: BTreeSet<AlertId> = self
-            .store
-            .incident_alerts(&scope, &record.id)
-            .await?
-            .into_iter()
-            .map(|a| a.alert_id)
-            .collect();
+        let (mut record, wanted, held) = self.alert_change(&scope, id, alerts).await?;
         let new: Vec<AlertId> = wanted.into_iter().filter(|a| !held.contains(a)).collect();
 
         let now = store::now();
@@ -646,18 +659,7 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let mut record = self.open_incident(&scope, id).await?;
-        if alerts.is_empty() {
-            return Err(invalid("alerts", "name at least one alert"));
-        }
-        let wanted = self.resolve_alerts(&scope, alerts).await?;
-        let held: BTreeSet<AlertId> = self
-            .store
-            .incident_alerts(&scope, &record.id)
-            .await?
-            .into_iter()
-            .map(|a| a.alert_id)
-            .collect();
+        let (mut record, wanted, held) = self.alert_change(&scope, id, alerts).await?;
         let missing: Vec<&str> = wanted
             .iter()
             .filter(|a| !held.contains(*a))
