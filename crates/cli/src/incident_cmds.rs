@@ -1,5 +1,6 @@
-//! Incident commands: `incidents ...` (create, attach, detach, show, merge,
-//! split, adjust, status, severity, evidence, schema) and `bench incidents`.
+//! Incident commands: `incidents ...` (list, create, attach, detach, show,
+//! merge, split, adjust, status, severity, evidence, schema) and
+//! `bench incidents`.
 //! Each parses its arguments, calls one use case and prints the answer
 //! (JSON with `--json`).
 
@@ -11,7 +12,8 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::json;
 use service::{
-    Actor, AdjustmentInput, App, IncidentInput, IncidentProfileView, Role, incident_profile_schema,
+    Actor, AdjustmentInput, App, IncidentInput, IncidentProfileView, PageRequest, Role,
+    incident_profile_schema,
 };
 
 /// The org and who acts.
@@ -31,6 +33,18 @@ pub struct IncidentOrgArgs {
 /// `incidents ...`
 #[derive(Debug, Subcommand)]
 pub enum IncidentsCommand {
+    /// The org's incidents, most recently updated first; `--json` prints
+    /// `{"items": [...], "next_cursor": ...}`.
+    List {
+        /// How many (1 to 500).
+        #[arg(long, default_value_t = PageRequest::DEFAULT_LIMIT)]
+        limit: usize,
+        /// `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        org: IncidentOrgArgs,
+    },
     /// Create an incident, optionally with alerts.
     Create {
         /// Title.
@@ -198,6 +212,56 @@ async fn actor(app: &App, org: &IncidentOrgArgs, role: Role) -> anyhow::Result<A
     })
 }
 
+/// `incidents list`: one page, as JSON or one line per incident.
+async fn list_incidents(
+    app: &App,
+    org: &IncidentOrgArgs,
+    limit: usize,
+    cursor: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    if !(1..=PageRequest::MAX_LIMIT).contains(&limit) {
+        anyhow::bail!(
+            "--limit must be from 1 to {}, got {limit}",
+            PageRequest::MAX_LIMIT
+        );
+    }
+    let actor = actor(app, org, Role::PlatformAdmin).await?;
+    let page = PageRequest {
+        cursor,
+        limit: Some(limit),
+    };
+
+    let incidents = app.list_incidents(&actor, &org.org, &page).await?;
+
+    let answer = json!({ "items": incidents.items, "next_cursor": incidents.next_cursor });
+    print(org.json, &answer, || {
+        let mut text = format!(
+            "{:<36}  {:<9}  {:<13}  {:>6}  {:<24}  title",
+            "id", "status", "severity", "alerts", "updated"
+        );
+        for i in &incidents.items {
+            text.push_str(&format!(
+                "\n{:<36}  {:<9}  {:<13}  {:>6}  {:<24}  {}{}",
+                i.id,
+                i.status,
+                i.severity,
+                i.alert_count,
+                i.updated_at,
+                i.title,
+                match &i.merged_into {
+                    Some(into) => format!(" (merged into {into})"),
+                    None => String::new(),
+                }
+            ));
+        }
+        if let Some(next) = &incidents.next_cursor {
+            text.push_str(&format!("\nmore: --cursor '{next}'"));
+        }
+        text
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A profile as short text: one line per entry.
 fn profile_text(v: &IncidentProfileView) -> String {
     let mut text = format!(
@@ -245,6 +309,9 @@ pub async fn incidents(app: &App, command: IncidentsCommand) -> anyhow::Result<E
         }
         IncidentsCommand::Bench { alerts, runs, org } => {
             return bench_incidents(app, &org, alerts, runs).await;
+        }
+        IncidentsCommand::List { limit, cursor, org } => {
+            return list_incidents(app, &org, limit, cursor).await;
         }
         IncidentsCommand::Create {
             title,

@@ -6,6 +6,7 @@
 //! platform-admin named by `--actor`.
 
 mod incident_cmds;
+mod kpi_cmds;
 mod mapping_cmds;
 mod matrix_cmds;
 mod output;
@@ -80,8 +81,8 @@ enum Command {
     /// The review queue.
     #[command(subcommand)]
     Review(mapping_cmds::ReviewCommand),
-    /// Incidents and their ATT&CK profiles: create, attach, detach, show,
-    /// merge, split, adjust, status, severity, evidence.
+    /// Incidents and their ATT&CK profiles: list, create, attach, detach,
+    /// show, merge, split, adjust, status, severity, evidence.
     #[command(subcommand)]
     Incidents(incident_cmds::IncidentsCommand),
     /// The ATT&CK matrix of an org (`--json` for scripts), its rollups and
@@ -97,12 +98,20 @@ enum Command {
     /// Benchmark: generated rollups over many orgs and days, then the
     /// 30-day per-org matrix timed through the HTTP API (p50/p95/p99).
     MatrixBench(matrix_cmds::MatrixBenchCommand),
+    /// Mapping KPIs of an org (coverage, override and correction rates,
+    /// review times, provenance, denials, taxonomy upkeep, anomalies), each
+    /// with numerator, denominator and definition.
+    Kpis(kpi_cmds::KpisCommand),
     /// Benchmarks on the configured database.
     #[command(subcommand)]
     Bench(mapping_cmds::BenchCommand),
-    /// AI-assisted technique suggestions: text, batch, evaluate.
+    /// AI-assisted technique suggestions: text, batch, a stored alert or
+    /// incident, evaluate.
     #[command(subcommand)]
     Suggest(suggest_cmds::SuggestCommand),
+    /// Documentation generated from the code (the role matrix).
+    #[command(subcommand)]
+    Docs(DocsCommand),
     /// Run the HTTP API.
     Serve {
         /// Address to listen on.
@@ -117,6 +126,21 @@ enum Command {
             default_value = "enterprise-attack"
         )]
         require_domain: Vec<String>,
+        /// Seconds between audit chain verifications, as `audit verify`
+        /// runs them (default 300; 0 turns them off).
+        #[arg(long, env = "NEXUS_ATTACK_AUDIT_VERIFY_INTERVAL", value_name = "SECS")]
+        audit_verify_interval: Option<u64>,
+        /// Seconds between misuse scans (default 60; 0 turns them off).
+        #[arg(long, env = "NEXUS_ATTACK_MISUSE_SCAN_INTERVAL", value_name = "SECS")]
+        misuse_scan_interval: Option<u64>,
+        /// Overrides by one actor within a window that raise a misuse
+        /// signal, as COUNT/SECONDS (default 20/600).
+        #[arg(long, env = "NEXUS_ATTACK_MISUSE_OVERRIDES", value_name = "COUNT/SECS", value_parser = parse_signal_rule)]
+        misuse_overrides: Option<service::SignalRule>,
+        /// Refusals of one actor within a window that raise a misuse
+        /// signal, as COUNT/SECONDS (default 10/600).
+        #[arg(long, env = "NEXUS_ATTACK_MISUSE_DENIALS", value_name = "COUNT/SECS", value_parser = parse_signal_rule)]
+        misuse_denials: Option<service::SignalRule>,
     },
 }
 
@@ -330,6 +354,13 @@ enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum DocsCommand {
+    /// Print the role matrix (actions x roles) as Markdown, as embedded in
+    /// docs/access-control.md.
+    Roles,
+}
+
+#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Re-compute the hash chain; exits non-zero when it is broken.
     Verify {
@@ -435,6 +466,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// `nexus-attack docs ...`: documentation rendered from the code's own data.
+fn docs(command: DocsCommand) -> ExitCode {
+    match command {
+        DocsCommand::Roles => print!("{}", service::access::role_matrix_markdown()),
+    }
+    ExitCode::SUCCESS
+}
+
 /// `error[code]: message` on one line, with the cause chain joined.
 fn one_line(error: &anyhow::Error) -> String {
     let code = error
@@ -493,6 +532,21 @@ fn parse_domain(s: &str) -> anyhow::Result<Domain> {
     s.parse::<Domain>().map_err(|e| invalid_arg("domain", e))
 }
 
+/// A misuse signal rule from `COUNT/SECONDS` (`20/600`), both at least 1.
+fn parse_signal_rule(s: &str) -> Result<service::SignalRule, String> {
+    let bad = || format!("expected COUNT/SECONDS with both at least 1 (e.g. 20/600), got `{s}`");
+    let (count, seconds) = s.trim().split_once('/').ok_or_else(bad)?;
+    let threshold: usize = count.trim().parse().map_err(|_| bad())?;
+    let seconds: u64 = seconds.trim().parse().map_err(|_| bad())?;
+    if threshold == 0 || seconds == 0 {
+        return Err(bad());
+    }
+    Ok(service::SignalRule {
+        threshold,
+        window: Duration::from_secs(seconds),
+    })
+}
+
 /// A bad command-line value as the service's `invalid_input`, so it prints
 /// with its code like every other refusal.
 fn invalid_arg(field: &str, error: impl std::fmt::Display) -> anyhow::Error {
@@ -511,6 +565,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Suggestions may come from a release file without any database.
     let cli = match cli.command {
         Command::Suggest(command) => return suggest_cmds::run(&cli.database, command).await,
+        // Generated documentation reads the code, not a database.
+        Command::Docs(command) => return Ok(docs(command)),
         command => Cli { command, ..cli },
     };
     // The demo writes into a fresh database unless one was named.
@@ -529,11 +585,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // AI candidates at ingestion are opt-in (see MappingConfig::ai_at_ingest).
     config.mapping.ai_at_ingest = std::env::var("NEXUS_ATTACK_AI_AT_INGEST")
         .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on"));
-    if let Command::Serve { require_domain, .. } = &cli.command {
+    if let Command::Serve {
+        require_domain,
+        audit_verify_interval,
+        misuse_scan_interval,
+        misuse_overrides,
+        misuse_denials,
+        ..
+    } = &cli.command
+    {
         config.required_domains = require_domain
             .iter()
             .map(|d| parse_domain(d))
             .collect::<anyhow::Result<_>>()?;
+        let watch = &mut config.watch;
+        if let Some(secs) = audit_verify_interval {
+            watch.audit_interval = Duration::from_secs(*secs);
+        }
+        if let Some(secs) = misuse_scan_interval {
+            watch.misuse_interval = Duration::from_secs(*secs);
+        }
+        watch.overrides = misuse_overrides.unwrap_or(watch.overrides);
+        watch.denials = misuse_denials.unwrap_or(watch.denials);
     }
     let app = App::connect(config)
         .await
@@ -591,6 +664,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Taxonomy(command) => taxonomy(&app, command).await,
         // Answered above, before the database opens; listed for completeness.
         Command::Suggest(command) => suggest_cmds::run(&cli.database, command).await,
+        Command::Docs(command) => Ok(docs(command)),
         Command::Alerts(command) => mapping_cmds::alerts(&app, command).await,
         Command::Rules(command) => mapping_cmds::rules(&app, command).await,
         Command::Overrides(command) => mapping_cmds::overrides(&app, command).await,
@@ -599,6 +673,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Matrix(command) => matrix_cmds::matrix(&app, command).await,
         Command::Export(command) => matrix_cmds::export(&app, command).await,
         Command::MatrixBench(command) => matrix_cmds::matrix_bench(&app, command).await,
+        Command::Kpis(command) => kpi_cmds::kpis(&app, command).await,
         Command::Demo(command) => {
             suggest_cmds::configure_provider(&app)?;
             eprintln!("demo database: {}", cli.database);
@@ -607,12 +682,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Incidents(command) => incident_cmds::incidents(&app, command).await,
         Command::Serve { addr, .. } => {
             suggest_cmds::configure_provider(&app)?;
-            let config = server::ServerConfig {
+            let mut config = server::ServerConfig {
                 addr,
                 ..server::ServerConfig::default()
             };
+            config.export_key = export_key()?;
             server::serve(app, config).await?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The key that signs export URLs: `NEXUS_ATTACK_EXPORT_KEY`, else a
+/// random key of this process. Several `serve` nodes behind one balancer
+/// need the same configured key, or a URL signed by one fails on another.
+fn export_key() -> anyhow::Result<service::ExportKey> {
+    match std::env::var("NEXUS_ATTACK_EXPORT_KEY") {
+        Ok(secret) if !secret.trim().is_empty() => Ok(service::ExportKey::from_secret(&secret)?),
+        _ => {
+            // The key itself is never logged, only that it is ephemeral.
+            tracing::info!(
+                "export URL signing key is ephemeral (NEXUS_ATTACK_EXPORT_KEY unset): signed \
+                 URLs stop working when this process stops and are refused by other nodes"
+            );
+            Ok(service::ExportKey::random())
         }
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! The suggester comes from the active dataset of a domain in the database,
 //! or, with `--bundle FILE`, straight from a release file without any
-//! database. `suggest text` also asks the external provider when
-//! `NEXUS_ATTACK_AI_URL` is set (see `suggest::provider`).
+//! database. `suggest text`, `suggest alert` and `suggest incident` also ask
+//! the external provider when `NEXUS_ATTACK_AI_URL` is set (see
+//! `suggest::provider`). `suggest alert` and `suggest incident` read a
+//! stored alert or incident of an org; nothing is stored.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -56,6 +58,22 @@ pub enum SuggestCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Suggest techniques for a stored alert (its title, rule name and
+    /// process, registry and event fields).
+    Alert {
+        /// Alert id, or the alert's own id in its source.
+        id: String,
+        #[command(flatten)]
+        subject: SubjectArgs,
+    },
+    /// Suggest techniques for a stored incident (its title, the text and
+    /// fields of its alerts, its evidence references).
+    Incident {
+        /// Incident id.
+        id: String,
+        #[command(flatten)]
+        subject: SubjectArgs,
+    },
     /// Evaluate the suggester on the release's held-out procedure examples.
     Evaluate {
         #[command(flatten)]
@@ -64,6 +82,20 @@ pub enum SuggestCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The org of a stored alert or incident and the output options.
+#[derive(Debug, Args)]
+pub struct SubjectArgs {
+    /// Org name or id.
+    #[arg(long)]
+    org: String,
+    /// How many suggestions (1 to 10).
+    #[arg(long, default_value_t = MAX_SUGGESTIONS)]
+    limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the suggester comes from.
@@ -168,8 +200,87 @@ pub async fn run(database: &str, command: SuggestCommand) -> anyhow::Result<Exit
     match command {
         SuggestCommand::Text { from, limit, json } => text(database, &from, limit, json).await,
         SuggestCommand::Batch { file, from, .. } => batch(database, &from, &file).await,
+        SuggestCommand::Alert { id, subject } => stored(database, "alert", &id, &subject).await,
+        SuggestCommand::Incident { id, subject } => {
+            stored(database, "incident", &id, &subject).await
+        }
         SuggestCommand::Evaluate { from, json } => evaluate(database, &from, json).await,
     }
+}
+
+/// What `suggest alert|incident --json` prints.
+#[derive(Debug, Serialize)]
+struct SubjectAnswer {
+    subject: Value,
+    source: Value,
+    model_version: String,
+    suggestions: Vec<Suggestion>,
+    alerts_read: usize,
+    alerts_unread: usize,
+    evidence_read: usize,
+    input_truncated: bool,
+    known_terms: usize,
+    cap_gap: CapGap,
+    provider: Option<Value>,
+}
+
+/// `suggest alert ID` (`kind = "alert"`) and `suggest incident ID`.
+async fn stored(
+    database: &str,
+    kind: &str,
+    id: &str,
+    args: &SubjectArgs,
+) -> anyhow::Result<ExitCode> {
+    if !(1..=MAX_SUGGESTIONS).contains(&args.limit) {
+        bail!(
+            "--limit must be from 1 to {MAX_SUGGESTIONS}, got {}",
+            args.limit
+        );
+    }
+    let app = App::connect(AppConfig::new(database))
+        .await
+        .context("cannot open the database")?;
+    configure_provider(&app)?;
+    let actor = Actor::operator("cli");
+
+    let found = if kind == "alert" {
+        app.suggest_for_stored_alert(&actor, &args.org, id, Some(args.limit))
+            .await?
+    } else {
+        app.suggest_for_incident(&actor, &args.org, id, Some(args.limit))
+            .await?
+    };
+
+    let list = found.list;
+    let answer = SubjectAnswer {
+        subject: json!({ "kind": found.subject, "id": found.id }),
+        source: serde_json::to_value(&list.dataset)?,
+        model_version: list.model_version,
+        suggestions: list.suggestions,
+        alerts_read: found.alerts_read,
+        alerts_unread: found.alerts_unread,
+        evidence_read: found.evidence_read,
+        input_truncated: list.input_truncated,
+        known_terms: list.known_terms,
+        cap_gap: list.cap_gap,
+        provider: list.provider.map(serde_json::to_value).transpose()?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        println!(
+            "{kind} {}: {} alert(s) read{}",
+            answer.subject["id"].as_str().unwrap_or(id),
+            answer.alerts_read,
+            if answer.alerts_unread > 0 {
+                format!(", {} left unread (input full)", answer.alerts_unread)
+            } else {
+                String::new()
+            }
+        );
+        print_rows(&answer.suggestions, answer.input_truncated);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What `suggest text --json` prints.
@@ -252,7 +363,12 @@ async fn text(
 }
 
 fn print_table(answer: &TextAnswer) {
-    if answer.suggestions.is_empty() {
+    print_rows(&answer.suggestions, answer.input_truncated);
+}
+
+/// The suggestions as a table, best first.
+fn print_rows(suggestions: &[Suggestion], input_truncated: bool) {
+    if suggestions.is_empty() {
         println!("no suggestion: the text has no term the model knows");
         return;
     }
@@ -260,7 +376,7 @@ fn print_table(answer: &TextAnswer) {
         "{:<4} {:<11} {:>10} {:<7} {:<6} {:<40} evidence",
         "rank", "technique", "confidence", "band", "capped", "name"
     );
-    for (i, s) in answer.suggestions.iter().enumerate() {
+    for (i, s) in suggestions.iter().enumerate() {
         let terms: Vec<&str> = s
             .evidence
             .iter()
@@ -283,7 +399,7 @@ fn print_table(answer: &TextAnswer) {
             terms.join(", ")
         );
     }
-    if answer.input_truncated {
+    if input_truncated {
         println!("(only the beginning of the input was read)");
     }
 }

@@ -137,39 +137,78 @@ pub enum IncidentError {
 
 type Key = (TechniqueId, Option<TacticId>);
 
+/// What the alerts say about one pair. It borrows from the incident: a
+/// 10,000-alert incident feeds tens of thousands of (alert, entry) rows,
+/// and copying each id into the accumulator cost more than the arithmetic.
 #[derive(Default)]
-struct Acc {
-    alerts: BTreeSet<String>,
-    candidates: Vec<String>,
+struct Acc<'i> {
+    alerts: BTreeSet<&'i str>,
+    candidates: Vec<&'i str>,
     sources: BTreeSet<Source>,
-    by_producer: BTreeMap<String, f64>,
+    by_producer: BTreeMap<Producer<'i>, f64>,
     max_ai: f64,
 }
 
+/// A witness of a pair: a producer key, or for an entry without producer
+/// keys, the alert itself, whose key is `alert:<id>`. Compared as that key
+/// text, so witnesses are told apart and multiplied in the same order as
+/// when every key was a built string.
+#[derive(Debug, Clone, Copy)]
+enum Producer<'i> {
+    Key(&'i str),
+    Alert(&'i str),
+}
+
+impl Producer<'_> {
+    fn key_bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        let (prefix, id) = match self {
+            Producer::Key(key) => ("", *key),
+            Producer::Alert(alert) => ("alert:", *alert),
+        };
+        prefix.bytes().chain(id.bytes())
+    }
+}
+
+impl Ord for Producer<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key_bytes().cmp(other.key_bytes())
+    }
+}
+
+impl PartialOrd for Producer<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Producer<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Producer<'_> {}
+
 /// Computes the profile of an incident (see the module documentation).
 pub fn profile(incident: &Incident, thresholds: &BandThresholds) -> IncidentProfile {
-    let mut acc: BTreeMap<Key, Acc> = BTreeMap::new();
+    let mut acc: BTreeMap<(&TechniqueId, Option<&TacticId>), Acc> = BTreeMap::new();
     let mut alert_ids = BTreeSet::new();
     for set in &incident.alerts {
-        alert_ids.insert(set.subject.id.clone());
+        let alert = set.subject.id.as_str();
+        alert_ids.insert(alert);
         for e in &set.entries {
-            let a = acc
-                .entry((e.technique.clone(), e.tactic.clone()))
-                .or_default();
-            a.alerts.insert(set.subject.id.clone());
-            a.candidates.extend(e.candidates.iter().cloned());
+            let a = acc.entry((&e.technique, e.tactic.as_ref())).or_default();
+            a.alerts.insert(alert);
+            a.candidates.extend(e.candidates.iter().map(String::as_str));
             a.sources.insert(e.source);
             let c = e.confidence.value();
             if e.source == Source::Ai {
                 a.max_ai = a.max_ai.max(c);
             }
-            let producers: Vec<String> = if e.producers.is_empty() {
-                // A set built without producer keys: count the alert as its own witness.
-                vec![format!("alert:{}", set.subject.id)]
-            } else {
-                e.producers.clone()
-            };
-            for p in producers {
+            // A set built without producer keys: count the alert as its own witness.
+            let alone = e.producers.is_empty().then_some(Producer::Alert(alert));
+            let keyed = e.producers.iter().map(|p| Producer::Key(p));
+            for p in alone.into_iter().chain(keyed) {
                 let best = a.by_producer.entry(p).or_insert(0.0);
                 *best = best.max(c);
             }
@@ -178,7 +217,8 @@ pub fn profile(incident: &Incident, thresholds: &BandThresholds) -> IncidentProf
 
     let mut entries: BTreeMap<Key, ProfileEntry> = acc
         .into_iter()
-        .map(|(key, a)| {
+        .map(|((technique, tactic), a)| {
+            let key = (technique.clone(), tactic.cloned());
             let miss: f64 = a.by_producer.values().map(|c| 1.0 - c).product();
             let mut value = 1.0 - miss;
             if a.sources.iter().all(|s| *s == Source::Ai) {
@@ -186,7 +226,7 @@ pub fn profile(incident: &Incident, thresholds: &BandThresholds) -> IncidentProf
             }
             let confidence = Confidence::saturating(value);
             let mut candidates = a.candidates;
-            candidates.sort();
+            candidates.sort_unstable();
             candidates.dedup();
             let entry = ProfileEntry {
                 technique: key.0.clone(),
@@ -195,8 +235,8 @@ pub fn profile(incident: &Incident, thresholds: &BandThresholds) -> IncidentProf
                 confidence,
                 band: thresholds.band(confidence),
                 sources: a.sources,
-                alerts: a.alerts.into_iter().collect(),
-                candidates,
+                alerts: a.alerts.into_iter().map(str::to_string).collect(),
+                candidates: candidates.into_iter().map(str::to_string).collect(),
                 adjustments: Vec::new(),
             };
             (key, entry)

@@ -539,7 +539,14 @@ fn rule_from_doc(file: &str, doc: &Yaml, release: &Release) -> Result<Option<Sig
     };
     let author = match doc.get("author") {
         Some(Yaml::Sequence(items)) => {
-            let names: Vec<&str> = items.iter().filter_map(Yaml::as_str).collect();
+            // Blank names would join into a blank author, which the rule
+            // language refuses.
+            let names: Vec<&str> = items
+                .iter()
+                .filter_map(Yaml::as_str)
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect();
             (!names.is_empty()).then(|| names.join(", "))
         }
         _ => text_of(doc, "author"),
@@ -678,7 +685,13 @@ pub fn mapping_rule(rule: &SigmaRule, release: &Release) -> Option<Rule> {
     Some(Rule {
         id: format!("sigma:{}", rule.id),
         version,
-        title: rule.title.clone(),
+        // Sigma requires a title but packs are not always valid Sigma; the
+        // rule language requires one too, so an untitled rule is named by its id.
+        title: if rule.title.is_empty() {
+            format!("Sigma rule {}", rule.id)
+        } else {
+            rule.title.clone()
+        },
         author: rule
             .author
             .clone()
@@ -785,6 +798,28 @@ detection: {sel: {Image|endswith: x}, condition: sel}
                 ("T1059".into(), Some("TA0002".into())),
             ]
         );
+    }
+
+    /// Found by the `sigma` fuzz target: a rule without a title (or with only
+    /// blank author names) produced a mapping rule that `parse_rule` refuses,
+    /// so the stored rule could not be read back.
+    #[test]
+    fn untitled_sigma_rule_yields_a_valid_mapping_rule() {
+        let r = tiny_release();
+        let text = "id: d8af0da1-2959-40f9-a3e4-37a6aa1228b7
+author: ['  ', '']
+tags: [attack.t1059]
+detection: {condition: sel}
+";
+        let import = import_files([file("u.yml", text)], &r, SigmaOptions::default());
+        let mapping = &import.mapping_rules[0];
+        assert_eq!(
+            mapping.title,
+            "Sigma rule d8af0da1-2959-40f9-a3e4-37a6aa1228b7"
+        );
+        assert_eq!(mapping.author, "unknown (Sigma rule)");
+        let again = crate::rules::parse_rule_value(&mapping.to_value(), &r).unwrap();
+        assert_eq!(&again, mapping);
     }
 
     #[test]

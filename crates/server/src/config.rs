@@ -17,6 +17,10 @@ pub struct ServerConfig {
     /// Largest request body accepted by dataset upload, in bytes: a gzipped
     /// Enterprise bundle is ~5 MB, an uncompressed one ~50 MB.
     pub upload_limit: usize,
+    /// Largest NDJSON body accepted by bulk alert ingestion, in bytes: an
+    /// OCSF detection finding weighs 2 to 5 kB, so the default takes some
+    /// ten thousand alerts per request.
+    pub bulk_limit: usize,
     /// Time a request may take before it is answered with `timeout`.
     pub request_timeout: Duration,
     /// Time a client has to send a request's headers (slow-client defence).
@@ -25,6 +29,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Per-token rate limit; `None` turns rate limiting off.
     pub rate_limit: Option<RateLimit>,
+    /// Key that signs export download URLs (`NEXUS_ATTACK_EXPORT_KEY`);
+    /// the default is a random key of this process (ephemeral).
+    pub export_key: service::ExportKey,
+    /// How long a signed export URL stays valid.
+    pub export_url_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -33,10 +42,13 @@ impl Default for ServerConfig {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             body_limit: 2 * 1024 * 1024,
             upload_limit: 64 * 1024 * 1024,
+            bulk_limit: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             rate_limit: Some(RateLimit::default()),
+            export_key: service::ExportKey::random(),
+            export_url_ttl: service::DEFAULT_EXPORT_TTL,
         }
     }
 }

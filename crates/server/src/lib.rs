@@ -38,6 +38,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tracing::Instrument as _;
 
 pub use auth::Authenticated;
 pub use config::{RateLimit, ServerConfig};
@@ -73,11 +74,12 @@ pub struct AppState {
 pub fn router(app: service::App, config: ServerConfig) -> Router {
     let routes = routes::routes();
     let specs: Vec<RouteSpec> = routes.iter().map(|r| r.spec.clone()).collect();
+    let metrics = Arc::new(Metrics::new().with_watch(app.watch_stats()));
     let state = AppState {
         app,
         limiter: config.rate_limit.map(|l| Arc::new(RateLimiter::new(l))),
         config: Arc::new(config),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         openapi: Arc::new(openapi::document(&specs)),
     };
 
@@ -85,6 +87,7 @@ pub fn router(app: service::App, config: ServerConfig) -> Router {
     for route in routes {
         let limit = match route.spec.body {
             Body::Bundle => state.config.upload_limit,
+            Body::Ndjson { .. } => state.config.bulk_limit,
             Body::None | Body::Json { .. } => state.config.body_limit,
         };
         let handler = route
@@ -143,6 +146,10 @@ pub async fn serve(app: service::App, config: ServerConfig) -> Result<(), ServeE
 /// requests in flight. Tests bind `127.0.0.1:0` and read the port from the
 /// listener.
 ///
+/// Beside the requests it runs the watch ([`service::App::run_watch`]):
+/// audit chain verification and misuse scans on the intervals of the app's
+/// `WatchConfig`, stopped with the server.
+///
 /// The connection loop is hyper's rather than `axum::serve` because the
 /// latter sets no timer, so a client could hold a connection forever by
 /// sending its headers one byte at a time; here headers must arrive within
@@ -156,6 +163,10 @@ pub async fn serve_on(
     let local = listener.local_addr()?;
     let header_read_timeout = config.header_read_timeout;
     let grace = config.shutdown_grace;
+    let watch = {
+        let app = app.clone();
+        tokio::spawn(async move { app.run_watch().await }.instrument(tracing::info_span!("watch")))
+    };
     let service = TowerToHyperService::new(router(app, config));
     let connections = GracefulShutdown::new();
     tracing::info!(addr = %local, "nexus-attack API listening");
@@ -188,6 +199,7 @@ pub async fn serve_on(
     }
 
     drop(listener);
+    watch.abort();
     tracing::info!("shutting down: waiting for requests in flight");
     if tokio::time::timeout(grace, connections.shutdown())
         .await

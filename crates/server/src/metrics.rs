@@ -6,7 +6,9 @@
 //!
 //! Labels come only from the matched route template, the method and the
 //! status code, never from the raw path or the caller: a client cannot
-//! create new series, and no tenant data appears in the output.
+//! create new series, and no tenant data appears in the output. The watch's
+//! series (audit chain, misuse signals) come from `service::WatchStats` and
+//! are labelled by signal kind only.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -77,12 +79,21 @@ impl Counter {
 pub struct Metrics {
     requests: Mutex<BTreeMap<Series, Histogram>>,
     counters: Mutex<BTreeMap<Counter, u64>>,
+    /// The watch's counters, kept by the service.
+    watch: Option<service::WatchStats>,
 }
 
 impl Metrics {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Also renders the watch's counters (audit chain verification,
+    /// misuse signals).
+    pub fn with_watch(mut self, stats: service::WatchStats) -> Self {
+        self.watch = Some(stats);
+        self
     }
 
     /// Records one finished request.
@@ -104,6 +115,43 @@ impl Metrics {
         histogram.buckets[slot] += 1;
         histogram.sum += seconds;
         histogram.count += 1;
+    }
+
+    /// The `q` quantile (0 to 1) of the latency of successful (2xx)
+    /// `method route` requests, as the upper bound of the bucket that holds
+    /// it (a quantile past the last bound reads as that bound), with the
+    /// number of requests; `None` before the first one.
+    pub fn quantile(&self, route: &str, method: &str, q: f64) -> Option<(f64, u64)> {
+        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = [0u64; LATENCY_BUCKETS.len() + 1];
+        let mut count = 0u64;
+        for (series, h) in requests.iter() {
+            if series.route == route && series.method == method && series.status / 100 == 2 {
+                for (total, n) in buckets.iter_mut().zip(h.buckets) {
+                    *total += n;
+                }
+                count += h.count;
+            }
+        }
+        if count == 0 {
+            return None;
+        }
+        // The rank of the quantile, 1-based: the smallest bucket whose
+        // cumulative count reaches it holds the value.
+        let rank = ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).max(1);
+        let mut cumulative = 0;
+        for (slot, n) in buckets.iter().enumerate() {
+            cumulative += n;
+            if cumulative >= rank {
+                let bound = LATENCY_BUCKETS
+                    .get(slot)
+                    .or(LATENCY_BUCKETS.last())
+                    .copied()
+                    .unwrap_or_default();
+                return Some((bound, count));
+            }
+        }
+        None
     }
 
     /// Adds one to a counter.
@@ -183,7 +231,53 @@ impl Metrics {
                 counters.get(&counter).copied().unwrap_or(0)
             );
         }
+        if let Some(watch) = &self.watch {
+            render_watch(&mut out, &watch.snapshot());
+        }
         out
+    }
+}
+
+/// The watch's series: verification counts, the last verdict (absent until
+/// the first verification, so an unchecked chain never reads as intact), and
+/// misuse signals by kind.
+fn render_watch(out: &mut String, watch: &service::WatchSnapshot) {
+    let counters = [
+        (
+            "nexus_attack_audit_verifications_total",
+            "Audit chain verifications run by the watch.",
+            watch.audit_verifications,
+        ),
+        (
+            "nexus_attack_audit_verification_failures_total",
+            "Audit chain verifications that found the chain broken.",
+            watch.audit_failures,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
+
+    let gauge = "nexus_attack_audit_chain_ok";
+    let _ = writeln!(
+        out,
+        "# HELP {gauge} 1 when the last audit chain verification found every hash and link intact, else 0."
+    );
+    let _ = writeln!(out, "# TYPE {gauge} gauge");
+    if let Some(ok) = watch.audit_chain_ok {
+        let _ = writeln!(out, "{gauge} {}", u8::from(ok));
+    }
+
+    let signals = "nexus_attack_misuse_signals_total";
+    let _ = writeln!(
+        out,
+        "# HELP {signals} Misuse signals raised (one per actor and window) by kind."
+    );
+    let _ = writeln!(out, "# TYPE {signals} counter");
+    for (kind, count) in &watch.signals {
+        let _ = writeln!(out, "{signals}{{kind=\"{}\"}} {count}", kind.as_str());
     }
 }
 
@@ -229,6 +323,21 @@ mod tests {
         assert!(text.contains(&format!("nexus_attack_http_requests_total{{{labels}}} 3")));
         assert!(text.contains("nexus_attack_rate_limited_total 1"));
         assert!(text.contains("nexus_attack_request_timeouts_total 0"));
+    }
+
+    #[test]
+    fn quantiles_read_the_bucket_bounds_of_successes_only() {
+        let metrics = Metrics::new();
+        let route = "/api/v1/matrix";
+        assert_eq!(metrics.quantile(route, "GET", 0.95), None);
+        for _ in 0..19 {
+            metrics.observe_request(route, "GET", 200, Duration::from_millis(3));
+        }
+        metrics.observe_request(route, "GET", 200, Duration::from_millis(300));
+        metrics.observe_request(route, "GET", 500, Duration::from_secs(20));
+        // 20 successes: rank 19 is the 19th fastest, in the 5 ms bucket.
+        assert_eq!(metrics.quantile(route, "GET", 0.95), Some((0.005, 20)));
+        assert_eq!(metrics.quantile(route, "GET", 1.0), Some((0.5, 20)));
     }
 
     #[test]

@@ -137,6 +137,18 @@ fn operation(route: &RouteSpec) -> Value {
                 }
             });
         }
+        Body::Ndjson { example } => {
+            op["requestBody"] = json!({
+                "required": true,
+                "description": "One JSON document per line (NDJSON); blank lines are skipped",
+                "content": {
+                    "application/x-ndjson": {
+                        "schema": { "type": "string" }, "example": example()
+                    },
+                    "text/plain": { "schema": { "type": "string" } }
+                }
+            });
+        }
         Body::Bundle => {
             op["requestBody"] = json!({
                 "required": true,

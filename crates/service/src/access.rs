@@ -145,6 +145,9 @@ pub enum Action {
     MatrixExport,
     /// Define exclusion windows and rebuild the matrix rollups of an org.
     MatrixAdmin,
+    /// Read and acknowledge notifications (arbitration locks for leads,
+    /// misuse signals for admins, a broken audit chain for platform admins).
+    ReadNotifications,
 }
 
 impl Action {
@@ -176,6 +179,7 @@ impl Action {
             Action::IncidentAdjust => "incident_adjust",
             Action::MatrixExport => "matrix_export",
             Action::MatrixAdmin => "matrix_admin",
+            Action::ReadNotifications => "read_notifications",
         }
     }
 }
@@ -263,6 +267,9 @@ pub const MATRIX: &[(Action, &[Role])] = &[
         &[Analyst, Lead, Engineer, Admin, PlatformAdmin],
     ),
     (Action::MatrixAdmin, &[Admin, PlatformAdmin]),
+    // Notifications name actors and what they did: the people who act on
+    // them, not every reader of the org.
+    (Action::ReadNotifications, &[Lead, Admin, PlatformAdmin]),
 ];
 
 /// Whether `role` may perform `action`, read from [`MATRIX`].
@@ -271,6 +278,44 @@ pub fn allows(role: Role, action: Action) -> bool {
         .iter()
         .find(|(a, _)| *a == action)
         .is_some_and(|(_, roles)| roles.contains(&role))
+}
+
+/// The permission matrix as a Markdown table: one row per action of
+/// [`MATRIX`], one column per role of [`Role::ALL`]. A cell says `org` when
+/// the role may act within its own org, `platform` when a platform role may
+/// act across orgs, and `no` when the action is refused (and audited as
+/// denied).
+///
+/// `docs/access-control.md` embeds this output between marker comments;
+/// `nexus-attack docs roles` prints it, and a CLI test fails when the two
+/// differ, so the document cannot drift from the code.
+pub fn role_matrix_markdown() -> String {
+    let mut md = String::from(
+        "`org`: allowed within the role's own org. `platform`: allowed, and the \
+         role is not bound to one org. `no`: refused, and the refusal is audited.\n\n",
+    );
+
+    md.push_str("| action |");
+    for role in Role::ALL {
+        md.push_str(&format!(" {role} |"));
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---|".repeat(Role::ALL.len()));
+    md.push('\n');
+
+    for (action, _) in MATRIX {
+        md.push_str(&format!("| `{action}` |"));
+        for role in Role::ALL {
+            let cell = match (allows(role, *action), role.is_platform()) {
+                (false, _) => "no",
+                (true, false) => "org",
+                (true, true) => "platform",
+            };
+            md.push_str(&format!(" {cell} |"));
+        }
+        md.push('\n');
+    }
+    md
 }
 
 #[cfg(test)]
@@ -305,6 +350,7 @@ mod tests {
             Action::IncidentAdjust,
             Action::MatrixExport,
             Action::MatrixAdmin,
+            Action::ReadNotifications,
         ];
         for action in all {
             let rows = MATRIX.iter().filter(|(a, _)| *a == action).count();
@@ -320,6 +366,28 @@ mod tests {
         assert!(!allows(Role::Admin, Action::DatasetActivate));
         assert!(allows(Role::Steward, Action::DatasetActivate));
         assert!(!allows(Role::Steward, Action::ManageTokens));
+    }
+
+    #[test]
+    fn role_matrix_markdown_has_a_row_per_action_and_a_cell_per_role() {
+        let md = role_matrix_markdown();
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| `")).collect();
+        assert_eq!(rows.len(), MATRIX.len());
+
+        let header = md.lines().find(|l| l.starts_with("| action |")).unwrap();
+        assert_eq!(
+            header,
+            "| action | viewer | analyst | lead | engineer | admin | steward | platform-admin |"
+        );
+        // Rule writing: engineers and admins in their org, platform admins anywhere.
+        let rule_write = rows
+            .iter()
+            .find(|r| r.starts_with("| `rule_write` |"))
+            .unwrap();
+        assert_eq!(
+            *rule_write,
+            "| `rule_write` | no | no | no | org | org | no | platform |"
+        );
     }
 
     #[test]

@@ -8,9 +8,14 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use store::{AlertRecord, CandidateRecord, CanonicalRecord, OverrideRecord};
+use store::{
+    AlertId, AlertRecord, CandidateRecord, CanonicalEntryRecord, CanonicalRecord, OrgScope,
+    OverrideRecord,
+};
 
-use crate::{Action, Actor, App, Result, ServiceError};
+use crate::{
+    Action, Actor, App, IngestError, IngestReport, Page, PageRequest, Result, ServiceError,
+};
 
 /// Version of the alert mapping output; bumped on a breaking change.
 pub const ALERT_MAPPING_SCHEMA_VERSION: &str = "1";
@@ -222,7 +227,130 @@ pub struct AlertMappingView {
     pub history: Vec<HistoryView>,
 }
 
+/// One alert in a list: the alert and its current canonical entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertListItem {
+    /// The alert.
+    pub alert: AlertSummary,
+    /// The entries of its current canonical mapping (empty: unmapped).
+    pub canonical: Vec<CanonicalEntryView>,
+}
+
+/// Filters of [`App::list_alerts`]; each one given narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertFilter {
+    /// Alerts with this technique in their current canonical mapping.
+    pub technique: Option<String>,
+    /// Alerts with a current canonical entry won by this source
+    /// (`manual`, `rule`, `ai`); with `technique`, that entry.
+    pub source: Option<String>,
+    /// Alerts with a current canonical entry in this band (`low`,
+    /// `medium`, `high`); with the filters above, that entry.
+    pub band: Option<String>,
+    /// `mapped` or `unmapped`.
+    pub mapping_state: Option<String>,
+}
+
+/// What happened to one alert sent alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertIngestResult {
+    /// Stored and mapped for the first time.
+    Ingested,
+    /// Already stored with the same content: nothing changed.
+    Duplicate,
+    /// Already stored with other content: the new content was stored and
+    /// the mapping recomputed.
+    Updated,
+}
+
+/// One alert ingested alone: what happened and its mapping now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertIngestOutcome {
+    /// Whether it was new, a duplicate or an update.
+    pub result: AlertIngestResult,
+    /// Its mapping view, as `GET /alerts/{id}` answers it.
+    pub mapping: AlertMappingView,
+}
+
 impl App {
+    /// Ingests one alert document (OCSF, ECS or native) and answers its
+    /// mapping. The outer error is the use case failing (role, org, no
+    /// active dataset); the inner one is the document refused, with the
+    /// same code as a refused NDJSON line.
+    pub async fn ingest_alert(
+        &self,
+        actor: &Actor,
+        org: &str,
+        alert: Value,
+    ) -> Result<std::result::Result<AlertIngestOutcome, IngestError>> {
+        // Decoded here only for the source uid to read back; ingestion
+        // decodes again, which for one document costs nothing worth sharing.
+        let source_uid = mapping::alert::decode_alert(&alert).map(|a| a.source_uid);
+        let report = self.ingest_alert_values(actor, org, vec![alert]).await?;
+        if let Some(error) = report.errors.into_iter().next() {
+            return Ok(Err(error));
+        }
+        let source_uid = source_uid.map_err(|e| {
+            ServiceError::Internal(format!("an ingested alert does not decode again: {e}"))
+        })?;
+
+        let result = match report {
+            IngestReport { ingested: 1, .. } => AlertIngestResult::Ingested,
+            IngestReport { updated: 1, .. } => AlertIngestResult::Updated,
+            _ => AlertIngestResult::Duplicate,
+        };
+        let scope = self.scope(actor, org).await?;
+        let mapping = self.mapping_view(&scope, &source_uid).await?;
+        Ok(Ok(AlertIngestOutcome { result, mapping }))
+    }
+
+    /// The org's alerts, newest first, one page at a time, each with its
+    /// current canonical entries.
+    pub async fn list_alerts(
+        &self,
+        actor: &Actor,
+        org: &str,
+        filter: &AlertFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AlertListItem>> {
+        self.authorize(actor, Action::ReadMappings, ("alerts", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let filter = store_filter(filter)?;
+        let limit = page.effective_limit();
+
+        // One row more than the page tells whether another page follows.
+        let before = page.cursor.as_deref().map(AlertId::from);
+        let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        let mut alerts = self
+            .store
+            .alerts_listing(&scope, &filter, before.as_ref(), fetch)
+            .await?;
+        let next_cursor = if alerts.len() > limit {
+            alerts.truncate(limit);
+            alerts.last().map(|a| a.id.to_string())
+        } else {
+            None
+        };
+        let ids: Vec<AlertId> = alerts.iter().map(|a| a.id.clone()).collect();
+        let mut entries = self.store.current_entries(&scope, &ids).await?;
+
+        let items = alerts
+            .iter()
+            .map(|a| AlertListItem {
+                alert: summary(a),
+                canonical: entries
+                    .remove(&a.id)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(entry_view)
+                    .collect(),
+            })
+            .collect();
+        Ok(Page { items, next_cursor })
+    }
+
     /// The mapping of one alert, by the product's id or the source uid.
     pub async fn alert_mapping(
         &self,
@@ -233,21 +361,26 @@ impl App {
         self.authorize(actor, Action::ReadMappings, ("alert", id))
             .await?;
         let scope = self.scope(actor, org).await?;
+        self.mapping_view(&scope, id).await
+    }
+
+    /// The mapping view of an alert of `scope`, by id or source uid.
+    async fn mapping_view(&self, scope: &OrgScope, id: &str) -> Result<AlertMappingView> {
         let not_found = || ServiceError::NotFound {
             kind: "alert",
             id: id.to_string(),
         };
-        let alert = self.store.alert(&scope, id).await?.ok_or_else(not_found)?;
+        let alert = self.store.alert(scope, id).await?.ok_or_else(not_found)?;
         let canonical = self
             .store
-            .canonical(&scope, &alert.id, alert.canonical_version)
+            .canonical(scope, &alert.id, alert.canonical_version)
             .await?
             .ok_or_else(|| {
                 ServiceError::Internal(format!("alert {} has no canonical set", alert.id))
             })?;
-        let candidates = self.store.candidates(&scope, &alert.id).await?;
-        let overrides = self.store.overrides_of(&scope, &alert.id).await?;
-        let history = self.store.canonical_history(&scope, &alert.id).await?;
+        let candidates = self.store.candidates(scope, &alert.id).await?;
+        let overrides = self.store.overrides_of(scope, &alert.id).await?;
+        let history = self.store.canonical_history(scope, &alert.id).await?;
         Ok(view(&alert, &canonical, &candidates, &overrides, &history))
     }
 }
@@ -280,23 +413,7 @@ fn view(
     };
     AlertMappingView {
         schema_version: ALERT_MAPPING_SCHEMA_VERSION.to_string(),
-        alert: AlertSummary {
-            id: alert.id.to_string(),
-            source_uid: alert.source_uid.clone(),
-            format: alert.format.clone(),
-            time: alert.time.as_ref().map(ts),
-            received_at: ts(&alert.received_at),
-            title: alert.title.clone(),
-            severity: alert.severity.clone(),
-            analytic_uid: alert.analytic_uid.clone(),
-            product: alert.product.clone(),
-            connector: alert.connector.clone(),
-            host: alert.host.clone(),
-            user: alert.user.clone(),
-            mapping_state: alert.mapping_state.clone(),
-            stale: alert.stale,
-            locked: alert.locked,
-        },
+        alert: summary(alert),
         canonical: CanonicalView {
             version: set.version,
             decided_by: set.decided_by.clone(),
@@ -307,25 +424,7 @@ fn view(
             dataset_id: set.dataset_id.clone(),
             computed_at: ts(&set.computed_at),
             flags: serde_json::from_str(&set.flags).unwrap_or_default(),
-            entries: canonical
-                .entries
-                .iter()
-                .map(|e| CanonicalEntryView {
-                    technique: e.technique.clone(),
-                    tactic: e.tactic.clone(),
-                    source: e.source.clone(),
-                    confidence: e.confidence,
-                    band: e.band.clone(),
-                    lineage: LineageView {
-                        candidates: strings(&e.candidate_ids),
-                        overrides: strings(&e.override_ids),
-                        producers: strings(&e.producers),
-                    },
-                    vendor_declared: e.vendor_declared,
-                    evidence_linked: e.evidence_linked,
-                    needs_review: e.needs_review,
-                })
-                .collect(),
+            entries: canonical.entries.iter().map(entry_view).collect(),
         },
         candidates: candidates
             .iter()
@@ -369,6 +468,92 @@ fn view(
             })
             .collect(),
     }
+}
+
+fn summary(alert: &AlertRecord) -> AlertSummary {
+    AlertSummary {
+        id: alert.id.to_string(),
+        source_uid: alert.source_uid.clone(),
+        format: alert.format.clone(),
+        time: alert.time.as_ref().map(ts),
+        received_at: ts(&alert.received_at),
+        title: alert.title.clone(),
+        severity: alert.severity.clone(),
+        analytic_uid: alert.analytic_uid.clone(),
+        product: alert.product.clone(),
+        connector: alert.connector.clone(),
+        host: alert.host.clone(),
+        user: alert.user.clone(),
+        mapping_state: alert.mapping_state.clone(),
+        stale: alert.stale,
+        locked: alert.locked,
+    }
+}
+
+fn entry_view(e: &CanonicalEntryRecord) -> CanonicalEntryView {
+    CanonicalEntryView {
+        technique: e.technique.clone(),
+        tactic: e.tactic.clone(),
+        source: e.source.clone(),
+        confidence: e.confidence,
+        band: e.band.clone(),
+        lineage: LineageView {
+            candidates: strings(&e.candidate_ids),
+            overrides: strings(&e.override_ids),
+            producers: strings(&e.producers),
+        },
+        vendor_declared: e.vendor_declared,
+        evidence_linked: e.evidence_linked,
+        needs_review: e.needs_review,
+    }
+}
+
+/// Checks the list filters and turns them into the store's; a value
+/// outside its vocabulary is refused rather than matching nothing.
+fn store_filter(filter: &AlertFilter) -> Result<store::AlertListFilter> {
+    fn one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<Option<String>> {
+        let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let value = value.to_ascii_lowercase();
+        if allowed.contains(&value.as_str()) {
+            return Ok(Some(value));
+        }
+        Err(ServiceError::InvalidInput {
+            field: field.into(),
+            message: format!(
+                "`{}` is not one of {}",
+                crate::echo(&value),
+                allowed.join(", ")
+            ),
+        })
+    }
+
+    let technique = match filter.technique.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(
+            raw.parse::<taxonomy::TechniqueId>()
+                .map_err(|e| ServiceError::InvalidInput {
+                    field: "technique".into(),
+                    message: e.to_string(),
+                })?
+                .to_string(),
+        ),
+    };
+    Ok(store::AlertListFilter {
+        technique,
+        source: one_of(
+            "source",
+            filter.source.as_deref(),
+            &["manual", "rule", "ai"],
+        )?,
+        band: one_of("band", filter.band.as_deref(), &["low", "medium", "high"])?,
+        mapping_state: one_of(
+            "mapping_state",
+            filter.mapping_state.as_deref(),
+            &["mapped", "unmapped"],
+        )?,
+    })
 }
 
 /// The view of one override row.

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use store::{
     AlertId, AlertRecord, CandidateRecord, CanonicalEntryRecord, CanonicalRecord,
-    CanonicalSetRecord, MappingUpdate, OrgScope, OverrideRecord, ReviewRecord,
+    CanonicalSetRecord, MappingUpdate, OrgScope, OverrideRecord, ReviewRecord, RollupRecord,
 };
 use taxonomy::{Domain, Release, TacticId, TechniqueId};
 
@@ -140,12 +140,44 @@ struct Prepared {
     set: CanonicalSet,
 }
 
+/// What storing one new alert adds: its row, its candidates, its first
+/// canonical set, its review items and its rollup changes. The decoding
+/// worker builds them, so the writer, which sets the pace, only writes.
+struct NewRecords {
+    alert: AlertRecord,
+    candidates: Vec<CandidateRecord>,
+    canonical: CanonicalRecord,
+    reviews: Vec<ReviewRecord>,
+    rollup: Vec<RollupRecord>,
+}
+
 /// One batch from the decoding worker.
 struct Batch {
     prepared: Vec<Prepared>,
+    /// The records of each prepared alert, in the same order, should it
+    /// turn out to be new.
+    records: Vec<NewRecords>,
     errors: Vec<IngestError>,
     first_line: usize,
     last_line: usize,
+}
+
+/// Where an ingestion spent its time, logged at debug level: the decoding
+/// worker and the writer overlap, so the slower of the two sets the pace.
+#[derive(Debug, Default)]
+struct IngestPhases {
+    /// Decoding, mapping and hashing lines (the worker).
+    decode_map: std::time::Duration,
+    /// The worker waiting for the writer to take a batch.
+    worker_blocked: std::time::Duration,
+    /// The writer waiting for the worker to hand over a batch.
+    writer_idle: std::time::Duration,
+    /// Looking up stored alerts by source uid.
+    lookup: std::time::Duration,
+    /// Turning mapped alerts into records and rollup deltas.
+    records: std::time::Duration,
+    /// The write transaction, from begin to commit.
+    write: std::time::Duration,
 }
 
 /// Where the lines come from.
@@ -197,20 +229,30 @@ impl App {
         let batch_size = self.config.mapping.batch_size.max(1);
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(2);
         let worker_engine = engine.clone();
+        let worker_scope = scope.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            produce(lines, &worker_engine, batch_size, &sender);
+            produce(lines, &worker_scope, &worker_engine, batch_size, &sender)
         });
 
         let mut report = IngestReport::default();
-        while let Some(batch) = receiver.recv().await {
-            self.store_batch(actor, &scope, &engine, batch, &mut report)
+        let mut phases = IngestPhases::default();
+        loop {
+            let waiting = std::time::Instant::now();
+            let Some(batch) = receiver.recv().await else {
+                break;
+            };
+            phases.writer_idle += waiting.elapsed();
+            self.store_batch(actor, &scope, &engine, batch, &mut report, &mut phases)
                 .await?;
         }
-        worker
+        let (decode_map, worker_blocked) = worker
             .await
             .map_err(|e| ServiceError::Internal(format!("the alert decoder stopped: {e}")))?;
+        phases.decode_map = decode_map;
+        phases.worker_blocked = worker_blocked;
         report.errors.sort_by_key(|e| e.line);
         tracing::info!(org = %scope.org(), ingested = report.ingested, rejected = report.rejected, "alerts ingested");
+        tracing::debug!(org = %scope.org(), ?phases, "ingestion phases");
         Ok(report)
     }
 
@@ -222,7 +264,9 @@ impl App {
         engine: &Engine,
         batch: Batch,
         report: &mut IngestReport,
+        phases: &mut IngestPhases,
     ) -> Result<()> {
+        let started = std::time::Instant::now();
         report.rejected += batch.errors.len();
         report.errors.extend(batch.errors.iter().cloned());
         let uids: Vec<String> = batch
@@ -231,16 +275,18 @@ impl App {
             .map(|p| p.alert.source_uid.clone())
             .collect();
         let stored = self.store.alerts_by_source_uid(scope, &uids).await?;
+        phases.lookup += started.elapsed();
 
-        let now = store::now();
+        let started = std::time::Instant::now();
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut alerts = Vec::new();
         let mut candidates = Vec::new();
         let mut sets = Vec::new();
         let mut reviews = Vec::new();
+        let mut rollup = Vec::new();
         let mut updates = Vec::new();
         let (mut ingested, mut mapped, mut duplicates) = (0, 0, 0);
-        for p in batch.prepared {
+        for (p, records) in batch.prepared.into_iter().zip(batch.records) {
             let uid = p.alert.source_uid.clone();
             let known = stored
                 .get(&uid)
@@ -268,18 +314,11 @@ impl App {
             if !p.set.is_unmapped() {
                 mapped += 1;
             }
-            let context = engine_context(engine);
-            reviews.extend(review_items(scope, &p.id, &p.set, now));
-            candidates.extend(
-                p.mapping
-                    .candidates
-                    .iter()
-                    .map(|c| candidate_record(scope, &p.id, c, now)),
-            );
-            sets.push(canonical_record(
-                scope, &p.id, 1, &p.set, "ingest", &context, now,
-            ));
-            alerts.push(alert_record(scope, &p, now));
+            reviews.extend(records.reviews);
+            candidates.extend(records.candidates);
+            sets.push(records.canonical);
+            rollup.extend(records.rollup);
+            alerts.push(records.alert);
         }
 
         let queued = reviews.len();
@@ -292,7 +331,9 @@ impl App {
             "dataset": engine.dataset.id,
             "rule_revision": engine.rules.revision,
         });
-        let rollup = crate::matrix::ingest_deltas(&alerts, &sets);
+        phases.records += started.elapsed();
+
+        let started = std::time::Instant::now();
         let mut tx = self.store.begin().await?;
         tx.insert_alerts(alerts).await?;
         tx.insert_candidates(candidates).await?;
@@ -308,6 +349,7 @@ impl App {
         ))
         .await?;
         tx.commit().await?;
+        phases.write += started.elapsed();
 
         report.ingested += ingested;
         report.mapped += mapped;
@@ -354,7 +396,14 @@ impl App {
             return Ok(false);
         }
         let mut record = alert_record(scope, &p, store::now());
+        // The new content keeps the stored mapping's identity: recompute
+        // numbers the next canonical version after the stored one, and a
+        // locked alert stays locked.
         record.id = id.clone();
+        record.canonical_version = before.canonical_version;
+        record.mapping_state = before.mapping_state.clone();
+        record.locked = before.locked;
+        record.received_at = before.received_at;
         record.stale = true;
         record.stale_reason = Some(serde_json::to_string(&reasons).unwrap_or_default());
 
@@ -673,16 +722,22 @@ impl App {
     }
 }
 
-/// Decodes, maps and batches lines on a blocking thread.
+/// Decodes, maps and batches lines on a blocking thread. Returns the time
+/// spent working and the time spent waiting for the writer.
 fn produce(
     lines: Lines,
+    scope: &OrgScope,
     engine: &Engine,
     batch_size: usize,
     sender: &tokio::sync::mpsc::Sender<Batch>,
-) {
+) -> (std::time::Duration, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut blocked = std::time::Duration::ZERO;
     let mapper = engine.mapper();
+    let context = engine_context(engine);
     let mut batch = Batch {
         prepared: Vec::with_capacity(batch_size),
+        records: Vec::new(),
         errors: Vec::new(),
         first_line: 1,
         last_line: 0,
@@ -723,18 +778,24 @@ fn produce(
         if batch.prepared.len() + batch.errors.len() >= batch_size {
             let next = Batch {
                 prepared: Vec::with_capacity(batch_size),
+                records: Vec::new(),
                 errors: Vec::new(),
                 first_line: line + 1,
                 last_line: line,
             };
-            let full = std::mem::replace(&mut batch, next);
+            let mut full = std::mem::replace(&mut batch, next);
+            seal(&mut full, scope, &context);
             // The receiver only goes away when storing failed; that error
             // is what the caller sees, so stop quietly.
-            return sender.blocking_send(full).is_ok();
+            let sending = std::time::Instant::now();
+            let sent = sender.blocking_send(full).is_ok();
+            blocked += sending.elapsed();
+            return sent;
         }
         true
     };
 
+    let mut stopped = false;
     match lines {
         Lines::Reader(mut reader) => {
             let mut buf = Vec::new();
@@ -760,21 +821,54 @@ fn produce(
                     }
                 };
                 if !handle(line, item) {
-                    return;
+                    stopped = true;
+                    break;
                 }
             }
         }
         Lines::Values(values) => {
             for (i, value) in values.into_iter().enumerate() {
                 if !handle(i + 1, Ok((value.to_string(), value))) {
-                    return;
+                    stopped = true;
+                    break;
                 }
             }
         }
     }
-    if !batch.prepared.is_empty() || !batch.errors.is_empty() {
+    if !stopped && (!batch.prepared.is_empty() || !batch.errors.is_empty()) {
+        seal(&mut batch, scope, &context);
+        let sending = std::time::Instant::now();
         let _ = sender.blocking_send(batch);
+        blocked += sending.elapsed();
     }
+    (started.elapsed().saturating_sub(blocked), blocked)
+}
+
+/// Builds the records of every alert of a full batch, with one timestamp
+/// for the batch.
+fn seal(batch: &mut Batch, scope: &OrgScope, context: &Context) {
+    let now = store::now();
+    batch.records = batch
+        .prepared
+        .iter()
+        .map(|p| {
+            let alert = alert_record(scope, p, now);
+            let canonical = canonical_record(scope, &p.id, 1, &p.set, "ingest", context, now);
+            let rollup = crate::matrix::ingest_deltas(&alert, &canonical);
+            NewRecords {
+                candidates: p
+                    .mapping
+                    .candidates
+                    .iter()
+                    .map(|c| candidate_record(scope, &p.id, c, now))
+                    .collect(),
+                reviews: review_items(scope, &p.id, &p.set, now),
+                alert,
+                canonical,
+                rollup,
+            }
+        })
+        .collect();
 }
 
 /// Decodes a stored alert again from its raw document (decoding is

@@ -75,6 +75,15 @@ pub enum ServiceError {
         /// The refused action.
         action: Action,
     },
+    /// The approver of a proposal is the person who made it (four-eyes rule
+    /// for analysts' override proposals).
+    #[error("`{actor}` proposed override {id} and cannot also decide it (four-eyes rule)")]
+    SelfApproval {
+        /// The override proposal.
+        id: String,
+        /// The actor who tried to decide it.
+        actor: String,
+    },
     /// The bearer token is missing, malformed, unknown or revoked.
     #[error("authentication failed: {0}")]
     Unauthenticated(String),
@@ -151,6 +160,7 @@ impl ServiceError {
             ServiceError::InvalidInput { .. } => "invalid_input",
             ServiceError::Lifecycle { source, .. } => source.code(),
             ServiceError::Forbidden { .. } => "forbidden",
+            ServiceError::SelfApproval { .. } => "four_eyes",
             ServiceError::Unauthenticated(_) => "unauthenticated",
             ServiceError::Conflict(_) => "conflict",
             ServiceError::Parse { .. } => "parse_error",
@@ -177,7 +187,9 @@ impl ServiceError {
                 LifecycleError::InvalidTransition { .. } => ErrorKind::Conflict,
                 LifecycleError::FourEyes { .. } => ErrorKind::Forbidden,
             },
-            ServiceError::Forbidden { .. } => ErrorKind::Forbidden,
+            ServiceError::Forbidden { .. } | ServiceError::SelfApproval { .. } => {
+                ErrorKind::Forbidden
+            }
             ServiceError::Unauthenticated(_) => ErrorKind::Unauthenticated,
             ServiceError::Conflict(_) => ErrorKind::Conflict,
             ServiceError::ValidationFailed { .. } => ErrorKind::Unprocessable,
@@ -198,6 +210,9 @@ impl ServiceError {
                 Some(serde_json::json!({"input": echo(input)}))
             }
             ServiceError::InvalidInput { field, .. } => Some(serde_json::json!({"field": field})),
+            ServiceError::SelfApproval { id, actor } => {
+                Some(serde_json::json!({"override": id, "actor": actor}))
+            }
             ServiceError::Lifecycle { dataset, source } => match source {
                 LifecycleError::InvalidTransition { from, action } => Some(serde_json::json!({
                     "dataset": dataset, "state": from.as_str(), "action": action.as_str()

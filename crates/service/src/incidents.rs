@@ -34,7 +34,7 @@
 //! read (a new active release). The alert review queue holds alerts only,
 //! so stale incidents are listed through their stale flag and reasons.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use mapping::incident::{Incident, IncidentError, merge, profile, split};
 use mapping::overrides::{OverrideMeta, OverrideRequest};
@@ -51,7 +51,7 @@ use store::{
 };
 use taxonomy::{Domain, TacticId, TechniqueId};
 
-use crate::{Action, Actor, App, Outcome, Result, ServiceError};
+use crate::{Action, Actor, App, Outcome, Page, PageRequest, Result, ServiceError};
 
 /// Version of the `incidents show --json` contract
 /// (`docs/schemas/incident-profile.v1.json`).
@@ -258,6 +258,27 @@ pub struct IncidentProfileView {
     pub updated_at: String,
 }
 
+/// One incident in the org's incident list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentSummary {
+    /// The incident id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// `open`, `contained`, `resolved`, `closed` or `reopened`.
+    pub status: String,
+    /// Severity.
+    pub severity: String,
+    /// Live attached alerts.
+    pub alert_count: u64,
+    /// Last change of the record, its alerts, evidence or adjustments.
+    pub updated_at: String,
+    /// The incident this one was merged into (it takes no further change).
+    pub merged_into: Option<String>,
+    /// True while a staleness trigger waits for a lead's review.
+    pub stale: bool,
+}
+
 /// What a split did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitOutcome {
@@ -273,6 +294,19 @@ pub struct SplitOutcome {
 
 fn ts(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The `(updated_at, id)` inside an incident list cursor.
+fn parse_incident_cursor(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, IncidentId)> {
+    let bad = || invalid("cursor", "not a cursor returned by this API");
+    let (at, id) = cursor.split_once('|').ok_or_else(bad)?;
+    let at = chrono::DateTime::parse_from_rfc3339(at)
+        .map_err(|_| bad())?
+        .with_timezone(&chrono::Utc);
+    if id.is_empty() {
+        return Err(bad());
+    }
+    Ok((at, IncidentId(id.to_string())))
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
@@ -320,13 +354,13 @@ fn normalized(value: &str, allowed: &[&str], field: &str) -> Result<String> {
 
 /// An incident of the pure model holding only its alerts' identities, to
 /// run the pure merge and split checks over stored attachments.
-fn shell(id: &IncidentId, alerts: &[AttachedAlert]) -> Incident {
+fn shell(id: &IncidentId, alerts: &[AlertId]) -> Incident {
     Incident {
         id: id.to_string(),
         alerts: alerts
             .iter()
             .map(|a| CanonicalSet {
-                subject: Subject::alert(a.alert_id.as_str()),
+                subject: Subject::alert(a.as_str()),
                 decided_by: None,
                 entries: Vec::new(),
                 flags: Vec::new(),
@@ -410,25 +444,21 @@ fn adjustment_view(a: &AdjustmentRecord) -> AdjustmentView {
     }
 }
 
-/// (technique, tactic, alert): one entry of one alert.
-type LineageKey = (String, Option<String>, String);
-
-/// Candidate and override ids per entry of each alert, for lineage.
-type Lineage = HashMap<LineageKey, (Vec<String>, Vec<String>)>;
-
-/// The canonical sets of the attached alerts, rebuilt from profile rows,
-/// and the lineage per (technique, tactic, alert).
+/// The canonical sets of the attached alerts (in the order of `alerts`),
+/// rebuilt from profile rows. Each entry keeps its candidate and override
+/// ids, which are the lineage of the profile entries it feeds.
 fn canonical_sets(
     alerts: &[AttachedAlert],
     rows: Vec<ProfileRow>,
     thresholds: &mapping::BandThresholds,
-) -> Result<(Vec<CanonicalSet>, Lineage)> {
-    let mut by_alert: BTreeMap<&str, Vec<CanonicalMapping>> = alerts
+) -> Result<Vec<CanonicalSet>> {
+    let position: HashMap<&str, usize> = alerts
         .iter()
-        .map(|a| (a.alert_id.as_str(), Vec::new()))
+        .enumerate()
+        .map(|(i, a)| (a.alert_id.as_str(), i))
         .collect();
-    let mut lineage = HashMap::new();
-    for row in &rows {
+    let mut entries: Vec<Vec<CanonicalMapping>> = vec![Vec::new(); alerts.len()];
+    for row in rows {
         let corrupt = |what: &str| {
             ServiceError::Internal(format!(
                 "stored canonical mapping of alert {} has a corrupt {what}",
@@ -436,8 +466,6 @@ fn canonical_sets(
             ))
         };
         let confidence = Confidence::new(row.confidence).map_err(|_| corrupt("confidence"))?;
-        let candidates = json_list(&row.candidate_ids, "candidate ids")?;
-        let overrides = json_list(&row.override_ids, "override ids")?;
         let entry = CanonicalMapping {
             technique: TechniqueId::parse(&row.technique).map_err(|_| corrupt("technique"))?,
             tactic: row
@@ -452,36 +480,28 @@ fn canonical_sets(
                 .map_err(|_| corrupt("source"))?,
             confidence,
             band: thresholds.band(confidence),
-            candidates: candidates.clone(),
-            overrides: overrides.clone(),
+            candidates: json_list(&row.candidate_ids, "candidate ids")?,
+            overrides: json_list(&row.override_ids, "override ids")?,
             producers: json_list(&row.producers, "producers")?,
             vendor_declared: false,
             evidence_linked: false,
             needs_review: false,
         };
-        lineage.insert(
-            (
-                row.technique.clone(),
-                row.tactic.clone(),
-                row.alert_id.to_string(),
-            ),
-            (candidates, overrides),
-        );
-        if let Some(entries) = by_alert.get_mut(row.alert_id.as_str()) {
-            entries.push(entry);
+        if let Some(&i) = position.get(row.alert_id.as_str()) {
+            entries[i].push(entry);
         }
     }
-    let sets = by_alert
-        .into_iter()
+    Ok(alerts
+        .iter()
+        .zip(entries)
         .map(|(alert, entries)| CanonicalSet {
-            subject: Subject::alert(alert),
+            subject: Subject::alert(alert.alert_id.as_str()),
             decided_by: None,
             entries,
             flags: Vec::new(),
             pending_review: Vec::new(),
         })
-        .collect();
-    Ok((sets, lineage))
+        .collect())
 }
 
 impl App {
@@ -510,10 +530,9 @@ impl App {
         let wanted = self.resolve_alerts(scope, alerts).await?;
         let held = self
             .store
-            .incident_alerts(scope, &record.id)
+            .incident_alert_ids(scope, &record.id)
             .await?
             .into_iter()
-            .map(|a| a.alert_id)
             .collect();
         Ok((record, wanted, held))
     }
@@ -709,6 +728,58 @@ impl App {
         self.profile_view(&scope, &record).await
     }
 
+    /// The org's incidents, most recently updated first, a page at a time.
+    /// The cursor is the `updated_at|id` of the last incident of the
+    /// previous page, so incidents changed while a client pages move to the
+    /// front instead of being listed twice.
+    pub async fn list_incidents(
+        &self,
+        actor: &Actor,
+        org: &str,
+        page: &PageRequest,
+    ) -> Result<Page<IncidentSummary>> {
+        self.authorize(actor, Action::ReadMappings, ("incident", "*"))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let before = page
+            .cursor
+            .as_deref()
+            .map(parse_incident_cursor)
+            .transpose()?;
+        let limit = page.effective_limit();
+
+        // One extra row tells whether another page follows.
+        let mut rows = self
+            .store
+            .incidents_page(
+                &scope,
+                before.as_ref().map(|(at, id)| (at, id)),
+                i64::try_from(limit + 1).unwrap_or(i64::MAX),
+            )
+            .await?;
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last()
+                .map(|r| format!("{}|{}", ts(&r.updated_at), r.id))
+        } else {
+            None
+        };
+        let items = rows
+            .into_iter()
+            .map(|r| IncidentSummary {
+                id: r.id.to_string(),
+                title: r.title,
+                status: r.status,
+                severity: r.severity,
+                alert_count: u64::try_from(r.alert_count).unwrap_or(0),
+                updated_at: ts(&r.updated_at),
+                merged_into: r.merged_into.map(|m| m.to_string()),
+                stale: r.stale,
+            })
+            .collect();
+        Ok(Page { items, next_cursor })
+    }
+
     /// Merges incident `absorbed` into `survivor` (see the module
     /// documentation); both must belong to the org and be unmerged.
     pub async fn merge_incidents(
@@ -723,8 +794,8 @@ impl App {
         let scope = self.scope(actor, org).await?;
         let mut kept = self.open_incident(&scope, survivor).await?;
         let mut gone = self.open_incident(&scope, absorbed).await?;
-        let kept_alerts = self.store.incident_alerts(&scope, &kept.id).await?;
-        let gone_alerts = self.store.incident_alerts(&scope, &gone.id).await?;
+        let kept_alerts = self.store.incident_alert_ids(&scope, &kept.id).await?;
+        let gone_alerts = self.store.incident_alert_ids(&scope, &gone.id).await?;
         let merged = merge(
             &shell(&kept.id, &kept_alerts),
             &shell(&gone.id, &gone_alerts),
@@ -734,7 +805,6 @@ impl App {
             .iter()
             .map(|s| AlertId(s.subject.id.clone()))
             .collect();
-        let leaving: Vec<AlertId> = gone_alerts.iter().map(|a| a.alert_id.clone()).collect();
 
         let now = store::now();
         kept.updated_at = now;
@@ -742,14 +812,15 @@ impl App {
         gone.updated_at = now;
         gone.merged_into = Some(kept.id.clone());
         let mut tx = self.store.begin().await?;
-        tx.detach_alerts(&scope, &gone.id, &leaving, &actor.name, &now)
+        // Every live alert of the absorbed incident leaves it.
+        tx.detach_all_alerts(&scope, &gone.id, &actor.name, &now)
             .await?;
         tx.attach_alerts(&scope, &kept.id, &moving, &actor.name, &now)
             .await?;
         tx.update_incident(&scope, &gone).await?;
         tx.update_incident(&scope, &kept).await?;
         let details = json!({"absorbed": gone.id, "moved_alerts": moving.len(),
-            "shared_alerts": leaving.len() - moving.len()});
+            "shared_alerts": gone_alerts.len() - moving.len()});
         tx.append_audit(&self.org_event(
             actor,
             &scope,
@@ -777,7 +848,7 @@ impl App {
         let scope = self.scope(actor, org).await?;
         let mut original = self.open_incident(&scope, id).await?;
         let moved = self.resolve_alerts(&scope, alerts).await?;
-        let held = self.store.incident_alerts(&scope, &original.id).await?;
+        let held = self.store.incident_alert_ids(&scope, &original.id).await?;
         let new_id = IncidentId::generate();
         let moved_ids: Vec<String> = moved.iter().map(|a| a.to_string()).collect();
         let (_, created) = split(&shell(&original.id, &held), &moved_ids, new_id.as_str())
@@ -1117,9 +1188,7 @@ impl App {
         record: &IncidentRecord,
     ) -> Result<IncidentProfileView> {
         let started = std::time::Instant::now();
-        let alerts = self.store.incident_alerts(scope, &record.id).await?;
-        let alerts_read = started.elapsed();
-        let rows = self.store.incident_profile_rows(scope, &record.id).await?;
+        let (alerts, rows) = self.store.incident_profile_rows(scope, &record.id).await?;
         let rows_read = started.elapsed();
         let merged_from = self.store.incidents_merged_into(scope, &record.id).await?;
         let mut own = vec![record.id.clone()];
@@ -1131,6 +1200,7 @@ impl App {
             .active_dataset(Domain::Enterprise)
             .await?
             .map(|d| d.release);
+        let records_read = started.elapsed();
 
         // Entries computed under another release than the active one are
         // stale until their alerts are re-mapped.
@@ -1151,7 +1221,7 @@ impl App {
         }
 
         let thresholds = self.config.mapping.policy.thresholds;
-        let (sets, lineage) = canonical_sets(&alerts, rows, &thresholds)?;
+        let sets = canonical_sets(&alerts, rows, &thresholds)?;
         let subject = Subject::incident(record.id.as_str());
         let adjustments = adjustment_rows
             .iter()
@@ -1165,9 +1235,12 @@ impl App {
         let computed = profile(&incident, &thresholds);
         let computed_at = started.elapsed();
 
-        let uids: HashMap<&str, &str> = alerts
+        // The lineage of an entry on an alert is the candidates and
+        // overrides of that alert's canonical entry for the same pair.
+        let position: HashMap<&str, usize> = alerts
             .iter()
-            .map(|a| (a.alert_id.as_str(), a.source_uid.as_str()))
+            .enumerate()
+            .map(|(i, a)| (a.alert_id.as_str(), i))
             .collect();
         let profile = computed
             .entries
@@ -1179,14 +1252,20 @@ impl App {
                     .alerts
                     .iter()
                     .map(|alert| {
-                        let key = (technique.clone(), tactic.clone(), alert.clone());
-                        let (candidates, overrides) =
-                            lineage.get(&key).cloned().unwrap_or_default();
+                        let at = position.get(alert.as_str()).copied();
+                        let mapping = at.and_then(|i| {
+                            incident.alerts[i]
+                                .entries
+                                .iter()
+                                .find(|m| m.technique == e.technique && m.tactic == e.tactic)
+                        });
                         AlertLineage {
                             alert: alert.clone(),
-                            source_uid: uids.get(alert.as_str()).unwrap_or(&"").to_string(),
-                            candidates,
-                            overrides,
+                            source_uid: at
+                                .map(|i| alerts[i].source_uid.clone())
+                                .unwrap_or_default(),
+                            candidates: mapping.map(|m| m.candidates.clone()).unwrap_or_default(),
+                            overrides: mapping.map(|m| m.overrides.clone()).unwrap_or_default(),
                         }
                     })
                     .collect();
@@ -1210,8 +1289,8 @@ impl App {
         tracing::debug!(
             incident = %record.id,
             alerts = alerts.len(),
-            alerts_ms = alerts_read.as_secs_f64() * 1e3,
             rows_ms = rows_read.as_secs_f64() * 1e3,
+            records_ms = records_read.as_secs_f64() * 1e3,
             computed_ms = computed_at.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
             "incident profile computed"

@@ -24,6 +24,12 @@
 //!   [`App::merge_incidents`], [`App::split_incident`],
 //!   [`App::adjust_incident`], [`App::set_incident_status`],
 //!   [`App::set_incident_severity`], [`App::add_incident_evidence`];
+//! - notifications: [`App::notification_page`],
+//!   [`App::acknowledge_notification`];
+//! - the watch that `serve` runs: [`App::watch_audit_chain`],
+//!   [`App::watch_misuse`], [`App::run_watch`];
+//! - exports and KPIs: [`App::sign_export`], [`App::signed_export`],
+//!   [`App::export_file`], [`App::export_drilldown_csv`], [`App::kpis`];
 //! - operations: [`App::readiness`].
 
 pub mod access;
@@ -32,8 +38,10 @@ mod alerts;
 mod audit;
 mod datasets;
 mod error;
+mod exports;
 mod fetch;
 mod incidents;
+mod kpis;
 mod matrix;
 mod orgs;
 mod overrides;
@@ -42,6 +50,7 @@ mod remap;
 mod rules;
 mod suggestions;
 mod sync;
+mod watch;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -52,22 +61,34 @@ use taxonomy::{Domain, Release, Tactic, Technique};
 
 pub use access::{Action, Role};
 pub use alert_view::{
-    ALERT_MAPPING_SCHEMA_VERSION, AlertMappingView, AlertSummary, CandidateView,
-    CanonicalEntryView, CanonicalView, EvidenceView, HistoryView, LineageView, OverrideView,
-    alert_mapping_schema, check_schema,
+    ALERT_MAPPING_SCHEMA_VERSION, AlertFilter, AlertIngestOutcome, AlertIngestResult,
+    AlertListItem, AlertMappingView, AlertSummary, CandidateView, CanonicalEntryView,
+    CanonicalView, EvidenceView, HistoryView, LineageView, OverrideView, alert_mapping_schema,
+    check_schema,
 };
 pub use alerts::{IngestError, IngestReport, MappingConfig};
 pub use error::{ErrorKind, ServiceError, echo};
+pub use exports::{
+    DEFAULT_EXPORT_TTL, DOWNLOAD_PATH, ExportFile, ExportKey, ExportKind, ExportRequest,
+    ExportUrlError, MIN_EXPORT_KEY_BYTES, RedactionOptions, SignedExport, SignedParams,
+    download_url, signature, verify as verify_export_url,
+};
 pub use incidents::{
     ADJUSTMENT_REASONS, AdjustmentInput, AdjustmentView, AlertLineage,
     INCIDENT_PROFILE_SCHEMA_VERSION, INCIDENT_SEVERITIES, INCIDENT_STATUSES, IncidentAlertView,
-    IncidentEvidenceView, IncidentInput, IncidentProfileView, ProfileEntryView, SplitOutcome,
-    incident_profile_schema,
+    IncidentEvidenceView, IncidentInput, IncidentProfileView, IncidentSummary, ProfileEntryView,
+    SplitOutcome, incident_profile_schema,
+};
+pub use kpis::{
+    KPI_DEFINITIONS, Kpi, KpiDefinition, KpiDimension, KpiReport, KpiRequest, KpiSegment,
+    MatrixLatency, kpi_definition,
 };
 pub use matrix::{
     Drilldown, DrilldownAlert, DrilldownMapping, ExclusionInput, FilterInput, RebuildReport,
 };
-pub use overrides::{Notification, OverrideInput, OverrideOutcome, ReviewDecision, ReviewItem};
+pub use overrides::{
+    Notification, OverrideInput, OverrideOutcome, REVIEW_STATES, ReviewDecision, ReviewItem,
+};
 pub use rules::{
     RuleChange, RuleView, SigmaImportOutcome, SigmaImportSummary, SimulatedAlert, Simulation,
 };
@@ -76,11 +97,15 @@ pub use store::{
     ReferenceMigration, TokenId,
 };
 pub use suggestions::{
-    ActiveSuggester, MAX_SUGGESTIONS, ProviderReport, SuggestEvaluation, SuggestionList,
-    ai_candidates, alert_input,
+    ActiveSuggester, MAX_SUGGESTIONS, ProviderReport, SubjectSuggestions, SuggestEvaluation,
+    SuggestionList, ai_candidates, alert_input, incident_input,
 };
 pub use taxonomy::lifecycle::DatasetState;
 pub use views::{MatrixFilter, MatrixView, Redaction};
+pub use watch::{
+    AUDIT_CHAIN_BROKEN, MisuseKind, MisuseSignal, NotificationView, SignalRule, WATCH_ACTOR,
+    WatchConfig, WatchSnapshot, WatchStats,
+};
 
 /// Result of a use case.
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
@@ -100,6 +125,9 @@ pub struct AppConfig {
     /// How long to wait for the database's first connection before
     /// reporting it unreachable.
     pub connect_timeout: std::time::Duration,
+    /// What `serve` checks on its own (audit chain, misuse signals) and how
+    /// often.
+    pub watch: WatchConfig,
 }
 
 impl AppConfig {
@@ -112,6 +140,7 @@ impl AppConfig {
             max_bundle_bytes: 256 * 1024 * 1024,
             mapping: MappingConfig::default(),
             connect_timeout: store::DEFAULT_CONNECT_TIMEOUT,
+            watch: WatchConfig::default(),
         }
     }
 }
@@ -502,6 +531,8 @@ pub struct App {
     mapping_cache: Arc<alerts::RuleCache>,
     /// Built suggesters per dataset and the optional external provider.
     suggesters: Arc<suggestions::SuggestState>,
+    /// The watch's counters, read by `/metrics`.
+    watch: WatchStats,
 }
 
 impl fmt::Debug for App {
@@ -524,6 +555,7 @@ impl App {
             releases: Arc::default(),
             mapping_cache: Arc::default(),
             suggesters: Arc::default(),
+            watch: WatchStats::default(),
         })
     }
 

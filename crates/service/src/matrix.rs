@@ -214,7 +214,7 @@ impl FilterInput {
 
 /// The connector a rollup counts an alert under: the connector it came
 /// through, else the product that raised it.
-fn connector_of(connector: Option<&str>, product: Option<&str>) -> String {
+pub(crate) fn connector_of(connector: Option<&str>, product: Option<&str>) -> String {
     connector
         .or(product)
         .map(str::trim)
@@ -320,15 +320,9 @@ pub(crate) fn rollup_deltas(
         .collect()
 }
 
-/// The rollup changes of newly stored alerts and their first canonical
-/// sets (matched by alert id).
-pub(crate) fn ingest_deltas(alerts: &[AlertRecord], sets: &[CanonicalRecord]) -> Vec<RollupRecord> {
-    let by_id: std::collections::HashMap<&str, &AlertRecord> =
-        alerts.iter().map(|a| (a.id.as_str(), a)).collect();
-    sets.iter()
-        .filter_map(|s| Some((by_id.get(s.set.alert_id.as_str())?, &s.entries)))
-        .flat_map(|(alert, entries)| rollup_deltas(alert, entries, 1))
-        .collect()
+/// The rollup changes of a newly stored alert and its first canonical set.
+pub(crate) fn ingest_deltas(alert: &AlertRecord, set: &CanonicalRecord) -> Vec<RollupRecord> {
+    rollup_deltas(alert, &set.entries, 1)
 }
 
 /// The rollup changes of an alert whose canonical set goes from `old` to
@@ -365,7 +359,7 @@ fn corrupt(column: &str, value: &str) -> ServiceError {
     })
 }
 
-fn rollup_row(r: RollupRecord) -> Result<RollupRow> {
+pub(crate) fn rollup_row(r: RollupRecord) -> Result<RollupRow> {
     let source = Source::from_str(&r.source).map_err(|_| corrupt("source", &r.source))?;
     let severity = parse_severity(&r.severity).ok_or_else(|| corrupt("severity", &r.severity))?;
     let band = parse_band(&r.band).ok_or_else(|| corrupt("band", &r.band))?;
@@ -420,7 +414,7 @@ fn technique_totals(
     totals.into_values().collect()
 }
 
-fn window(e: &ExclusionRecord) -> ExclusionWindow {
+pub(crate) fn window(e: &ExclusionRecord) -> ExclusionWindow {
     ExclusionWindow {
         connector: e.connector.clone(),
         from: e.from,

@@ -76,6 +76,9 @@ pub struct ReviewItem {
     pub time_to_validate_ms: Option<i64>,
 }
 
+/// The states of a review item.
+pub const REVIEW_STATES: &[&str] = &["open", "accepted", "rejected", "corrected"];
+
 /// A review decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -258,6 +261,25 @@ impl App {
                 if decided { ", already decided" } else { "" }
             )));
         }
+        if proposal
+            .actor
+            .trim()
+            .eq_ignore_ascii_case(actor.name.trim())
+        {
+            let details = json!({"role": actor.role.as_str(), "code": "four_eyes"});
+            self.audit_outcome(
+                actor,
+                Action::OverrideApprove.as_str(),
+                ("override", id),
+                Outcome::Denied,
+                details,
+            )
+            .await?;
+            return Err(ServiceError::SelfApproval {
+                id: id.to_string(),
+                actor: actor.name.clone(),
+            });
+        }
         let record = self
             .existing_alert(&scope, proposal.alert_id.as_str())
             .await?;
@@ -422,6 +444,52 @@ impl App {
             .iter()
             .map(review_item)
             .collect())
+    }
+
+    /// One page of the org's review items in a state (`None`: every
+    /// state), oldest first: what the API lists.
+    pub async fn review_page(
+        &self,
+        actor: &Actor,
+        org: &str,
+        state: Option<&str>,
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<ReviewItem>> {
+        self.authorize(actor, Action::ReadMappings, ("review", org))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let state = match state.map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) if REVIEW_STATES.contains(&s) => Some(s),
+            Some(other) => {
+                return Err(ServiceError::InvalidInput {
+                    field: "state".into(),
+                    message: format!(
+                        "`{}` is not one of {}",
+                        crate::echo(other),
+                        REVIEW_STATES.join(", ")
+                    ),
+                });
+            }
+        };
+        let limit = page.effective_limit();
+
+        // One row more than the page tells whether another page follows.
+        let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        let mut rows = self
+            .store
+            .reviews_after(&scope, state, page.cursor.as_deref(), fetch)
+            .await?;
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Ok(crate::Page {
+            items: rows.iter().map(review_item).collect(),
+            next_cursor,
+        })
     }
 
     /// Accepts or rejects an open review item; the time to validate is

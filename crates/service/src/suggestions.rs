@@ -26,6 +26,7 @@ use suggest::{
 use taxonomy::{Domain, Release, TechniqueId};
 use tokio::sync::OnceCell;
 
+use crate::alerts::decode_stored;
 use crate::{Action, Actor, App, DatasetId, DatasetRef, Result, ServiceError};
 
 /// Most suggestions one request may ask for.
@@ -102,6 +103,26 @@ impl From<&ProviderOutcome> for ProviderReport {
             dropped: o.dropped.clone(),
         }
     }
+}
+
+/// Suggestions for a stored alert or incident: what was read and the
+/// ranked list. Nothing is stored; the alert's or incident's canonical
+/// mapping does not change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubjectSuggestions {
+    /// `alert` or `incident`.
+    pub subject: String,
+    /// The product's id of the alert or incident.
+    pub id: String,
+    /// Alerts whose text was read (1 for an alert).
+    pub alerts_read: usize,
+    /// Live alerts of the incident left unread because the input was full
+    /// (0 for an alert).
+    pub alerts_unread: usize,
+    /// Evidence references of the incident read (0 for an alert).
+    pub evidence_read: usize,
+    /// The ranked suggestions and the model that made them.
+    pub list: SuggestionList,
 }
 
 /// The evaluation of a domain's active dataset.
@@ -264,6 +285,109 @@ impl App {
         ))
     }
 
+    /// Ranked suggestions for a stored alert (by the product's id or its
+    /// source uid) of the org, from the text and fields the mapping engine
+    /// gives the suggester at ingestion (see [`alert_input`]). Another
+    /// org's alert is `not_found`, as a missing one.
+    pub async fn suggest_for_stored_alert(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        limit: Option<usize>,
+    ) -> Result<SubjectSuggestions> {
+        self.authorize(actor, Action::Suggest, ("alert", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let alert = self
+            .store
+            .alert(&scope, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "alert",
+                id: id.to_string(),
+            })?;
+        let (input, _) = alert_input(&decode_stored(&alert)?);
+
+        let list = self
+            .suggest_text(actor, Domain::Enterprise, &input, limit)
+            .await?;
+        Ok(SubjectSuggestions {
+            subject: "alert".into(),
+            id: alert.id.to_string(),
+            alerts_read: 1,
+            alerts_unread: 0,
+            evidence_read: 0,
+            list,
+        })
+    }
+
+    /// Ranked suggestions for a stored incident of the org, from its title,
+    /// the text and fields of its live alerts (see [`incident_input`]) and
+    /// its evidence references. Alerts are read in id order until the
+    /// suggester's input bound is reached; the answer says how many were
+    /// left unread. Another org's incident is `not_found`.
+    pub async fn suggest_for_incident(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        limit: Option<usize>,
+    ) -> Result<SubjectSuggestions> {
+        self.authorize(actor, Action::Suggest, ("incident", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        let record =
+            self.store
+                .incident(&scope, id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound {
+                    kind: "incident",
+                    id: id.to_string(),
+                })?;
+        let attached = self.store.incident_alerts(&scope, &record.id).await?;
+        let evidence: Vec<String> = self
+            .store
+            .incident_evidence(&scope, &record.id)
+            .await?
+            .into_iter()
+            .map(|e| e.reference)
+            .collect();
+
+        let mut inputs = Vec::new();
+        let mut read_bytes = record.title.len() + evidence.iter().map(String::len).sum::<usize>();
+        for attachment in &attached {
+            // The suggester reads only the first MAX_INPUT_BYTES of an
+            // input: alerts past that would cost a read and count nothing.
+            if read_bytes >= suggest::text::MAX_INPUT_BYTES {
+                break;
+            }
+            let Some(alert) = self
+                .store
+                .alert(&scope, attachment.alert_id.as_str())
+                .await?
+            else {
+                continue;
+            };
+            let (input, _) = alert_input(&decode_stored(&alert)?);
+            read_bytes += input.fields().iter().map(|(_, v)| v.len()).sum::<usize>();
+            inputs.push(input);
+        }
+        let input = incident_input(&record.title, &inputs, &evidence);
+
+        let list = self
+            .suggest_text(actor, Domain::Enterprise, &input, limit)
+            .await?;
+        Ok(SubjectSuggestions {
+            subject: "incident".into(),
+            id: record.id.to_string(),
+            alerts_read: inputs.len(),
+            alerts_unread: attached.len() - inputs.len(),
+            evidence_read: evidence.len(),
+            list,
+        })
+    }
+
     /// Evaluates the suggester method on the active dataset of `domain`
     /// with the issue-5 split (trains without the held-out examples; takes a
     /// few seconds).
@@ -403,6 +527,71 @@ pub fn alert_input(alert: &NormalizedAlert) -> (SuggestInput, HashMap<&'static s
     (input, paths)
 }
 
+/// The suggester input of an incident: its title and its alerts' titles,
+/// then the distinct values of each field over its alerts' inputs (first
+/// seen first, one per line), and its evidence references as analyst notes.
+/// An event ID goes into the event field only when every alert that has one
+/// agrees: the field expands one well-known ID into words, and a list of
+/// IDs is none, so differing IDs are read as text instead.
+pub fn incident_input(title: &str, alerts: &[SuggestInput], evidence: &[String]) -> SuggestInput {
+    let titles =
+        distinct(std::iter::once(title).chain(alerts.iter().filter_map(|a| a.title.as_deref())));
+    let event_ids = distinct(alerts.iter().filter_map(|a| a.event_id.as_deref()));
+    let (event_id, event_words) = match event_ids.as_slice() {
+        [one] => (Some(one.to_string()), Vec::new()),
+        many => (
+            None,
+            many.iter()
+                .map(|id| format!("event {id}"))
+                .collect::<Vec<_>>(),
+        ),
+    };
+    let mut text = distinct(alerts.iter().map(|a| a.text.as_str()));
+    text.extend(event_words.iter().map(String::as_str));
+    let notes = distinct(
+        alerts
+            .iter()
+            .filter_map(|a| a.analyst_notes.as_deref())
+            .chain(evidence.iter().map(String::as_str)),
+    );
+
+    SuggestInput {
+        text: text.join("\n"),
+        title: lines(titles),
+        description: field(alerts, |a| a.description.as_deref()),
+        command_line: field(alerts, |a| a.command_line.as_deref()),
+        process_name: field(alerts, |a| a.process_name.as_deref()),
+        parent_process: field(alerts, |a| a.parent_process.as_deref()),
+        event_id,
+        registry_path: field(alerts, |a| a.registry_path.as_deref()),
+        analyst_notes: lines(notes),
+    }
+}
+
+/// The non-blank values, trimmed, each once, in first-seen order.
+fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for value in values.map(str::trim).filter(|v| !v.is_empty()) {
+        if !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    out
+}
+
+/// Values one per line, or `None` when there is none.
+fn lines(values: Vec<&str>) -> Option<String> {
+    Some(values.join("\n")).filter(|v| !v.is_empty())
+}
+
+/// One field over many inputs: its distinct values, one per line.
+fn field<'a>(
+    inputs: &'a [SuggestInput],
+    get: impl Fn(&'a SuggestInput) -> Option<&'a str>,
+) -> Option<String> {
+    lines(distinct(inputs.iter().filter_map(get)))
+}
+
 /// `ai` mapping candidates for an alert: the suggester's ranked
 /// suggestions as drafts with source `ai`, the model version, the evidence
 /// (alert field, its value, the terms and ATT&CK text they matched) and an
@@ -520,4 +709,62 @@ fn explanation(s: &Suggestion) -> String {
         text.push_str(&format!("; capped at {:.2}: {reason}", s.confidence));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(title: &str, command_line: &str, event_id: Option<&str>) -> SuggestInput {
+        SuggestInput {
+            title: Some(title.into()),
+            command_line: Some(command_line.into()),
+            event_id: event_id.map(str::to_string),
+            ..SuggestInput::default()
+        }
+    }
+
+    #[test]
+    fn incident_input_keeps_each_value_once_in_first_seen_order() {
+        let alerts = [
+            alert(
+                "Shadow copies deleted",
+                "vssadmin delete shadows /all",
+                Some("1"),
+            ),
+            alert("Shadow copies deleted", "wmic shadowcopy delete", Some("1")),
+            alert(
+                "Shadow copies deleted",
+                "vssadmin delete shadows /all",
+                None,
+            ),
+        ];
+        let input = incident_input("Ransomware on host-02", &alerts, &["TICKET-7".into()]);
+
+        assert_eq!(
+            input.title.as_deref(),
+            Some("Ransomware on host-02\nShadow copies deleted")
+        );
+        assert_eq!(
+            input.command_line.as_deref(),
+            Some("vssadmin delete shadows /all\nwmic shadowcopy delete")
+        );
+        assert_eq!(input.event_id.as_deref(), Some("1"));
+        assert_eq!(input.analyst_notes.as_deref(), Some("TICKET-7"));
+        assert_eq!(input.text, "");
+        assert_eq!(input.description, None);
+    }
+
+    #[test]
+    fn differing_event_ids_are_read_as_text() {
+        let alerts = [
+            alert("Task created", "schtasks /create", Some("4698")),
+            alert("Process created", "cmd.exe /c whoami", Some("1")),
+        ];
+        let input = incident_input("Persistence", &alerts, &[]);
+
+        assert_eq!(input.event_id, None);
+        assert_eq!(input.text, "event 4698\nevent 1");
+        assert_eq!(input.analyst_notes, None);
+    }
 }

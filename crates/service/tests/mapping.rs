@@ -476,6 +476,18 @@ async fn overrides_and_review(
         .await
         .unwrap();
     assert!(!proposal.applied);
+    // The proposer cannot decide their own proposal, even holding a lead's
+    // role (four eyes); the refusal changes nothing.
+    let same_person = Actor {
+        role: Role::Lead,
+        ..analyst.clone()
+    };
+    let self_approval = app
+        .decide_override(&same_person, "acme", &proposal.r#override.id, true)
+        .await
+        .unwrap_err();
+    assert_eq!(self_approval.code(), "four_eyes", "{label}");
+    assert_eq!(self_approval.kind(), ErrorKind::Forbidden, "{label}");
     let same = app.alert_mapping(lead, "acme", uid).await.unwrap();
     assert_eq!(same.canonical.version, before.canonical.version, "{label}");
     let approved = app
@@ -603,6 +615,25 @@ async fn vendor_declared_techniques_and_changed_alerts() {
         assert_eq!(
             after.alert.id, view.alert.id,
             "{label}: same alert, not a new one"
+        );
+
+        // Regression: a second update numbers its mapping after the stored
+        // version (it once restarted from the first and collided).
+        let third = app
+            .ingest_alert_values(&engineer, "acme", vec![ocsf(4, "T1003.001")])
+            .await
+            .unwrap();
+        assert_eq!(third.updated, 1, "{label}");
+        let after = app
+            .alert_mapping(&engineer, "acme", "vendor-1")
+            .await
+            .unwrap();
+        assert_eq!(after.canonical.version, 3, "{label}");
+        assert_eq!(after.history.len(), 3, "{label}");
+        assert_eq!(after.alert.severity, "high", "{label}");
+        assert_eq!(
+            techniques(&after),
+            BTreeSet::from(["T1003.001".to_string()])
         );
 
         // A newly activated release re-maps stored alerts under it.

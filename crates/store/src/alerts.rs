@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
-use crate::batch::{Val, in_list, insert_rows};
+use crate::batch::{Val, in_list, insert_rows, placeholders};
 use crate::{Backend, Context, OrgScope, Store, StoreError, Tx, parse_ts, ts};
 
 crate::records::id_type!(
@@ -668,16 +668,25 @@ impl Store {
         let mut found = HashMap::new();
         let mut conn = self.conn().await?;
         for chunk in source_uids.chunks(500) {
+            // A join on a VALUES list rather than `source_uid IN (...)`:
+            // PostgreSQL plans a long IN list on a freshly filled table
+            // (no statistics yet) as a scan of every alert of the org, so
+            // each batch took longer than the last. Each VALUES row is one
+            // lookup in the (org_id, source_uid) key whatever the
+            // statistics say. The org goes last so that SQLite's anonymous
+            // `?` bind in the same order as PostgreSQL's numbers.
             let sql = format!(
-                "SELECT id, source_uid, content_sha256 FROM alerts \
-                 WHERE org_id = {} AND source_uid IN ({})",
-                p(self.backend, 1),
-                in_list(self.backend, 1, chunk.len())
+                "WITH wanted (uid) AS (VALUES {}) \
+                 SELECT a.id, a.source_uid, a.content_sha256 FROM wanted \
+                 JOIN alerts a ON a.org_id = {} AND a.source_uid = wanted.uid",
+                placeholders(self.backend, 1, chunk.len()),
+                p(self.backend, chunk.len() + 1)
             );
-            let mut query = sqlx::query(&sql).bind(scope.org().as_str());
+            let mut query = sqlx::query(&sql);
             for uid in chunk {
                 query = query.bind(uid.as_str());
             }
+            query = query.bind(scope.org().as_str());
             let rows = query
                 .fetch_all(&mut *conn)
                 .await
@@ -832,4 +841,120 @@ impl Store {
             .context(|| format!("reading canonical history of alert {alert}"))?;
         rows.iter().map(set_from_row).collect()
     }
+
+    /// A page of the org's alerts, newest first, strictly before the alert
+    /// `before` (the previous page's last id). Ids are time-ordered UUID v7,
+    /// so id order is ingestion order and the primary key serves the page.
+    pub async fn alerts_listing(
+        &self,
+        scope: &OrgScope,
+        filter: &AlertListFilter,
+        before: Option<&AlertId>,
+        limit: i64,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let columns: Vec<String> = ALERT_COLUMNS.iter().map(|c| format!("a.{c}")).collect();
+        let mut binds: Vec<&str> = vec![scope.org().as_str()];
+        let mut sql = format!(
+            "SELECT {} FROM alerts a WHERE a.org_id = {}",
+            columns.join(", "),
+            p(self.backend, 1)
+        );
+        // Each condition binds the value pushed just before it.
+        let backend = self.backend;
+        let condition =
+            |binds: &[&str], column: &str| format!(" AND {column} = {}", p(backend, binds.len()));
+        if let Some(before) = before {
+            binds.push(before.as_str());
+            sql.push_str(&format!(" AND a.id < {}", p(self.backend, binds.len())));
+        }
+        if let Some(state) = filter.mapping_state.as_deref() {
+            binds.push(state);
+            sql.push_str(&condition(&binds, "a.mapping_state"));
+        }
+        // Entry filters apply to one entry of the current canonical version
+        // together: "technique T1059 decided by a rule", not T1059 from one
+        // entry and `rule` from another.
+        let entry_filters = [
+            ("m.technique", filter.technique.as_deref()),
+            ("m.source", filter.source.as_deref()),
+            ("m.band", filter.band.as_deref()),
+        ];
+        if entry_filters.iter().any(|(_, v)| v.is_some()) {
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM canonical_mappings m WHERE m.org_id = a.org_id \
+                 AND m.alert_id = a.id AND m.version = a.canonical_version",
+            );
+            for (column, value) in entry_filters {
+                if let Some(value) = value {
+                    binds.push(value);
+                    sql.push_str(&condition(&binds, column));
+                }
+            }
+            sql.push(')');
+        }
+        sql.push_str(&format!(
+            " ORDER BY a.id DESC LIMIT {}",
+            p(self.backend, binds.len() + 1)
+        ));
+
+        let mut query = sqlx::query(&sql);
+        for value in &binds {
+            query = query.bind(*value);
+        }
+        let rows = query
+            .bind(limit)
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .context(|| format!("listing alerts of org {}", scope.org()))?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    /// The entries of the current canonical version of each alert in
+    /// `alerts`, by alert (alerts without entries are left out).
+    pub async fn current_entries(
+        &self,
+        scope: &OrgScope,
+        alerts: &[AlertId],
+    ) -> Result<HashMap<AlertId, Vec<CanonicalEntryRecord>>, StoreError> {
+        let columns: Vec<String> = ENTRY_COLUMNS.iter().map(|c| format!("m.{c}")).collect();
+        let mut found: HashMap<AlertId, Vec<CanonicalEntryRecord>> = HashMap::new();
+        let mut conn = self.conn().await?;
+        for chunk in alerts.chunks(500) {
+            let sql = format!(
+                "SELECT {} FROM canonical_mappings m JOIN alerts a ON a.org_id = m.org_id \
+                 AND a.id = m.alert_id AND a.canonical_version = m.version \
+                 WHERE m.org_id = {} AND m.alert_id IN ({}) \
+                 ORDER BY m.alert_id, m.technique, m.tactic",
+                columns.join(", "),
+                p(self.backend, 1),
+                in_list(self.backend, 1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(scope.org().as_str());
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            let rows = query
+                .fetch_all(&mut *conn)
+                .await
+                .context(|| format!("reading current mappings of org {}", scope.org()))?;
+            for row in &rows {
+                let entry = entry_from_row(row)?;
+                found.entry(entry.alert_id.clone()).or_default().push(entry);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Filters of [`Store::alerts_listing`]; `None` leaves a filter out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertListFilter {
+    /// Technique ID of a current canonical entry (`T1059.001`).
+    pub technique: Option<String>,
+    /// Winning source of that entry: `manual`, `rule` or `ai`.
+    pub source: Option<String>,
+    /// Confidence band of that entry: `low`, `medium` or `high`.
+    pub band: Option<String>,
+    /// `mapped` or `unmapped`.
+    pub mapping_state: Option<String>,
 }

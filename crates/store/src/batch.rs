@@ -68,10 +68,11 @@ const MAX_PARAMS: usize = 16_000;
 /// Most rows in one statement, whatever their width.
 const MAX_ROWS: usize = 1_000;
 
-/// Placeholders for the parameters of one statement. SQLite gets anonymous
+/// Placeholders for the parameters of one statement: `rows` parenthesised
+/// groups of `columns` (a `VALUES` list). SQLite gets anonymous
 /// `?`: it resolves numbered `$N` parameters by a linear scan of the names
 /// seen so far, which makes parsing a wide statement quadratic.
-fn placeholders(backend: Backend, columns: usize, rows: usize) -> String {
+pub(crate) fn placeholders(backend: Backend, columns: usize, rows: usize) -> String {
     let mut out = String::with_capacity(rows * columns * 5);
     let mut n = 0;
     for r in 0..rows {

@@ -11,6 +11,8 @@ mod audit;
 mod batch;
 mod datasets;
 mod incidents;
+mod kpis;
+mod notifications;
 mod orgs;
 mod records;
 mod references;
@@ -29,14 +31,17 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 
 pub use alerts::{
-    AlertId, AlertRecord, CandidateRecord, CanonicalEntryRecord, CanonicalRecord,
+    AlertId, AlertListFilter, AlertRecord, CandidateRecord, CanonicalEntryRecord, CanonicalRecord,
     CanonicalSetRecord, MappingUpdate,
 };
 pub use audit::{GENESIS_HASH, canonical_hash};
 pub use datasets::DatasetDocument;
 pub use incidents::{
-    AdjustmentRecord, AttachedAlert, EvidenceRecord, IncidentId, IncidentRecord, ProfileRow,
+    AdjustmentRecord, AttachedAlert, EvidenceRecord, IncidentId, IncidentRecord,
+    IncidentSummaryRecord, ProfileRow,
 };
+pub use kpis::{KpiAiCandidateRow, KpiAlertRow, KpiMappingRow, KpiReviewRow, KpiWindow};
+pub use notifications::{ActorBurst, NotificationAudience, NotificationEntry};
 pub use records::*;
 pub use references::REFERENCE_MIGRATION;
 pub use review::{NotificationRecord, OverrideRecord, ReviewRecord};

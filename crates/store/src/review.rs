@@ -350,6 +350,33 @@ impl Store {
         rows.iter().map(review_from_row).collect()
     }
 
+    /// A page of the org's review items in a state (`None`: all), oldest
+    /// first, after the item `after` (the previous page's last id). Item ids
+    /// are time-ordered UUID v7, so id order is queueing order and a page
+    /// boundary stays put when items before it are resolved.
+    pub async fn reviews_after(
+        &self,
+        scope: &OrgScope,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM review_queue WHERE org_id = $1 AND ($2 IS NULL OR state = $2) \
+             AND id > $3 ORDER BY id LIMIT $4",
+            REVIEW_COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(state)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .context(|| format!("listing review items of org {}", scope.org()))?;
+        rows.iter().map(review_from_row).collect()
+    }
+
     /// One review item.
     pub async fn review(
         &self,

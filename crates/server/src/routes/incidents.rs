@@ -4,13 +4,22 @@
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use service::{AdjustmentInput, IncidentInput, IncidentProfileView, SplitOutcome};
+use service::{AdjustmentInput, IncidentInput, IncidentProfileView, IncidentSummary, SplitOutcome};
 
+use super::{page_envelope, page_request};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+
+/// `GET /api/v1/incidents` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
 
 /// `POST /api/v1/incidents/{id}/attach|detach|split` body.
 #[derive(Debug, Deserialize)]
@@ -59,6 +68,27 @@ pub(super) async fn create(
         .create_incident(&principal.actor(), &principal.org_name, input)
         .await?;
     Ok(Envelope::created(view))
+}
+
+/// `GET /api/v1/incidents`: the org's incidents, most recently updated
+/// first.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Envelope<Vec<IncidentSummary>>, ApiError> {
+    let page = page_request(query.cursor, query.limit.as_deref())?;
+
+    let incidents = state
+        .app
+        .list_incidents(&principal.actor(), &principal.org_name, &page)
+        .await?;
+
+    Ok(page_envelope(
+        incidents.items,
+        incidents.next_cursor,
+        page.effective_limit(),
+    ))
 }
 
 /// `GET /api/v1/incidents/{id}`

@@ -10,7 +10,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use service::{Drilldown, FilterInput, MatrixFilter, MatrixView, Redaction};
+use service::{
+    Drilldown, ExportKind, ExportRequest, FilterInput, MatrixFilter, MatrixView, RedactionOptions,
+};
 
 use super::{
     Param, ParamType, decode_cursor, encode_cursor, parse_bool, parse_domain, parse_limit,
@@ -83,11 +85,22 @@ pub(super) const DRILLDOWN: [Param; 4] = [
 ];
 
 /// Export parameters beside the filters.
-pub(super) const EXPORT: [Param; 5] = [
+pub(super) const EXPORT: [Param; 7] = [
     Param::query(
         "format",
-        ParamType::Enum(&["navigator", "csv"]),
-        "navigator (layer 4.5, default) or csv",
+        ParamType::Enum(&["navigator", "csv", "drilldown"]),
+        "navigator (layer 4.5, default), csv (the cells) or drilldown (the alerts behind one \
+         cell, with redaction)",
+    ),
+    Param::query(
+        "tactic",
+        ParamType::String,
+        "Drilldown: tactic ID or shortname of the cell",
+    ),
+    Param::query(
+        "technique",
+        ParamType::String,
+        "Drilldown: technique ID of the cell",
     ),
     Param::query(
         "full_matrix",
@@ -142,8 +155,8 @@ impl MatrixQuery {
         )
     }
 
-    fn filter(&self) -> Result<MatrixFilter, ApiError> {
-        let input = FilterInput {
+    fn filter_input(&self) -> FilterInput {
+        FilterInput {
             from: given(&self.from),
             to: given(&self.to),
             source: given(&self.source),
@@ -151,8 +164,11 @@ impl MatrixQuery {
             connector: given(&self.connector),
             platform: given(&self.platform),
             band: given(&self.band),
-        };
-        Ok(input.parse()?)
+        }
+    }
+
+    fn filter(&self) -> Result<MatrixFilter, ApiError> {
+        Ok(self.filter_input().parse()?)
     }
 }
 
@@ -204,55 +220,55 @@ pub(super) async fn drilldown(
 }
 
 /// `GET /api/v1/matrix/export`: the file itself, with a download name.
+/// The same use case serves signed download URLs, so both give the same
+/// file for the same request.
 pub(super) async fn export(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiQuery(query): ApiQuery<MatrixQuery>,
 ) -> Result<Response, ApiError> {
-    let (domain, filter) = (query.domain()?, query.filter()?);
+    let domain = query.domain()?;
     let format = given(&query.format).unwrap_or_else(|| "navigator".into());
-    let full_matrix = parse_bool("full_matrix", query.full_matrix.as_deref(), false)?;
-    let redaction = Redaction {
-        host: parse_bool("redact_host", query.redact_host.as_deref(), false)?,
-        user: parse_bool("redact_user", query.redact_user.as_deref(), false)?,
-        alert_id: parse_bool("redact_alert_id", query.redact_alert_id.as_deref(), false)?,
-        key: None,
-    };
-    let actor = principal.actor();
-    let org = principal.org_name.as_str();
-    let stem = format!("nexus-attack-{org}-{}", domain.as_str());
-
-    let (content_type, name, body) = match format.to_ascii_lowercase().as_str() {
-        "navigator" => {
-            let layer = state
-                .app
-                .export_navigator(&actor, org, domain, filter, full_matrix)
-                .await?;
-            let text = serde_json::to_string_pretty(&layer)
-                .map_err(|e| ApiError::from(service::ServiceError::Internal(e.to_string())))?;
-            ("application/json", format!("{stem}.json"), text)
-        }
-        "csv" => {
-            let csv = state
-                .app
-                .export_csv(&actor, org, domain, filter, &redaction)
-                .await?;
-            ("text/csv; charset=utf-8", format!("{stem}.csv"), csv)
-        }
+    let kind = match format.to_ascii_lowercase().as_str() {
+        "navigator" => ExportKind::Navigator,
+        "csv" => ExportKind::MatrixCsv,
+        "drilldown" => ExportKind::DrilldownCsv,
         other => {
             return Err(ApiError::invalid_field(
                 "format",
-                format!("format must be navigator or csv, got `{other}`"),
+                format!("format must be navigator, csv or drilldown, got `{other}`"),
             ));
         }
     };
-    let disposition = format!("attachment; filename=\"{}\"", name.replace('"', ""));
+    let request = ExportRequest {
+        kind,
+        domain,
+        filter: query.filter_input(),
+        full_matrix: parse_bool("full_matrix", query.full_matrix.as_deref(), false)?,
+        tactic: given(&query.tactic),
+        technique: given(&query.technique),
+        redaction: RedactionOptions {
+            host: parse_bool("redact_host", query.redact_host.as_deref(), false)?,
+            user: parse_bool("redact_user", query.redact_user.as_deref(), false)?,
+            alert_id: parse_bool("redact_alert_id", query.redact_alert_id.as_deref(), false)?,
+        },
+    };
+
+    let file = state
+        .app
+        .export_file(&principal.actor(), &principal.org_name, &request)
+        .await?;
+
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        file.file_name.replace('"', "")
+    );
     Ok((
         [
-            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_TYPE, file.content_type.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        body,
+        file.body,
     )
         .into_response())
 }

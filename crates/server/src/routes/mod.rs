@@ -6,11 +6,17 @@
 //! here, with its handler, so nothing can be served undocumented or
 //! untested.
 
+mod alerts;
 mod audit;
 mod datasets;
+mod exports;
 mod incidents;
+mod kpis;
 mod matrix;
+mod notifications;
 mod ops;
+mod review;
+mod rules;
 mod suggest;
 mod taxonomy;
 
@@ -65,6 +71,11 @@ pub enum Tenancy {
     /// Data owned by the caller's org (audit rows); another org's rows must
     /// look exactly like missing ones.
     Org,
+    /// No token: one org's data behind a signed, expiring URL (export
+    /// downloads). The signature binds the org, so the leakage suite checks
+    /// that a URL re-aimed at another org is refused, not that two tokens
+    /// see alike.
+    Signed,
 }
 
 impl Tenancy {
@@ -74,6 +85,7 @@ impl Tenancy {
             Tenancy::Public => "public",
             Tenancy::Shared => "shared",
             Tenancy::Org => "org",
+            Tenancy::Signed => "signed",
         }
     }
 }
@@ -165,6 +177,12 @@ pub enum Body {
     },
     /// An ATT&CK bundle, plain or gzipped, subject to the upload limit.
     Bundle,
+    /// Newline-delimited JSON documents, subject to the bulk limit.
+    Ndjson {
+        /// A valid example, shown in the document and sent by the generated
+        /// role and tenancy tests.
+        example: fn() -> String,
+    },
 }
 
 /// Everything known about one route except its handler.
@@ -210,7 +228,8 @@ impl RouteSpec {
         if self.auth {
             statuses.push(401);
         }
-        if self.action.is_some() {
+        // A signed route refuses an expired or altered URL with 403.
+        if self.action.is_some() || self.tenancy == Tenancy::Signed {
             statuses.push(403);
         }
         // Path ids may not exist; and every use case behind a permission
@@ -225,7 +244,7 @@ impl RouteSpec {
         if has_body {
             statuses.push(413);
         }
-        if matches!(self.body, Body::Json { .. }) {
+        if matches!(self.body, Body::Json { .. } | Body::Ndjson { .. }) {
             statuses.push(415);
         }
         if self.method == HttpMethod::Post {
@@ -298,6 +317,12 @@ impl Route {
         self
     }
 
+    fn signed(mut self) -> Self {
+        self.spec.auth = false;
+        self.spec.tenancy = Tenancy::Signed;
+        self
+    }
+
     fn action(mut self, action: Action) -> Self {
         self.spec.action = Some(action);
         self
@@ -362,6 +387,9 @@ const DOMAIN: Param = Param::path(
 );
 const DATASET_ID: Param = Param::path("id", "Dataset id");
 const INCIDENT_ID: Param = Param::path("id", "Incident id");
+const ALERT_ID: Param = Param::path("id", "Alert id, or the alert's own id in its source");
+const OVERRIDE_ID: Param = Param::path("id", "Override id");
+const REVIEW_ID: Param = Param::path("id", "Review item id");
 
 /// Every route of the API, in document order.
 pub fn routes() -> Vec<Route> {
@@ -524,7 +552,36 @@ pub fn routes() -> Vec<Route> {
                 schema: suggest::batch_schema,
                 example: suggest::batch_example,
             }),
+        Route::get("/api/v1/alerts/{id}/suggestions", suggest::alert)
+            .doc(
+                "suggestAlertTechniques",
+                "suggestions",
+                "Ranked technique suggestions for a stored alert (nothing is stored)",
+            )
+            .action(Action::Suggest)
+            .tenancy(Tenancy::Org)
+            .params(&[ALERT_ID])
+            .params(&suggest::SUBJECT_PARAMS),
+        Route::get("/api/v1/incidents/{id}/suggestions", suggest::incident)
+            .doc(
+                "suggestIncidentTechniques",
+                "suggestions",
+                "Ranked technique suggestions for a stored incident from its alerts and evidence",
+            )
+            .action(Action::Suggest)
+            .tenancy(Tenancy::Org)
+            .params(&[INCIDENT_ID])
+            .params(&suggest::SUBJECT_PARAMS),
         // Incidents and their ATT&CK profiles, in the caller's org.
+        Route::get("/api/v1/incidents", incidents::list)
+            .doc(
+                "listIncidents",
+                "incidents",
+                "The org's incidents (title, status, severity, alert count), most recently updated first",
+            )
+            .action(Action::ReadMappings)
+            .tenancy(Tenancy::Org)
+            .paginated(),
         Route::post("/api/v1/incidents", incidents::create)
             .doc(
                 "createIncident",
@@ -624,6 +681,191 @@ pub fn routes() -> Vec<Route> {
                 schema: incidents::evidence_schema,
                 example: incidents::evidence_example,
             }),
+        // Alerts, their mappings and overrides, in the caller's org.
+        Route::post("/api/v1/alerts", alerts::ingest)
+            .doc(
+                "ingestAlert",
+                "alerts",
+                "Ingest one alert (OCSF 2004, ECS or native) and answer its mapping \
+                 (200 when already stored)",
+            )
+            .action(Action::AlertIngest)
+            .tenancy(Tenancy::Org)
+            .body(Body::Json {
+                schema: alerts::alert_schema,
+                example: alerts::alert_example,
+            })
+            .created(),
+        Route::post("/api/v1/alerts/bulk", alerts::bulk)
+            .doc(
+                "ingestAlertsBulk",
+                "alerts",
+                "Ingest NDJSON alerts, one per line; good lines are stored even when others \
+                 are rejected, and the summary names each rejected line with its reason",
+            )
+            .action(Action::AlertIngest)
+            .tenancy(Tenancy::Org)
+            .body(Body::Ndjson {
+                example: alerts::bulk_example,
+            }),
+        Route::get("/api/v1/alerts", alerts::list)
+            .doc(
+                "listAlerts",
+                "alerts",
+                "Alerts of the org, newest first, with their current canonical mapping",
+            )
+            .action(Action::ReadMappings)
+            .tenancy(Tenancy::Org)
+            .params(&alerts::LIST_FILTERS)
+            .paginated(),
+        Route::get("/api/v1/alerts/{id}", alerts::show)
+            .doc(
+                "getAlert",
+                "alerts",
+                "One alert's mapping: every candidate with provenance, the canonical set and \
+                 why precedence chose it, overrides and history",
+            )
+            .action(Action::ReadMappings)
+            .tenancy(Tenancy::Org)
+            .params(&[ALERT_ID]),
+        Route::post("/api/v1/alerts/{id}/overrides", alerts::create_override)
+            .doc(
+                "createOverride",
+                "alerts",
+                "Override an alert's mapping (reason code required): applied for a lead, \
+                 proposed otherwise",
+            )
+            .action(Action::OverrideCreate)
+            .tenancy(Tenancy::Org)
+            .params(&[ALERT_ID])
+            .body(Body::Json {
+                schema: alerts::override_schema,
+                example: alerts::override_example,
+            })
+            .created(),
+        Route::post("/api/v1/overrides/{id}/decide", alerts::decide_override)
+            .doc(
+                "decideOverride",
+                "alerts",
+                "Approve or reject a proposed override",
+            )
+            .action(Action::OverrideApprove)
+            .tenancy(Tenancy::Org)
+            .params(&[OVERRIDE_ID])
+            .body(Body::Json {
+                schema: alerts::decide_schema,
+                example: alerts::decide_example,
+            }),
+        Route::post("/api/v1/remap", alerts::remap)
+            .doc(
+                "remapAlerts",
+                "alerts",
+                "Re-map every alert of the org under the active release and the org's rules",
+            )
+            .action(Action::RuleWrite)
+            .tenancy(Tenancy::Org),
+        // The review queue of the caller's org.
+        Route::get("/api/v1/review", review::list)
+            .doc(
+                "listReview",
+                "review",
+                "Review items of the org, oldest first",
+            )
+            .action(Action::ReadMappings)
+            .tenancy(Tenancy::Org)
+            .params(&review::LIST_FILTERS)
+            .paginated(),
+        Route::post("/api/v1/review/{id}/decide", review::decide)
+            .doc(
+                "decideReview",
+                "review",
+                "Accept or reject an open item's mapping",
+            )
+            .action(Action::ReviewWork)
+            .tenancy(Tenancy::Org)
+            .params(&[REVIEW_ID])
+            .body(Body::Json {
+                schema: review::decide_schema,
+                example: review::decide_example,
+            }),
+        Route::post("/api/v1/review/{id}/correct", review::correct)
+            .doc(
+                "correctReview",
+                "review",
+                "Correct an open item's mapping with an override and resolve it",
+            )
+            .action(Action::ReviewWork)
+            .tenancy(Tenancy::Org)
+            .params(&[REVIEW_ID])
+            .body(Body::Json {
+                schema: alerts::override_schema,
+                example: alerts::override_example,
+            }),
+        // Mapping rules and Sigma rule packs of the caller's org.
+        Route::get("/api/v1/rules", rules::list)
+            .doc(
+                "listRules",
+                "rules",
+                "Rule versions of the org, ordered by rule id then version",
+            )
+            .action(Action::ReadMappings)
+            .tenancy(Tenancy::Org)
+            .params(&rules::LIST_FILTERS)
+            .paginated(),
+        Route::post("/api/v1/rules", rules::save)
+            .doc(
+                "saveRule",
+                "rules",
+                "Create a mapping rule, or with update a new version; a rule that does not parse answers 422 and nothing changes",
+            )
+            .action(Action::RuleWrite)
+            .tenancy(Tenancy::Org)
+            .body(Body::Json {
+                schema: rules::rule_schema,
+                example: rules::rule_example,
+            })
+            .created(),
+        Route::post("/api/v1/rules/simulate", rules::simulate)
+            .doc(
+                "simulateRule",
+                "rules",
+                "The alerts whose canonical mapping a new or changed rule would change; changes nothing",
+            )
+            .action(Action::ReadMappings)
+            .tenancy(Tenancy::Org)
+            .body(Body::Json {
+                schema: rules::rule_schema,
+                example: rules::rule_example,
+            }),
+        Route::post("/api/v1/rules/sigma", rules::import_sigma)
+            .doc(
+                "importSigmaPack",
+                "rules",
+                "Import a .tar.gz of Sigma rules as mapping rules; answers imported, skipped with reasons and tags the active release does not accept",
+            )
+            .action(Action::RuleWrite)
+            .tenancy(Tenancy::Org)
+            .params(&rules::SIGMA_PARAMS)
+            .body(Body::Bundle)
+            .created(),
+        Route::get("/api/v1/rules/imports/{id}", rules::import_report)
+            .doc(
+                "getRulePackImport",
+                "rules",
+                "The stored report of a rule pack import",
+            )
+            .action(Action::ReadMappings)
+            .tenancy(Tenancy::Org)
+            .params(&[Param::path("id", "Rule pack import id")]),
+        Route::post("/api/v1/rules/{id}/rollback", rules::rollback)
+            .doc(
+                "rollbackRule",
+                "rules",
+                "Make the previous version of a rule active again",
+            )
+            .action(Action::RuleWrite)
+            .tenancy(Tenancy::Org)
+            .params(&[Param::path("id", "Rule id")]),
         // The ATT&CK matrix of the caller's org, from rollups.
         Route::get("/api/v1/matrix", matrix::matrix)
             .doc(
@@ -668,6 +910,42 @@ pub fn routes() -> Vec<Route> {
                 schema: matrix::import_schema,
                 example: matrix::import_example,
             }),
+        // Signed export URLs: signing needs the export permission, the
+        // download only the URL.
+        Route::post("/api/v1/exports", exports::sign)
+            .doc(
+                "signExport",
+                "exports",
+                "A short-lived signed download URL for a Navigator layer, matrix CSV or \
+                 drilldown CSV of the org (audited)",
+            )
+            .action(Action::MatrixExport)
+            .tenancy(Tenancy::Org)
+            .body(Body::Json {
+                schema: exports::sign_schema,
+                example: exports::sign_example,
+            }),
+        Route::get("/api/v1/exports/download", exports::download)
+            .doc(
+                "downloadExport",
+                "exports",
+                "The file a signed URL names; no token, refused with 403 when expired or altered \
+                 (audited)",
+            )
+            .signed()
+            .params(&exports::DOWNLOAD_PARAMS)
+            .produces("application/octet-stream"),
+        // KPIs of the org.
+        Route::get("/api/v1/kpis", kpis::kpis)
+            .doc(
+                "getKpis",
+                "kpis",
+                "Mapping KPIs of the org with numerator, denominator and definition, optionally \
+                 broken down by source, severity or connector",
+            )
+            .action(Action::ReadAudit)
+            .tenancy(Tenancy::Org)
+            .params(&kpis::PARAMS),
         // Audit.
         Route::get("/api/v1/audit", audit::list)
             .doc(
@@ -678,6 +956,26 @@ pub fn routes() -> Vec<Route> {
             .action(Action::ReadAudit)
             .tenancy(Tenancy::Org)
             .paginated(),
+        // Notifications for the caller's role (misuse signals, arbitration
+        // locks; a broken audit chain for platform admins).
+        Route::get("/api/v1/notifications", notifications::list)
+            .doc(
+                "listNotifications",
+                "notifications",
+                "Notifications for the caller's role, newest first (platform admins also see platform ones)",
+            )
+            .action(Action::ReadNotifications)
+            .tenancy(Tenancy::Org)
+            .paginated(),
+        Route::post("/api/v1/notifications/{id}/ack", notifications::acknowledge)
+            .doc(
+                "acknowledgeNotification",
+                "notifications",
+                "Mark a notification as read (audited)",
+            )
+            .action(Action::ReadNotifications)
+            .tenancy(Tenancy::Org)
+            .params(&[Param::path("id", "Notification id")]),
     ]
 }
 
@@ -823,8 +1121,8 @@ mod tests {
             assert_eq!(in_path, documented, "{}", route.path);
             assert_eq!(
                 route.auth,
-                route.tenancy != Tenancy::Public,
-                "{}: public routes need no token, others do",
+                !matches!(route.tenancy, Tenancy::Public | Tenancy::Signed),
+                "{}: public and signed routes need no token, others do",
                 route.path
             );
         }

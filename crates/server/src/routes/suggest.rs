@@ -3,22 +3,64 @@
 //!
 //! Suggestions are computed from shared reference data and the caller's own
 //! input; nothing is stored, so both orgs asking the same get the same.
+//! Suggestions for a stored alert or incident read it in the caller's org
+//! only: another org's answers exactly as a missing one.
 
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use service::{MAX_SUGGESTIONS, SuggestionList};
+use service::{MAX_SUGGESTIONS, SubjectSuggestions, SuggestionList};
 use suggest::{SuggestInput, Suggestion};
 
-use super::parse_domain;
+use super::{Param, ParamType, parse_domain};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// Most inputs in one batch request.
 pub const MAX_BATCH_INPUTS: usize = 100;
+
+/// Page size of the suggestion routes for stored alerts and incidents.
+pub(super) const SUBJECT_PARAMS: [Param; 1] = [Param::query(
+    "limit",
+    ParamType::Integer {
+        min: 1,
+        max: MAX_SUGGESTIONS as i64,
+    },
+    "Most suggestions (default 10)",
+)];
+
+/// `GET /api/v1/alerts/{id}/suggestions` and
+/// `GET /api/v1/incidents/{id}/suggestions` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SubjectQuery {
+    limit: Option<String>,
+}
+
+impl SubjectQuery {
+    fn limit(&self) -> Result<Option<usize>, ApiError> {
+        self.limit
+            .as_deref()
+            .map(|raw| {
+                raw.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_SUGGESTIONS).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid_field(
+                            "limit",
+                            format!(
+                                "limit must be an integer from 1 to {MAX_SUGGESTIONS}, got `{raw}`"
+                            ),
+                        )
+                    })
+            })
+            .transpose()
+    }
+}
 
 /// The input fields of a suggestion request.
 #[derive(Debug, Default, Deserialize)]
@@ -294,4 +336,55 @@ pub(super) async fn batch(
         Some(v) => envelope.with_meta("model_version", v),
         None => envelope,
     })
+}
+
+/// Suggestions for a stored subject: the ranked list as data, what was read
+/// beside the list's own facts in `meta`.
+fn subject_envelope(found: SubjectSuggestions) -> Envelope<Vec<Suggestion>> {
+    let envelope = list_meta(Envelope::ok(found.list.suggestions.clone()), &found.list)
+        .with_meta("subject", json!({ "kind": found.subject, "id": found.id }))
+        .with_meta("alerts_read", found.alerts_read);
+    if found.alerts_unread > 0 || found.evidence_read > 0 {
+        envelope
+            .with_meta("alerts_unread", found.alerts_unread)
+            .with_meta("evidence_read", found.evidence_read)
+    } else {
+        envelope
+    }
+}
+
+/// `GET /api/v1/alerts/{id}/suggestions`: the alert by the product's id or
+/// its source uid.
+pub(super) async fn alert(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<SubjectQuery>,
+) -> Result<Envelope<Vec<Suggestion>>, ApiError> {
+    let limit = query.limit()?;
+
+    let found = state
+        .app
+        .suggest_for_stored_alert(&principal.actor(), &principal.org_name, &id, limit)
+        .await?;
+
+    Ok(subject_envelope(found))
+}
+
+/// `GET /api/v1/incidents/{id}/suggestions`: from the incident's title, its
+/// live alerts and its evidence references.
+pub(super) async fn incident(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<SubjectQuery>,
+) -> Result<Envelope<Vec<Suggestion>>, ApiError> {
+    let limit = query.limit()?;
+
+    let found = state
+        .app
+        .suggest_for_incident(&principal.actor(), &principal.org_name, &id, limit)
+        .await?;
+
+    Ok(subject_envelope(found))
 }

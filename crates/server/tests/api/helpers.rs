@@ -367,6 +367,57 @@ pub fn concrete_path(template: &str) -> String {
 }
 
 impl TestApp {
+    /// Enterprise 18.1 loaded, validated, approved (four eyes) and
+    /// activated, `org` created, and the 2026-01-01 Sigma pack imported as
+    /// its mapping rules: what mapping the shared alerts needs.
+    pub async fn with_enterprise_and_sigma(&self, org: &str) {
+        let steward = |name: &str| Actor {
+            name: name.into(),
+            org: None,
+            role: Role::Steward,
+        };
+        let file = shared_dir().join("attack/enterprise-attack-18.1.json.gz");
+        let service = &self.app;
+        let dataset = service
+            .load_dataset(
+                &steward("alice"),
+                &file.display().to_string(),
+                &service::LoadOptions::default(),
+            )
+            .await
+            .expect("load enterprise 18.1");
+        service
+            .validate_dataset(&steward("alice"), &dataset.id)
+            .await
+            .expect("validate enterprise 18.1");
+        service
+            .approve_dataset(&steward("bob"), &dataset.id)
+            .await
+            .expect("approve enterprise 18.1");
+        service
+            .activate_dataset(&steward("bob"), &dataset.id)
+            .await
+            .expect("activate enterprise 18.1");
+
+        let created = service
+            .create_org(&Actor::operator("op"), org)
+            .await
+            .unwrap_or_else(|e| panic!("create org {org}: {e}"));
+        let engineer = Actor {
+            name: "eve".into(),
+            org: Some(created.id.clone()),
+            role: Role::Engineer,
+        };
+        service
+            .import_sigma(
+                &engineer,
+                org,
+                &shared_dir().join("sigma/sigma-rules-c5e6d0ecd.tar.gz"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("import the Sigma pack into {org}: {e}"));
+    }
+
     /// Follows `meta.next_cursor` from the first page of `path` (with or
     /// without a query) to the last, checking each page's size; answers
     /// every item in order.

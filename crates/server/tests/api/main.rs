@@ -4,13 +4,18 @@
 
 mod helpers;
 
+mod alerts;
 mod auth;
 mod envelope;
+mod exports;
+mod kpis;
 mod leakage;
 mod lifecycle;
 mod matrix;
 mod ops;
 mod roles;
+mod rules;
 mod serve;
 mod suggest;
 mod taxonomy;
+mod watch;

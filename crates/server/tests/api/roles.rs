@@ -19,6 +19,7 @@ pub fn sample_body(body: Body) -> Option<(&'static str, Vec<u8>)> {
             serde_json::to_vec(&example()).expect("example serializes"),
         )),
         Body::Bundle => Some(("application/json", tiny_bundle("1.0", false))),
+        Body::Ndjson { example } => Some(("application/x-ndjson", example().into_bytes())),
     }
 }
 

@@ -1,0 +1,124 @@
+//! The review queue of the caller's org: low-confidence, AI-only,
+//! evidence-less and conflicting mappings waiting for an analyst, who
+//! accepts, rejects or corrects each. Another org's item answers exactly as
+//! a missing one.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use service::{OverrideInput, OverrideOutcome, ReviewDecision, ReviewItem};
+
+use super::{Param, ParamType, page_envelope, page_request};
+use crate::AppState;
+use crate::auth::Authenticated;
+use crate::envelope::Envelope;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+
+/// Filter of `GET /api/v1/review`.
+pub(super) const LIST_FILTERS: [Param; 1] = [Param::query(
+    "state",
+    ParamType::Enum(service::REVIEW_STATES),
+    "Only items in this state (all states when absent)",
+)];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    state: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// `POST /api/v1/review/{id}/decide` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DecideBody {
+    decision: ReviewDecision,
+    notes: Option<String>,
+}
+
+/// What `POST /api/v1/review/{id}/correct` answers.
+#[derive(Debug, Serialize)]
+pub(super) struct Correction {
+    /// The item, now `corrected`.
+    review: ReviewItem,
+    /// The override that corrected the mapping.
+    r#override: OverrideOutcome,
+}
+
+/// `GET /api/v1/review`: oldest first, so the queue is worked in order.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Envelope<Vec<ReviewItem>>, ApiError> {
+    let page = page_request(query.cursor, query.limit.as_deref())?;
+
+    let items = state
+        .app
+        .review_page(
+            &principal.actor(),
+            &principal.org_name,
+            query.state.as_deref(),
+            &page,
+        )
+        .await?;
+
+    Ok(page_envelope(
+        items.items,
+        items.next_cursor,
+        page.effective_limit(),
+    ))
+}
+
+/// `POST /api/v1/review/{id}/decide`: accept or reject the mapping as it is.
+pub(super) async fn decide(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<DecideBody>,
+) -> Result<Envelope<ReviewItem>, ApiError> {
+    let item = state
+        .app
+        .review_decide(
+            &principal.actor(),
+            &principal.org_name,
+            &id,
+            body.decision,
+            body.notes.as_deref(),
+        )
+        .await?;
+    Ok(Envelope::ok(item))
+}
+
+/// `POST /api/v1/review/{id}/correct`: correct the mapping with an override
+/// (reason code required) and resolve the item.
+pub(super) async fn correct(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(input): ApiJson<OverrideInput>,
+) -> Result<Envelope<Correction>, ApiError> {
+    let (review, r#override) = state
+        .app
+        .review_correct(&principal.actor(), &principal.org_name, &id, input)
+        .await?;
+    Ok(Envelope::ok(Correction { review, r#override }))
+}
+
+/// JSON Schema of the decision body.
+pub(super) fn decide_schema() -> Value {
+    json!({
+        "type": "object", "required": ["decision"], "additionalProperties": false,
+        "properties": {
+            "decision": {"type": "string", "enum": ["accept", "reject"]},
+            "notes": {"type": "string"}
+        }
+    })
+}
+
+/// A valid decision body.
+pub(super) fn decide_example() -> Value {
+    json!({"decision": "accept", "notes": "the rule's evidence matches the process tree"})
+}
