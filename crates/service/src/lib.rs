@@ -47,6 +47,7 @@ mod orgs;
 mod overrides;
 mod reads;
 mod remap;
+mod rollup_cache;
 mod rules;
 mod suggestions;
 mod sync;
@@ -84,7 +85,8 @@ pub use kpis::{
     MatrixLatency, kpi_definition,
 };
 pub use matrix::{
-    Drilldown, DrilldownAlert, DrilldownMapping, ExclusionInput, FilterInput, RebuildReport,
+    Drilldown, DrilldownAlert, DrilldownIncident, DrilldownMapping, DrilldownReview,
+    ExclusionInput, FilterInput, RebuildReport,
 };
 pub use overrides::{
     Notification, OverrideInput, OverrideOutcome, REVIEW_STATES, ReviewDecision, ReviewItem,
@@ -529,6 +531,8 @@ pub struct App {
     releases: Arc<RwLock<HashMap<DatasetId, Arc<Release>>>>,
     /// Compiled mapping rules per org.
     mapping_cache: Arc<alerts::RuleCache>,
+    /// Decoded matrix rollups of recent reads.
+    rollup_cache: Arc<rollup_cache::RollupCache>,
     /// Built suggesters per dataset and the optional external provider.
     suggesters: Arc<suggestions::SuggestState>,
     /// The watch's counters, read by `/metrics`.
@@ -554,6 +558,7 @@ impl App {
             config: Arc::new(config),
             releases: Arc::default(),
             mapping_cache: Arc::default(),
+            rollup_cache: Arc::default(),
             suggesters: Arc::default(),
             watch: WatchStats::default(),
         })

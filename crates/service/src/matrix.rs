@@ -24,6 +24,7 @@ use views::{
     Provenance, Redaction, RollupRow, ScoreBy, TechniqueTotal,
 };
 
+use crate::rollup_cache::CachedRollups;
 use crate::{Action, Actor, App, Result, ServiceError};
 
 /// What a rollup rebuild did.
@@ -90,15 +91,49 @@ pub struct DrilldownAlert {
     pub user: Option<String>,
     /// Its mappings that count in the cell.
     pub mappings: Vec<DrilldownMapping>,
+    /// Ids of the incidents holding it now.
+    pub incidents: Vec<String>,
+    /// Its open review items, oldest first: what an analyst may accept or
+    /// reject.
+    pub open_reviews: Vec<DrilldownReview>,
 }
 
-/// A page of the alerts behind a cell.
+/// An open review item of an alert behind a cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrilldownReview {
+    /// Review item id (for `POST /api/v1/review/{id}/decide`).
+    pub id: String,
+    /// Why it was queued (`low_confidence`, `ai_only`, ...).
+    pub reason: String,
+    /// When it was queued.
+    pub opened_at: DateTime<Utc>,
+}
+
+/// An incident holding alerts of a drilldown page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrilldownIncident {
+    /// Incident id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// `open`, `contained`, `resolved`, `closed` or `reopened`.
+    pub status: String,
+    /// Severity word.
+    pub severity: String,
+    /// How many of this page's alerts it holds; summed over every page,
+    /// how many of the cell's alerts.
+    pub alerts_held: usize,
+}
+
+/// A page of the alerts behind a cell, with the incidents holding them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drilldown {
     /// Tactic asked for.
     pub tactic: String,
     /// Technique asked for.
     pub technique: String,
+    /// The incidents holding alerts of this page, by id.
+    pub incidents: Vec<DrilldownIncident>,
     /// The alerts of this page.
     pub alerts: Vec<DrilldownAlert>,
     /// Cursor of the next page; `None` on the last one.
@@ -467,19 +502,41 @@ impl App {
         let anomaly = AnomalyWindow::daily(filter.to.unwrap_or_else(tomorrow));
         let baseline_start = anomaly.end - Duration::days(i64::from(anomaly.baseline_periods) + 1);
         let read_from = filter.from.map(|f| f.min(baseline_start));
-        let records = self.store.rollups(scope, read_from, filter.to).await?;
+        let rollups = self.rollups(scope, read_from, filter.to).await?;
+        let (rows, alerts) = (&rollups.rows, &rollups.alerts);
+
+        let formula = IntensityFormula::default();
+        let mut view = views::matrix(&release, rows.iter(), &filter, &formula);
+        view.techniques = technique_totals(rows, alerts, &filter, &formula);
+        let daily = views::daily_counts(&release, rows.iter(), &filter);
+        view.attach_anomalies(&views::anomalies(&daily, &anomaly));
+        Ok((view, release))
+    }
+
+    /// The org's rollup rows of a day range, from the cache while the org's
+    /// audit head says nothing changed (see [`crate::rollup_cache`]).
+    async fn rollups(
+        &self,
+        scope: &OrgScope,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<std::sync::Arc<CachedRollups>> {
+        // The head is read before the rows: rows cached under a head are
+        // then never older than it.
+        let head = self.store.org_audit_head(scope).await?;
+        let key = (scope.org().clone(), from, to);
+        if let Some(hit) = self.rollup_cache.get(&key, head) {
+            return Ok(hit);
+        }
+        let records = self.store.rollups(scope, from, to).await?;
         let alerts: Vec<i64> = records.iter().map(|r| r.alerts).collect();
         let rows = records
             .into_iter()
             .map(rollup_row)
             .collect::<Result<Vec<_>>>()?;
-
-        let formula = IntensityFormula::default();
-        let mut view = views::matrix(&release, rows.iter(), &filter, &formula);
-        view.techniques = technique_totals(&rows, &alerts, &filter, &formula);
-        let daily = views::daily_counts(&release, rows.iter(), &filter);
-        view.attach_anomalies(&views::anomalies(&daily, &anomaly));
-        Ok((view, release))
+        let read = std::sync::Arc::new(CachedRollups { rows, alerts });
+        self.rollup_cache.put(key, head, read.clone());
+        Ok(read)
     }
 
     async fn matrix_release(&self, domain: Domain) -> Result<std::sync::Arc<Release>> {
@@ -600,10 +657,13 @@ impl App {
     }
 
     /// The alerts behind one cell, a page at a time: each with its mappings
-    /// that count in the cell, their source, confidence, evidence and the
-    /// alert's override history. Rows are filtered like the matrix
-    /// (platform aside: the drilldown does not re-read raw alerts), so a
-    /// page may hold fewer alerts than `limit` while `next_cursor` is set.
+    /// that count in the cell, their source, confidence, evidence, the
+    /// alert's override history and open review items; beside them the
+    /// incidents holding the page's alerts. Rows are filtered exactly as the
+    /// matrix counts them (platform included: the alert's own platform, as
+    /// its rollup row records it), so the alerts of every page together
+    /// match the cell's count. A page may hold fewer alerts than `limit`
+    /// while `next_cursor` is set.
     #[allow(clippy::too_many_arguments)]
     pub async fn matrix_drilldown(
         &self,
@@ -647,22 +707,12 @@ impl App {
             .collect();
 
         let limit = limit.clamp(1, 500);
-        let rows = self
-            .store
-            .cell_mappings(
-                &scope,
-                &technique,
-                filter.from.map(start_of),
-                filter.to.map(start_of),
-                cursor,
-                limit as i64,
-            )
+        let (rows, next_cursor) = self
+            .cell_page(&scope, &technique, &filter, cursor, limit)
             .await?;
-        let next_cursor = (rows.len() == limit)
-            .then(|| rows.last().map(|r| r.alert_id.clone()))
-            .flatten();
 
         let mut alerts: Vec<DrilldownAlert> = Vec::new();
+        let mut platforms: std::collections::HashMap<String, Option<String>> = Default::default();
         for r in rows {
             // The cell takes a mapping that names its tactic, or one that
             // names none when the technique belongs to the tactic.
@@ -672,6 +722,25 @@ impl App {
                     .is_some_and(|t| t.id == cell_tactic.id),
                 None => tactics_of_technique.contains(&cell_tactic.id),
             };
+            if !in_cell {
+                continue;
+            }
+            // The platform lives in the raw alert only: read it when a
+            // platform filter needs it, once per alert.
+            let platform = if filter.platforms.is_empty() {
+                None
+            } else if let Some(known) = platforms.get(&r.alert_id) {
+                known.clone()
+            } else {
+                let found = self
+                    .store
+                    .alert(&scope, &r.alert_id)
+                    .await?
+                    .map(|a| platform_of(&a.raw))
+                    .filter(|p| !p.is_empty());
+                platforms.insert(r.alert_id.clone(), found.clone());
+                found
+            };
             let row = RollupRow {
                 day: r.observed_at.date_naive(),
                 tactic: r.tactic.clone().unwrap_or_default(),
@@ -679,19 +748,12 @@ impl App {
                 source: Source::from_str(&r.source).map_err(|_| corrupt("source", &r.source))?,
                 severity: Severity::from_word(&r.severity),
                 connector: connector_of(r.connector.as_deref(), r.product.as_deref()),
-                platform: None,
+                platform,
                 band: parse_band(&r.band).ok_or_else(|| corrupt("band", &r.band))?,
                 count: 1,
                 confidence_sum: r.confidence,
             };
-            let platform_free = MatrixFilter {
-                platforms: Vec::new(),
-                ..filter.clone()
-            };
-            if !in_cell
-                || !platform_free.matches_dimensions(&row)
-                || exclusions.iter().any(|w| w.excludes(&row))
-            {
+            if !filter.matches_dimensions(&row) || exclusions.iter().any(|w| w.excludes(&row)) {
                 continue;
             }
             let mapping = self.drilldown_mapping(&scope, &r).await?;
@@ -707,15 +769,113 @@ impl App {
                     host: r.host,
                     user: r.user,
                     mappings: vec![mapping],
+                    incidents: Vec::new(),
+                    open_reviews: Vec::new(),
                 }),
             }
         }
+        let incidents = self
+            .attach_incidents_and_reviews(&scope, &mut alerts)
+            .await?;
+
         Ok(Drilldown {
             tactic: cell_tactic.id.clone(),
             technique,
+            incidents,
             alerts,
             next_cursor,
         })
+    }
+
+    /// The mapping rows of one drilldown page and the cursor of the next.
+    /// A page never ends inside an alert: the rows of the last alert of a
+    /// full read may continue on the next one, so they are left to the next
+    /// page, whose cursor is the last alert kept. When one alert fills the
+    /// whole read, the read grows until the alert ends.
+    async fn cell_page(
+        &self,
+        scope: &OrgScope,
+        technique: &str,
+        filter: &MatrixFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<store::CellMappingRecord>, Option<String>)> {
+        let mut fetch = limit;
+        loop {
+            let mut rows = self
+                .store
+                .cell_mappings(
+                    scope,
+                    technique,
+                    filter.from.map(start_of),
+                    filter.to.map(start_of),
+                    cursor,
+                    i64::try_from(fetch).unwrap_or(i64::MAX),
+                )
+                .await?;
+            if rows.len() < fetch {
+                return Ok((rows, None));
+            }
+            let last = rows.last().map(|r| r.alert_id.clone()).unwrap_or_default();
+            let first_of_last = rows.iter().position(|r| r.alert_id == last).unwrap_or(0);
+            if first_of_last > 0 {
+                rows.truncate(first_of_last);
+                let next = rows.last().map(|r| r.alert_id.clone());
+                return Ok((rows, next));
+            }
+            fetch = fetch.saturating_mul(2);
+        }
+    }
+
+    /// Fills each alert's incidents and open review items, and answers the
+    /// incidents holding the alerts with how many of them each holds.
+    async fn attach_incidents_and_reviews(
+        &self,
+        scope: &OrgScope,
+        alerts: &mut [DrilldownAlert],
+    ) -> Result<Vec<DrilldownIncident>> {
+        if alerts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<store::AlertId> = alerts
+            .iter()
+            .map(|a| store::AlertId(a.alert_id.clone()))
+            .collect();
+        let holdings = self.store.incidents_holding(scope, &ids).await?;
+        let reviews = self.store.open_reviews_of(scope, &ids).await?;
+
+        let mut incidents: Vec<DrilldownIncident> = Vec::new();
+        for h in holdings {
+            if let Some(alert) = alerts
+                .iter_mut()
+                .find(|a| a.alert_id == h.alert_id.as_str())
+            {
+                alert.incidents.push(h.incident_id.to_string());
+            }
+            match incidents.last_mut() {
+                Some(last) if last.id == h.incident_id.as_str() => last.alerts_held += 1,
+                _ => incidents.push(DrilldownIncident {
+                    id: h.incident_id.to_string(),
+                    title: h.title,
+                    status: h.status,
+                    severity: h.severity,
+                    alerts_held: 1,
+                }),
+            }
+        }
+        for r in reviews {
+            if let Some(alert) = alerts
+                .iter_mut()
+                .find(|a| a.alert_id == r.alert_id.as_str())
+            {
+                alert.open_reviews.push(DrilldownReview {
+                    id: r.id,
+                    reason: r.reason,
+                    opened_at: r.opened_at,
+                });
+            }
+        }
+        Ok(incidents)
     }
 
     async fn drilldown_mapping(

@@ -315,10 +315,37 @@ async fn matrix_counts_equal_the_alerts_whose_rule_carries_the_tag() {
             want.techniques.get("T1003").copied().unwrap_or(0) + 1,
             "{label}: the override counts at once"
         );
+        // A second process on the same database (another `serve` node)
+        // ingests an alert: the first one's cached matrix must see it.
+        let other = App::connect(AppConfig::new(db.url.clone())).await.unwrap();
+        let declared = serde_json::json!({
+            "class_uid": 2004, "severity_id": 4, "time_dt": chrono::Utc::now().to_rfc3339(),
+            "metadata": {"product": {"name": "EDR"}},
+            "finding_info": {"uid": "second-node-1", "title": "Credential dumping",
+                "attacks": [{"technique": {"uid": "T1003"}, "tactics": [{"uid": "TA0006"}]}]},
+            "device": {"hostname": "h1"}
+        });
+        let engineer = member(&org, "eve", Role::Engineer);
+        let report = other
+            .ingest_alert_values(&engineer, "acme", vec![declared])
+            .await
+            .unwrap();
+        assert_eq!(report.mapped, 1, "{label}");
+        let after_second_node = app
+            .matrix(&viewer, "acme", Domain::Enterprise, MatrixFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            after_second_node.technique_count("T1003"),
+            after_override.technique_count("T1003") + 1,
+            "{label}: another node's ingestion counts at once"
+        );
+        let after_override = after_second_node;
+
         let incremental = rollup_snapshot(&app, &org).await;
         let admin = member(&org, "ada", Role::Admin);
         let rebuilt = app.rebuild_matrix(&admin, "acme").await.unwrap();
-        assert_eq!(rebuilt.alerts, 111, "{label}");
+        assert_eq!(rebuilt.alerts, 112, "{label}");
         assert_eq!(rollup_snapshot(&app, &org).await, incremental, "{label}");
         let denied = app.rebuild_matrix(&viewer, "acme").await.unwrap_err();
         assert_eq!(denied.kind(), ErrorKind::Forbidden, "{label}");

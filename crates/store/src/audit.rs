@@ -185,6 +185,24 @@ impl Store {
         Ok(stored)
     }
 
+    /// The sequence number of the org's last audit event (0 when it has
+    /// none). Every change to an org's tenant data appends an event of that
+    /// org in its transaction, so a cache of derived data keyed by this
+    /// number knows when it went stale.
+    pub async fn org_audit_head(&self, scope: &OrgScope) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT MAX(seq) AS head FROM audit_log WHERE org_id = $1")
+            .bind(scope.org().as_str())
+            .fetch_one(&mut *self.conn().await?)
+            .await
+            .context(|| format!("reading the last audit event of org {}", scope.org()))?;
+        let head: Option<i64> =
+            sqlx::Row::try_get(&row, "head").map_err(|e| StoreError::Corrupt {
+                what: "audit_log.seq".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(head.unwrap_or(0))
+    }
+
     /// Events newest first, below `before_seq` when given; `scope` limits
     /// them to one org's events, `None` shows every event (platform roles).
     pub async fn list_audit(
