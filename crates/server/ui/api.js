@@ -117,3 +117,13 @@ export async function allPages(path, params, limit = 500) {
   }
   throw new ApiError(0, "pagination_loop", `${path}: the list did not end after 1000 pages`);
 }
+
+/** POST a JSON body; answers the envelope ({data, meta}). */
+export async function postJson(path, body) {
+  const response = await request(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return response.json();
+}

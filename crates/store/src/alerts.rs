@@ -672,9 +672,12 @@ impl Store {
             // PostgreSQL plans a long IN list on a freshly filled table
             // (no statistics yet) as a scan of every alert of the org, so
             // each batch took longer than the last. Each VALUES row is one
-            // lookup in the (org_id, source_uid) key whatever the
-            // statistics say. The org goes last so that SQLite's anonymous
-            // `?` bind in the same order as PostgreSQL's numbers.
+            // lookup in the (org_id, source_uid) key. Not a prepared
+            // statement either: a plan cached while the table was nearly
+            // empty (a hash join over a full scan) would stay in use as it
+            // grows; planned afresh, each batch sees the table's current
+            // size. The org goes last so that SQLite's anonymous `?` bind
+            // in the same order as PostgreSQL's numbers.
             let sql = format!(
                 "WITH wanted (uid) AS (VALUES {}) \
                  SELECT a.id, a.source_uid, a.content_sha256 FROM wanted \
@@ -682,7 +685,7 @@ impl Store {
                 placeholders(self.backend, 1, chunk.len()),
                 p(self.backend, chunk.len() + 1)
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query(&sql).persistent(false);
             for uid in chunk {
                 query = query.bind(uid.as_str());
             }

@@ -804,3 +804,66 @@ impl Store {
             .collect())
     }
 }
+
+/// One live attachment of an alert to an incident, with the incident's
+/// summary: what a matrix drilldown lists beside the alerts of a cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentHoldingRecord {
+    /// The incident.
+    pub incident_id: IncidentId,
+    /// Its title.
+    pub title: String,
+    /// Its status.
+    pub status: String,
+    /// Its severity word.
+    pub severity: String,
+    /// The alert it holds.
+    pub alert_id: AlertId,
+}
+
+impl Store {
+    /// The live attachments of `alerts` to the scope's incidents, ordered by
+    /// incident and alert. Another org's alert ids find nothing.
+    pub async fn incidents_holding(
+        &self,
+        scope: &OrgScope,
+        alerts: &[AlertId],
+    ) -> Result<Vec<IncidentHoldingRecord>, StoreError> {
+        let mut found = Vec::new();
+        let mut conn = self.conn().await?;
+        for chunk in alerts.chunks(400) {
+            let sql = format!(
+                "SELECT i.id, i.title, i.status, i.severity, ia.alert_id \
+                 FROM incident_alerts ia JOIN incidents i \
+                 ON i.org_id = ia.org_id AND i.id = ia.incident_id \
+                 WHERE ia.org_id = {} AND ia.detached_at IS NULL AND ia.alert_id IN ({})",
+                p(self.backend, 1),
+                in_list(self.backend, 1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(scope.org().as_str());
+            for alert in chunk {
+                query = query.bind(alert.as_str());
+            }
+            let rows = query
+                .fetch_all(&mut *conn)
+                .await
+                .context(|| "reading the incidents holding alerts".to_string())?;
+            for row in &rows {
+                let t = "incidents";
+                found.push(IncidentHoldingRecord {
+                    incident_id: IncidentId(get(row, t, "id")?),
+                    title: get(row, t, "title")?,
+                    status: get(row, t, "status")?,
+                    severity: get(row, t, "severity")?,
+                    alert_id: AlertId(get(row, "incident_alerts", "alert_id")?),
+                });
+            }
+        }
+        // Chunks each come back in the database's order: sort once here.
+        found.sort_by(|a, b| {
+            (a.incident_id.as_str(), a.alert_id.as_str())
+                .cmp(&(b.incident_id.as_str(), b.alert_id.as_str()))
+        });
+        Ok(found)
+    }
+}

@@ -37,8 +37,8 @@ pub use alerts::{
 pub use audit::{GENESIS_HASH, canonical_hash};
 pub use datasets::DatasetDocument;
 pub use incidents::{
-    AdjustmentRecord, AttachedAlert, EvidenceRecord, IncidentId, IncidentRecord,
-    IncidentSummaryRecord, ProfileRow,
+    AdjustmentRecord, AttachedAlert, EvidenceRecord, IncidentHoldingRecord, IncidentId,
+    IncidentRecord, IncidentSummaryRecord, ProfileRow,
 };
 pub use kpis::{KpiAiCandidateRow, KpiAlertRow, KpiMappingRow, KpiReviewRow, KpiWindow};
 pub use notifications::{ActorBurst, NotificationAudience, NotificationEntry};

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
-use crate::alerts::{AlertId, get, get_opt_ts, get_ts};
-use crate::batch::{Val, insert_rows};
+use crate::alerts::{AlertId, get, get_opt_ts, get_ts, p};
+use crate::batch::{Val, in_list, insert_rows};
 use crate::{Context, OrgId, OrgScope, Store, StoreError, Tx, ts};
 
 /// One override row. A decision on a proposal is a new row whose
@@ -423,5 +423,41 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// The open review items of `alerts`, oldest first: what a matrix
+    /// drilldown offers to accept or reject beside each alert.
+    pub async fn open_reviews_of(
+        &self,
+        scope: &OrgScope,
+        alerts: &[AlertId],
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        let mut found = Vec::new();
+        let mut conn = self.conn().await?;
+        for chunk in alerts.chunks(400) {
+            let sql = format!(
+                "SELECT {} FROM review_queue WHERE org_id = {} AND state = 'open' \
+                 AND alert_id IN ({})",
+                REVIEW_COLUMNS.join(", "),
+                p(self.backend, 1),
+                in_list(self.backend, 1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(scope.org().as_str());
+            for alert in chunk {
+                query = query.bind(alert.as_str());
+            }
+            let rows = query
+                .fetch_all(&mut *conn)
+                .await
+                .context(|| "reading the open review items of alerts".to_string())?;
+            for row in &rows {
+                found.push(review_from_row(row)?);
+            }
+        }
+        // Item ids are time-ordered UUID v7: id order is queueing order.
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
     }
 }

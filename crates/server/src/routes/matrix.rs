@@ -188,7 +188,8 @@ pub(super) async fn matrix(
     Ok(Envelope::ok(view))
 }
 
-/// `GET /api/v1/matrix/drilldown`
+/// `GET /api/v1/matrix/drilldown`: one page of the cell's alerts and the
+/// incidents holding them; the cursor is the service's alert id, wrapped.
 pub(super) async fn drilldown(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -880,7 +880,7 @@ pub fn routes() -> Vec<Route> {
             .doc(
                 "getMatrixDrilldown",
                 "matrix",
-                "The alerts behind one cell with each mapping's source, confidence, evidence and override history",
+                "The alerts behind one cell with each mapping's source, confidence, evidence and override history, their open review items, and the incidents holding them",
             )
             .action(Action::ReadMappings)
             .tenancy(Tenancy::Org)

@@ -1,10 +1,12 @@
 //! The analyst flow in headless Chromium: log in, read the matrix of
 //! Enterprise 18.1, expand sub-techniques by keyboard, switch the heatmap,
-//! filter, drill down, export, and lose the session on a 401.
+//! filter, drill down, export, lose the session on a 401, and override a
+//! mapping from the drilldown as a lead.
 //!
-//! Two servers over one database: the real app alone (no matrix API yet:
-//! the page must say "no mapping data yet"), then the real app with a
-//! stand-in for the matrix API ([`crate::mock`]) to exercise the contract.
+//! Three servers over one database: the real app before any alert, the
+//! real app with a stand-in for the matrix API ([`crate::mock`]) for
+//! figures real data cannot show on demand, then the real app with the
+//! shared Sigma pack and alerts, where a lead overrides from the drilldown.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -468,7 +470,8 @@ async fn analyst_flow_in_headless_chromium() {
         "{seen:?}"
     );
 
-    // Drilldown: every item with source, confidence, evidence, overrides.
+    // Drilldown: the incident, the alert with source, confidence,
+    // evidence and override history.
     let toggle = browser
         .find(
             "section.tactic[data-tactic=\"execution\"] button.sub-toggle[data-technique=\"T1059\"]",
@@ -477,26 +480,35 @@ async fn analyst_flow_in_headless_chromium() {
     browser.keys(&toggle, ENTER).await;
     let t1059 = cell(browser, "execution", "T1059").await;
     browser.keys(&t1059, ENTER).await;
-    browser
-        .wait_for("two drilldown items", || async move {
-            (browser.find_all("#drilldown-body .drill-item").await.len() == 2).then_some(())
+    let alert = browser
+        .wait_for("the drilldown's alert", || async move {
+            let found = browser.find_all("#drilldown-body .drill-item").await;
+            let first = found.first()?;
+            Some(browser.text(first).await)
         })
         .await;
-    let items = browser.find_all("#drilldown-body .drill-item").await;
-    let alert = browser.text(&items[1]).await;
+    assert_eq!(
+        browser.find_all("#drilldown-body .drill-item").await.len(),
+        1
+    );
     for fact in [
         "alert-42",
         "rule",
         "0.90 (high)",
-        "Suspicious Encoded PowerShell Command Line",
-        "more_specific",
+        "process.cmd_line = powershell -enc SQBFAFgA (matched Suspicious Encoded PowerShell Command Line)",
+        "wrong_subtechnique",
         "T1059 → T1059.001",
+        "incident-7",
     ] {
         assert!(alert.contains(fact), "drilldown shows {fact}: {alert}");
     }
-    let incident = browser.text(&items[0]).await;
+    let incident = browser
+        .text(&browser.find("#drilldown-body .drill-incident").await)
+        .await;
     assert!(
-        incident.contains("incident-7") && incident.contains("No overrides."),
+        incident.contains("Hands-on-keyboard on host-12")
+            && incident.contains("open")
+            && incident.contains("holds 1 alert"),
         "{incident}"
     );
     assert!(
@@ -582,6 +594,243 @@ async fn analyst_flow_in_headless_chromium() {
         "the console is really read: the provoked 401 is in it: {console:#?}"
     );
 
-    session.quit().await;
     mocked.stop().await;
+
+    // ---- The real app with real activity: a lead overrides from the
+    // drilldown and sees the new mapping.
+    let lead = test.token("acme", Role::Lead).await;
+    let (alert_id, cell_key) = real_activity(&test, &analyst).await;
+    let real = Running::real(&test).await;
+    log_in(browser, &real.base, &lead).await;
+    assert_eq!(matrix_state(browser).await, "loaded");
+    override_from_the_drilldown(browser, &test, &lead, &alert_id, &cell_key).await;
+
+    let override_png = artifacts.join("drilldown-override.png");
+    let bytes = browser.screenshot(&override_png).await;
+    assert!(bytes > 10_000, "a real picture, not a blank page");
+    println!("screenshot: {}", override_png.display());
+
+    let console = browser.console().await;
+    let broken: Vec<&String> = console
+        .iter()
+        .filter(|m| {
+            m.contains("Uncaught")
+                || m.contains("Content Security Policy")
+                || m.contains("TypeError")
+                || m.contains("SyntaxError")
+        })
+        .collect();
+    assert!(broken.is_empty(), "console errors: {broken:#?}");
+
+    session.quit().await;
+    real.stop().await;
+}
+
+/// A cell as the page names it: tactic shortname and technique ID.
+struct CellKey {
+    tactic: String,
+    technique: String,
+}
+
+/// Imports the 2026-01-01 Sigma pack and the shared alerts into `acme`
+/// through the API, puts the first alert of the first active technique
+/// cell into an incident, and answers that alert and cell.
+async fn real_activity(test: &TestApp, analyst: &str) -> (String, CellKey) {
+    let engineer = test.token("acme", Role::Engineer).await;
+    let pack =
+        std::fs::read(crate::helpers::shared_dir().join("sigma/sigma-rules-c5e6d0ecd.tar.gz"))
+            .expect("read the Sigma pack");
+    let imported = test
+        .send(
+            axum::http::Method::POST,
+            "/api/v1/rules/sigma?file_name=sigma-rules-c5e6d0ecd.tar.gz",
+            Some(&engineer),
+            Some(("application/gzip", pack)),
+        )
+        .await;
+    assert!(imported.status.is_success(), "{}", imported.text());
+    let feed =
+        std::fs::read(crate::helpers::shared_dir().join("alerts/sigma-regression-alerts.ndjson"))
+            .expect("read the shared alerts");
+    let bulk = test
+        .send(
+            axum::http::Method::POST,
+            "/api/v1/alerts/bulk",
+            Some(&engineer),
+            Some(("application/x-ndjson", feed)),
+        )
+        .await;
+    assert_eq!(bulk.status, 200, "{}", bulk.text());
+
+    let matrix = test.get("/api/v1/matrix", analyst).await.json();
+    let cell = matrix["data"]["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .find(|c| !c["technique"].as_str().unwrap_or(".").contains('.'))
+        .expect("an active technique cell")
+        .clone();
+    let key = CellKey {
+        tactic: cell["tactic_shortname"].as_str().expect("shortname").into(),
+        technique: cell["technique"].as_str().expect("technique").into(),
+    };
+    let drilldown = test
+        .get(
+            &format!(
+                "/api/v1/matrix/drilldown?tactic={}&technique={}",
+                cell["tactic"].as_str().expect("tactic"),
+                key.technique
+            ),
+            analyst,
+        )
+        .await
+        .json();
+    let alert_id = drilldown["data"]["alerts"][0]["alert_id"]
+        .as_str()
+        .expect("an alert behind the cell")
+        .to_string();
+    let created = test
+        .post_json(
+            "/api/v1/incidents",
+            analyst,
+            serde_json::json!({"title": "Node.js child process on host-01", "severity": "high",
+                               "alerts": [alert_id]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    (alert_id, key)
+}
+
+/// Opens the cell by keyboard, checks the incident row and the alert's
+/// evidence against the API, overrides the alert's technique with a reason
+/// and waits for the page to show the new mapping.
+async fn override_from_the_drilldown(
+    browser: &Session,
+    test: &TestApp,
+    lead: &str,
+    alert_id: &str,
+    key: &CellKey,
+) {
+    let before = test
+        .get(&format!("/api/v1/alerts/{alert_id}"), lead)
+        .await
+        .json();
+    let evidence: Vec<String> = before["data"]["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .filter(|c| c["technique"] == key.technique.as_str())
+        .flat_map(|c| c["evidence"].as_array().cloned().unwrap_or_default())
+        .map(|e| {
+            format!(
+                "{} = {} (matched {})",
+                e["field"].as_str().unwrap_or_default(),
+                e["value"].as_str().unwrap_or_default(),
+                e["matched"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert!(!evidence.is_empty(), "the rule candidate has evidence");
+    let target = if key.technique == "T1003" {
+        "T1005"
+    } else {
+        "T1003"
+    };
+
+    let opener = cell(browser, &key.tactic, &key.technique).await;
+    browser.keys(&opener, ENTER).await;
+    let incident = browser
+        .wait_text("#drilldown-body .drill-incident", |t| !t.is_empty())
+        .await;
+    assert!(
+        incident.contains("Node.js child process on host-01")
+            && incident.contains("open")
+            && incident.contains("high"),
+        "{incident}"
+    );
+    let article = format!("#drilldown-body article.drill-item[data-id=\"{alert_id}\"]");
+    let shown = browser
+        .script(&format!(
+            "return [...document.querySelectorAll('{} .drill-evidence li')].map(e => e.textContent)",
+            article.replace('\'', "\\'")
+        ))
+        .await;
+    let shown: Vec<String> = serde_json::from_value(shown).expect("evidence texts");
+    for item in &evidence {
+        assert!(shown.contains(item), "evidence {item} shown: {shown:?}");
+    }
+
+    // The override form, by keyboard where a user would use it.
+    let toggle = browser
+        .find(&format!("{article} button.override-toggle"))
+        .await;
+    browser.keys(&toggle, ENTER).await;
+    let technique = browser
+        .find(&format!("{article} input[name=technique]"))
+        .await;
+    assert!(browser.displayed(&technique).await, "the form opened");
+    browser.keys(&technique, target).await;
+    browser
+        .select(&format!("{article} select[name=reason]"), "wrong_technique")
+        .await;
+    browser
+        .keys(
+            &browser
+                .find(&format!("{article} textarea[name=notes]"))
+                .await,
+            "credential dumping, not execution",
+        )
+        .await;
+    browser
+        .click(
+            &browser
+                .find(&format!("{article} button.override-submit"))
+                .await,
+        )
+        .await;
+
+    let current = browser
+        .wait_text(&format!("{article} .drill-current"), |t| !t.is_empty())
+        .await;
+    assert!(
+        current.contains(target) && current.contains("manual"),
+        "{current}"
+    );
+    assert!(
+        !current.contains(&format!("{} ", key.technique)),
+        "{current}"
+    );
+    let message = browser
+        .text(
+            &browser
+                .find(&format!("{article} .drill-action-message"))
+                .await,
+        )
+        .await;
+    assert_eq!(message, "Override applied.");
+    let history = browser
+        .text(&browser.find(&format!("{article} .drill-history-box")).await)
+        .await;
+    assert!(
+        history.contains("wrong_technique")
+            && history.contains(&format!("{} → {target}", key.technique)),
+        "{history}"
+    );
+
+    // What the page shows is what the API now holds.
+    let after = test
+        .get(&format!("/api/v1/alerts/{alert_id}"), lead)
+        .await
+        .json();
+    let techniques: Vec<&str> = after["data"]["canonical"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["technique"].as_str())
+        .collect();
+    assert!(techniques.contains(&target), "{techniques:?}");
+    assert!(
+        !techniques.contains(&key.technique.as_str()),
+        "{techniques:?}"
+    );
 }

@@ -1,7 +1,8 @@
-//! A stand-in for the matrix API that is not built yet, answering the
-//! contract the UI is written against: `GET /api/v1/matrix`,
-//! `/api/v1/matrix/drilldown` and `/api/v1/matrix/export`. Mounted beside
-//! the real router so that login, datasets and taxonomy stay real.
+//! A stand-in for the matrix API answering fixed figures in its contract
+//! (`GET /api/v1/matrix`, `/api/v1/matrix/drilldown` and
+//! `/api/v1/matrix/export`), for what real data cannot show on demand: an
+//! anomaly flag, a given count per filter, an override history. Mounted
+//! beside the real router so that login, datasets and taxonomy stay real.
 //!
 //! It records every URI it serves (to prove filters travel and the token
 //! never does) and checks the bearer token itself.
@@ -117,23 +118,37 @@ async fn drilldown(State(mock): State<Arc<Mock>>, uri: Uri, headers: HeaderMap) 
     if let Some(denied) = mock.refuse(&uri, &headers) {
         return denied;
     }
+    // The shape of the real drilldown: a page of alerts, each with the
+    // mappings that count in the cell, and the incidents holding them.
     let body = json!({
         "data": {
+            "tactic": "TA0002",
+            "technique": "T1059",
             "incidents": [{
-                "id": "incident-7", "title": "Hands-on-keyboard on host-12", "severity": "high",
-                "source": "manual", "confidence": 1.0, "band": "high",
-                "evidence": "lead confirmed interactive PowerShell",
-                "override_history": [],
+                "id": "incident-7", "title": "Hands-on-keyboard on host-12",
+                "status": "open", "severity": "high", "alerts_held": 1,
             }],
             "alerts": [{
-                "id": "alert-42", "title": "Suspicious encoded PowerShell", "severity": "high",
-                "time": "2026-11-30T10:00:00Z",
-                "source": "rule", "confidence": 0.9, "band": "high",
-                "evidence": "sigma rule 'Suspicious Encoded PowerShell Command Line' matched",
-                "override_history": [{
-                    "at": "2026-12-01T09:00:00Z", "actor": "analyst@acme",
-                    "from": "T1059", "to": "T1059.001",
-                    "reason_code": "more_specific", "notes": "PowerShell, not generic",
+                "alert_id": "alert-42", "source_uid": "edr-42",
+                "title": "Suspicious encoded PowerShell", "severity": "high",
+                "observed_at": "2026-11-30T10:00:00Z", "connector": "Sigma",
+                "host": "host-12", "user": null,
+                "incidents": ["incident-7"], "open_reviews": [],
+                "mappings": [{
+                    "technique": "T1059", "tactic": "TA0002", "source": "rule",
+                    "confidence": 0.9, "band": "high",
+                    "evidence": [{
+                        "field": "process.cmd_line", "value": "powershell -enc SQBFAFgA",
+                        "matched": "Suspicious Encoded PowerShell Command Line",
+                    }],
+                    "override_history": [{
+                        "id": "override-1", "version": 1, "action": "replace",
+                        "technique": "T1059.001", "tactic": "TA0002",
+                        "replaces_technique": "T1059", "replaces_tactic": "TA0002",
+                        "reason": "wrong_subtechnique", "notes": "PowerShell, not generic",
+                        "confidence": 1.0, "actor": "analyst@acme", "status": "proposed",
+                        "created_at": "2026-12-01T09:00:00Z",
+                    }],
                 }],
             }],
         },
