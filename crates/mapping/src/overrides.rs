@@ -224,6 +224,22 @@ pub enum OverrideError {
     /// An incident adjustment without rationale.
     #[error("a lead adjustment of an incident needs a rationale in `notes`")]
     MissingRationale,
+    /// An add or replace naming a revoked or deprecated technique: it would
+    /// put a dead technique into the canonical mapping.
+    #[error(
+        "field `technique`: {technique} is {status} in {release}{}",
+        replaced_by.as_ref().map(|r| format!(", replaced by {r}")).unwrap_or_default()
+    )]
+    NotLive {
+        /// The technique as given.
+        technique: String,
+        /// `revoked` or `deprecated`.
+        status: &'static str,
+        /// The release checked.
+        release: String,
+        /// ATT&CK's replacement, when it names one.
+        replaced_by: Option<String>,
+    },
     /// No actor.
     #[error("an override needs the actor who made it")]
     MissingActor,
@@ -277,6 +293,23 @@ impl OverrideRequest {
             self.tactic.as_deref(),
             "technique",
         )?;
+        // Removing a dead technique is how a mapping gets rid of it; adding
+        // one is refused, with ATT&CK's replacement to use instead.
+        let dead = release
+            .technique(target.technique.as_str())
+            .filter(|found| action != OverrideAction::Remove && !found.status.is_live());
+        if let Some(found) = dead {
+            return Err(OverrideError::NotLive {
+                technique: target.technique.to_string(),
+                status: if found.status.revoked {
+                    "revoked"
+                } else {
+                    "deprecated"
+                },
+                release: release.version.clone(),
+                replaced_by: found.status.revoked_by.clone(),
+            });
+        }
         let replaces = match (action, self.replaces_technique.as_deref()) {
             (OverrideAction::Replace, None) => return Err(OverrideError::ReplaceWithoutOld),
             (OverrideAction::Replace, Some(old)) => Some(parse_old_target(
@@ -437,6 +470,35 @@ mod tests {
         let json = serde_json::to_value(&o).unwrap();
         assert_eq!(json["reason"], "missing_technique");
         assert_eq!(json["status"], "approved");
+    }
+
+    #[test]
+    fn a_dead_technique_can_be_removed_but_not_added() {
+        let alert = || Subject::alert("a1");
+        match refuse(request("add", "T1086"), alert()) {
+            OverrideError::NotLive {
+                status,
+                replaced_by,
+                ..
+            } => assert_eq!(
+                (status, replaced_by.as_deref()),
+                ("revoked", Some("T1059.001"))
+            ),
+            other => panic!("expected NotLive, got {other:?}"),
+        }
+        let mut replace = request("replace", "T1064");
+        replace.replaces_technique = Some("T1059".into());
+        assert!(matches!(
+            refuse(replace, alert()),
+            OverrideError::NotLive {
+                status: "deprecated",
+                ..
+            }
+        ));
+        let mut remove = request("remove", "T1086");
+        remove.reason = Some("taxonomy_update".into());
+        let o = remove.validate(&tiny_release(), meta(alert())).unwrap();
+        assert_eq!(o.action, OverrideAction::Remove);
     }
 
     #[test]

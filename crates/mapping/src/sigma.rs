@@ -522,6 +522,18 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
 fn rule_from_doc(file: &str, doc: &Yaml, release: &Release) -> Result<Option<SigmaRule>, String> {
     let is_rule = doc.get("detection").is_some() || doc.get("correlation").is_some();
     if !is_rule {
+        // Filters (`filter:`) and collection actions (`action:`) are other
+        // documents; one that still carries a rule's logsource or ATT&CK tags
+        // is a broken rule, reported rather than dropped without a word.
+        let other_kind = doc.get("filter").is_some() || doc.get("action").is_some();
+        let attack_tagged = matches!(doc.get("tags"), Some(Yaml::Sequence(items))
+            if items.iter().filter_map(Yaml::as_str).any(|t| t.trim().to_ascii_lowercase().starts_with("attack.")));
+        if !other_kind && (doc.get("logsource").is_some() || attack_tagged) {
+            let title = text_of(doc, "title").unwrap_or_default();
+            return Err(format!(
+                "rule \"{title}\" has no detection block, so it cannot match anything"
+            ));
+        }
         return Ok(None);
     }
     let title = text_of(doc, "title").unwrap_or_default();
@@ -909,6 +921,22 @@ detection: {condition: x}
         );
         assert_eq!(all.report.rules, 1);
         assert_eq!(all.mapping_rules[0].confidence.value(), 0.41);
+    }
+
+    #[test]
+    fn a_rule_without_detection_is_reported_not_dropped() {
+        let r = tiny_release();
+        let text = "title: y\nid: 33333333-3333-3333-3333-333333333333\ntags: [attack.t1059]\n\
+                    logsource: {product: windows}\n";
+        let import = import_files([file("nodet.yml", text)], &r, SigmaOptions::default());
+        assert!(import.rules.is_empty());
+        assert_eq!(import.report.unreadable.len(), 1);
+        assert_eq!(import.report.unreadable[0].file, "nodet.yml");
+        assert!(
+            import.report.unreadable[0].message.contains("no detection"),
+            "{}",
+            import.report.unreadable[0].message
+        );
     }
 
     #[test]

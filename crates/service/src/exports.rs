@@ -502,6 +502,17 @@ impl App {
         })
     }
 
+    /// Whether the signer of a verified URL may still act: a URL signed
+    /// through a token stops working once that token is revoked, before its
+    /// expiry.
+    pub async fn export_signer_active(&self, params: &SignedParams) -> Result<bool> {
+        let Some(id) = params.by.strip_prefix("token:") else {
+            return Ok(true);
+        };
+        let token = self.store.token(&store::TokenId(id.to_string())).await?;
+        Ok(token.is_some_and(|t| t.revoked_at.is_none() && t.org_id == params.org))
+    }
+
     /// The export a verified URL names, acting as its signer in its org;
     /// audits the download with the signer, org, scope and redaction.
     pub async fn signed_export(&self, params: &SignedParams) -> Result<ExportFile> {

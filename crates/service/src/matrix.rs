@@ -711,6 +711,39 @@ impl App {
             .cell_page(&scope, &technique, &filter, cursor, limit)
             .await?;
 
+        // Evidence and override history of the whole page in two reads,
+        // not two per mapping row: under load each read queues for a
+        // connection.
+        let page_alerts: Vec<store::AlertId> = {
+            let mut ids: Vec<&str> = rows.iter().map(|r| r.alert_id.as_str()).collect();
+            ids.dedup();
+            ids.into_iter()
+                .map(|a| store::AlertId(a.to_string()))
+                .collect()
+        };
+        let mut candidates_by_alert: std::collections::HashMap<
+            String,
+            Vec<store::CandidateRecord>,
+        > = Default::default();
+        for c in self
+            .store
+            .candidates_of_alerts(&scope, &page_alerts)
+            .await?
+        {
+            candidates_by_alert
+                .entry(c.alert_id.to_string())
+                .or_default()
+                .push(c);
+        }
+        let mut overrides_by_alert: std::collections::HashMap<String, Vec<OverrideRecord>> =
+            Default::default();
+        for o in self.store.overrides_of_alerts(&scope, &page_alerts).await? {
+            overrides_by_alert
+                .entry(o.alert_id.to_string())
+                .or_default()
+                .push(o);
+        }
+
         let mut alerts: Vec<DrilldownAlert> = Vec::new();
         let mut platforms: std::collections::HashMap<String, Option<String>> = Default::default();
         for r in rows {
@@ -756,7 +789,17 @@ impl App {
             if !filter.matches_dimensions(&row) || exclusions.iter().any(|w| w.excludes(&row)) {
                 continue;
             }
-            let mapping = self.drilldown_mapping(&scope, &r).await?;
+            let mapping = drilldown_mapping(
+                &r,
+                candidates_by_alert
+                    .get(&r.alert_id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+                overrides_by_alert
+                    .get(&r.alert_id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+            );
             match alerts.last_mut() {
                 Some(last) if last.alert_id == r.alert_id => last.mappings.push(mapping),
                 _ => alerts.push(DrilldownAlert {
@@ -878,36 +921,6 @@ impl App {
         Ok(incidents)
     }
 
-    async fn drilldown_mapping(
-        &self,
-        scope: &OrgScope,
-        r: &store::CellMappingRecord,
-    ) -> Result<DrilldownMapping> {
-        let alert = store::AlertId(r.alert_id.clone());
-        let candidate_ids: Vec<String> = serde_json::from_str(&r.candidate_ids).unwrap_or_default();
-        let evidence = self
-            .store
-            .candidates(scope, &alert)
-            .await?
-            .into_iter()
-            .filter(|c| candidate_ids.contains(&c.id))
-            .flat_map(|c| match serde_json::from_str::<Value>(&c.evidence) {
-                Ok(Value::Array(items)) => items,
-                Ok(other) => vec![other],
-                Err(_) => Vec::new(),
-            })
-            .collect();
-        Ok(DrilldownMapping {
-            technique: r.technique.clone(),
-            tactic: r.tactic.clone(),
-            source: r.source.clone(),
-            confidence: r.confidence,
-            band: r.band.clone(),
-            evidence,
-            override_history: self.store.overrides_of(scope, &alert).await?,
-        })
-    }
-
     /// The view as an ATT&CK Navigator layer (format 4.5), validated, with
     /// an audit event naming the user and the scope.
     pub async fn export_navigator(
@@ -1027,6 +1040,34 @@ impl App {
             })
             .collect();
         Ok(json!({"layers": layers, "release": release.version}))
+    }
+}
+
+/// One drilldown mapping with the evidence of its winning candidates and
+/// its alert's override history, from rows read for the whole page.
+fn drilldown_mapping(
+    r: &store::CellMappingRecord,
+    candidates: &[store::CandidateRecord],
+    overrides: &[OverrideRecord],
+) -> DrilldownMapping {
+    let candidate_ids: Vec<String> = serde_json::from_str(&r.candidate_ids).unwrap_or_default();
+    let evidence = candidates
+        .iter()
+        .filter(|c| candidate_ids.contains(&c.id))
+        .flat_map(|c| match serde_json::from_str::<Value>(&c.evidence) {
+            Ok(Value::Array(items)) => items,
+            Ok(other) => vec![other],
+            Err(_) => Vec::new(),
+        })
+        .collect();
+    DrilldownMapping {
+        technique: r.technique.clone(),
+        tactic: r.tactic.clone(),
+        source: r.source.clone(),
+        confidence: r.confidence,
+        band: r.band.clone(),
+        evidence,
+        override_history: overrides.to_vec(),
     }
 }
 

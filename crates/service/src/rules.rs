@@ -127,6 +127,14 @@ impl SigmaImportOutcome {
 }
 
 fn rule_view(r: &RuleRecord) -> RuleView {
+    let definition: Value = serde_json::from_str(&r.definition).unwrap_or(Value::Null);
+    // Listing reads rule rows alone; the techniques are in the stored
+    // definition, which is what the rule maps to.
+    let techniques = if r.techniques.is_empty() {
+        definition_techniques(&definition)
+    } else {
+        r.techniques.clone()
+    };
     RuleView {
         id: r.id.clone(),
         version: r.version,
@@ -136,14 +144,30 @@ fn rule_view(r: &RuleRecord) -> RuleView {
         rationale: r.rationale.clone(),
         evidence_pattern: r.evidence_pattern.clone(),
         effective_date: r.effective_date.clone(),
-        techniques: r.techniques.clone(),
+        techniques,
         pack_id: r.pack_id.clone(),
         created_by: r.created_by.clone(),
         created_at: r
             .created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        definition: serde_json::from_str(&r.definition).unwrap_or(Value::Null),
+        definition,
     }
+}
+
+/// The `(technique, tactic)` pairs of a rule's JSON definition.
+fn definition_techniques(definition: &Value) -> Vec<(String, Option<String>)> {
+    definition["techniques"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|t| {
+                    let id = t["id"].as_str()?.to_string();
+                    Some((id, t["tactic"].as_str().map(str::to_string)))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn rule_record(scope: &OrgScope, rule: &Rule, actor: &Actor, pack_id: Option<&str>) -> RuleRecord {
@@ -457,25 +481,36 @@ impl App {
             message: e.to_string(),
         })?;
 
-        let active: std::collections::HashMap<String, i64> = self
-            .store
-            .rules(&scope, Some("active"))
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r.version))
+        let stored = self.store.rules(&scope, None).await?;
+        let active: std::collections::HashMap<&str, i64> = stored
+            .iter()
+            .filter(|r| r.status == "active")
+            .map(|r| (r.id.as_str(), r.version))
             .collect();
+        let known: std::collections::HashSet<(&str, i64)> =
+            stored.iter().map(|r| (r.id.as_str(), r.version)).collect();
         let import_id = uuid::Uuid::now_v7().to_string();
         let fresh: Vec<&Rule> = import
             .mapping_rules
             .iter()
-            .filter(|r| active.get(&r.id) != Some(&i64::from(r.version)))
+            .filter(|r| active.get(r.id.as_str()) != Some(&i64::from(r.version)))
             .collect();
         let ids: Vec<String> = fresh.iter().map(|r| r.id.clone()).collect();
-        let records: Vec<RuleRecord> = fresh
+        // A version stored before (an older pack imported again after a
+        // newer one) becomes active again; stored versions never change.
+        let (again, new): (Vec<&Rule>, Vec<&Rule>) = fresh
+            .iter()
+            .copied()
+            .partition(|r| known.contains(&(r.id.as_str(), i64::from(r.version))));
+        let reactivated: Vec<(String, i64)> = again
+            .iter()
+            .map(|r| (r.id.clone(), i64::from(r.version)))
+            .collect();
+        let records: Vec<RuleRecord> = new
             .iter()
             .map(|r| rule_record(&scope, r, actor, Some(&import_id)))
             .collect();
-        let new_versions = records.len();
+        let new_versions = fresh.len();
         let unchanged = import.mapping_rules.len() - new_versions;
         let report_text = serde_json::to_string(&import.report).unwrap_or_default();
         let details = json!({
@@ -485,6 +520,7 @@ impl App {
             "tags": import.report.tags,
             "problems": import.report.problems.len(),
             "new_versions": new_versions,
+            "reactivated_versions": reactivated.len(),
             "dataset": engine.dataset.id,
         });
 
@@ -502,6 +538,9 @@ impl App {
         .await?;
         tx.retire_active_rules(&scope, &ids).await?;
         tx.insert_rules(records).await?;
+        for (id, version) in &reactivated {
+            tx.set_rule_status(&scope, id, *version, "active").await?;
+        }
         if new_versions > 0 {
             tx.bump_rule_revision(&scope).await?;
         }

@@ -215,8 +215,44 @@ async fn sigma_packs_map_the_regression_alerts_and_people_correct_them() {
             .unwrap();
         assert_eq!(&stored, report, "{label}: the report is stored");
 
+        let active_rules = |org_id: store::OrgId| {
+            let app = &app;
+            async move {
+                app.store()
+                    .rules(&store::OrgScope::new(org_id), Some("active"))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.id, r.version))
+                    .collect::<BTreeMap<String, i64>>()
+            }
+        };
+        let first_active = active_rules(org.id.clone()).await;
+        assert_eq!(first_active.len(), import.report.mapped_rules, "{label}");
+        // Regression: the listing shows each rule's techniques, the tags of
+        // its Sigma rule (it once showed none).
+        let listed = app
+            .list_rules(&engineer, "acme", Some("active"))
+            .await
+            .unwrap();
+        let mut compared = 0;
+        for rule in &listed {
+            let Some((_, tags)) = rule.id.strip_prefix("sigma:").and_then(|id| first.get(id))
+            else {
+                continue;
+            };
+            let shown: BTreeSet<String> = rule.techniques.iter().map(|(t, _)| t.clone()).collect();
+            assert_eq!(shown, technique_tags(tags), "{label}: rule {}", rule.id);
+            compared += 1;
+        }
+        assert_eq!(
+            compared,
+            listed.len(),
+            "{label}: every listed rule compared"
+        );
+
         // Second pack, in another org: tags 18.1 does not know are reported.
-        app.create_org(&operator, "beta").await.unwrap();
+        let beta_org = app.create_org(&operator, "beta").await.unwrap();
         let beta = app
             .import_sigma(&operator, "beta", &sigma_pack(SECOND_PACK))
             .await
@@ -229,6 +265,26 @@ async fn sigma_packs_map_the_regression_alerts_and_people_correct_them() {
                     .any(|p| p.tag == tag && serde_json::to_value(p.status).unwrap() == "unknown"),
                 "{label}: {tag} reported unknown"
             );
+        }
+
+        // Regression: going back to the older pack and forward again
+        // reactivates the stored versions instead of failing on them.
+        let second_active = active_rules(beta_org.id.clone()).await;
+        app.import_sigma(&operator, "beta", &sigma_pack(FIRST_PACK))
+            .await
+            .unwrap();
+        let back = active_rules(beta_org.id.clone()).await;
+        for (id, version) in &first_active {
+            assert_eq!(back.get(id), Some(version), "{label}: rule {id}");
+        }
+        let forward = app
+            .import_sigma(&operator, "beta", &sigma_pack(SECOND_PACK))
+            .await
+            .unwrap();
+        assert!(forward.new_versions > 0, "{label}");
+        let forward_active = active_rules(beta_org.id.clone()).await;
+        for (id, version) in &second_active {
+            assert_eq!(forward_active.get(id), Some(version), "{label}: rule {id}");
         }
 
         // Ingest with a malformed line 5: it is rejected, the rest stored.

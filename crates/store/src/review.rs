@@ -312,6 +312,35 @@ impl Store {
         rows.iter().map(override_from_row).collect()
     }
 
+    /// Overrides of several alerts (a drilldown page) in one read, by
+    /// alert, then version.
+    pub async fn overrides_of_alerts(
+        &self,
+        scope: &OrgScope,
+        alerts: &[AlertId],
+    ) -> Result<Vec<OverrideRecord>, StoreError> {
+        if alerts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = (2..alerts.len() + 2)
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE org_id = $1 AND alert_id IN ({list}) \
+             ORDER BY alert_id, version"
+        );
+        let mut query = sqlx::query(&sql).bind(scope.org().as_str());
+        for alert in alerts {
+            query = query.bind(alert.as_str());
+        }
+        let rows = query
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .context(|| format!("reading overrides of {} alerts", alerts.len()))?;
+        rows.iter().map(override_from_row).collect()
+    }
+
     /// One override row.
     pub async fn override_by_id(
         &self,

@@ -174,6 +174,11 @@ pub(super) async fn download(
     let params =
         service::verify_export_url(&state.config.export_key, &query, now).map_err(refused)?;
     tracing::Span::current().record("org", tracing::field::display(&params.org));
+    if !state.app.export_signer_active(&params).await? {
+        return Err(refused(ExportUrlError::Invalid(
+            "the token that signed it was revoked".into(),
+        )));
+    }
 
     let file = state.app.signed_export(&params).await?;
 

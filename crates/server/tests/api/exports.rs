@@ -416,6 +416,21 @@ async fn signed_urls_give_the_direct_export_and_refuse_any_change() {
             json!({"host": true, "user": true, "alert_id": true})
         );
 
+        // A URL stops working when the token that signed it is revoked,
+        // before its expiry.
+        let operator = Actor::operator("op");
+        let leaving = app
+            .app
+            .create_token(&operator, "acme", Role::Analyst, Some("leaving"))
+            .await
+            .unwrap();
+        let url = sign(&app, leaving.secret.expose(), json!({"kind": "matrix_csv"})).await;
+        assert_eq!(download(&app, &url).await.status, 200, "{backend}");
+        app.app.revoke_token(&operator, &leaving.id).await.unwrap();
+        let after = download(&app, &url).await;
+        assert_eq!(after.status, 403, "{backend}: {}", after.text());
+        assert_eq!(error_of(&after)["code"], "export_url_invalid");
+
         // The other org's admin cannot read this org's export audit.
         let theirs = app.get("/api/v1/audit?limit=500", &globex).await;
         assert!(!theirs.text().contains("export_sign"), "{backend}");
