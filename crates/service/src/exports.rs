@@ -465,6 +465,23 @@ impl App {
             .await?;
         let scope = self.scope(actor, org).await?;
         request.check()?;
+        // A URL that could never download is refused now, not at download.
+        if let (Some(tactic), Some(technique)) = (&request.tactic, &request.technique) {
+            let release = self.matrix_release(request.domain).await?;
+            if release.tactic(tactic.trim()).is_none() {
+                return Err(ServiceError::InvalidInput {
+                    field: "tactic".into(),
+                    message: format!("`{tactic}` is not a tactic of {}", release.version),
+                });
+            }
+            let technique = technique.trim().to_ascii_uppercase();
+            if !release.techniques.iter().any(|t| t.id == technique) {
+                return Err(ServiceError::InvalidInput {
+                    field: "technique".into(),
+                    message: format!("`{technique}` is not a technique of {}", release.version),
+                });
+            }
+        }
 
         let ttl = chrono::Duration::from_std(ttl)
             .map_err(|e| ServiceError::Internal(format!("export URL lifetime: {e}")))?;

@@ -539,7 +539,7 @@ impl App {
         Ok(read)
     }
 
-    async fn matrix_release(&self, domain: Domain) -> Result<std::sync::Arc<Release>> {
+    pub(crate) async fn matrix_release(&self, domain: Domain) -> Result<std::sync::Arc<Release>> {
         let dataset =
             self.store
                 .active_dataset(domain)

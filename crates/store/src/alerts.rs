@@ -797,12 +797,9 @@ impl Store {
         if alerts.is_empty() {
             return Ok(Vec::new());
         }
-        let list = (2..alerts.len() + 2)
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let (org, list) = (p(self.backend, 1), in_list(self.backend, 1, alerts.len()));
         let sql = format!(
-            "SELECT {} FROM mapping_candidates WHERE org_id = $1 AND alert_id IN ({list}) \
+            "SELECT {} FROM mapping_candidates WHERE org_id = {org} AND alert_id IN ({list}) \
              ORDER BY alert_id, created_at, id",
             CANDIDATE_COLUMNS.join(", ")
         );

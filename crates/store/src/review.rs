@@ -322,12 +322,9 @@ impl Store {
         if alerts.is_empty() {
             return Ok(Vec::new());
         }
-        let list = (2..alerts.len() + 2)
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let (org, list) = (p(self.backend, 1), in_list(self.backend, 1, alerts.len()));
         let sql = format!(
-            "SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE org_id = $1 AND alert_id IN ({list}) \
+            "SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE org_id = {org} AND alert_id IN ({list}) \
              ORDER BY alert_id, version"
         );
         let mut query = sqlx::query(&sql).bind(scope.org().as_str());

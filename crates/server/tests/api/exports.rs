@@ -380,6 +380,16 @@ async fn signed_urls_give_the_direct_export_and_refuse_any_change() {
             .await;
         assert_eq!(bad.status, 400, "{}", bad.text());
         assert_eq!(error_of(&bad)["details"]["field"], "tactic");
+        // A cell that does not exist is refused when signing, not at download.
+        let unknown = app
+            .post_json(
+                "/api/v1/exports",
+                &analyst,
+                json!({"kind": "drilldown_csv", "tactic": "TA9999", "technique": "T1059"}),
+            )
+            .await;
+        assert_eq!(unknown.status, 400, "{}", unknown.text());
+        assert_eq!(error_of(&unknown)["details"]["field"], "tactic");
 
         // Both signing and downloads are audited with the signer, org,
         // scope and redaction, and never the signature.
