@@ -575,8 +575,9 @@ pub(crate) fn override_view(o: &OverrideRecord) -> OverrideView {
     }
 }
 
-/// A JSON Schema object with every property required and no other allowed.
-fn object(properties: Value) -> Value {
+/// A JSON Schema object with every property required and no other allowed
+/// (the published output schemas are built from it).
+pub(crate) fn object(properties: Value) -> Value {
     let required: Vec<&String> = properties
         .as_object()
         .map(|m| m.keys().collect())
@@ -589,7 +590,8 @@ fn object(properties: Value) -> Value {
     })
 }
 
-fn array(items: Value) -> Value {
+/// A JSON Schema array of `items`.
+pub(crate) fn array(items: Value) -> Value {
     json!({"type": "array", "items": items})
 }
 

@@ -51,6 +51,7 @@ use store::{
 };
 use taxonomy::{Domain, TacticId, TechniqueId};
 
+use crate::alert_view::{array, object};
 use crate::{Action, Actor, App, Outcome, Page, PageRequest, Result, ServiceError};
 
 /// Version of the `incidents show --json` contract
@@ -1331,23 +1332,6 @@ impl App {
             updated_at: ts(&record.updated_at),
         })
     }
-}
-
-fn object(properties: Value) -> Value {
-    let required: Vec<&String> = properties
-        .as_object()
-        .map(|m| m.keys().collect())
-        .unwrap_or_default();
-    json!({
-        "type": "object",
-        "required": required,
-        "additionalProperties": false,
-        "properties": properties,
-    })
-}
-
-fn array(items: Value) -> Value {
-    json!({"type": "array", "items": items})
 }
 
 /// The JSON Schema (draft 2020-12 subset, checked by
