@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use taxonomy::Release;
 
 use crate::matrix::{Placer, cell_key};
+use crate::placement::CellIndex;
 use crate::rollup::{MatrixFilter, RollupRow, Verdict};
 
 /// A matrix cell: (tactic ATT&CK ID, technique exact ATT&CK ID).
@@ -100,24 +101,30 @@ pub fn daily_counts<'a>(
     filter: &MatrixFilter,
 ) -> DailyCounts {
     let placer = Placer::new(release);
-    let mut counts = DailyCounts::new();
+    let mut index = CellIndex::new(&placer);
+    let mut by_slot: rustc_hash::FxHashMap<usize, BTreeMap<NaiveDate, u64>> = Default::default();
     for row in rows {
         if filter.verdict(row, false) != Verdict::Kept {
             continue;
         }
+        let at = index.resolve(row);
         // Rows no cell takes are reported by the matrix; no cell to flag here.
-        let Ok((technique, tactics)) = placer.place(row) else {
+        let Ok(slots) = &index.resolved(at).cells else {
             continue;
         };
-        for tactic in tactics {
-            *counts
-                .entry(cell_key(tactic, technique))
+        for &slot in slots {
+            *by_slot
+                .entry(slot)
                 .or_default()
                 .entry(row.day)
                 .or_default() += row.count;
         }
     }
-    counts
+    let slots = index.slots();
+    by_slot
+        .into_iter()
+        .map(|(slot, days)| (cell_key(slots[slot].tactic, slots[slot].technique), days))
+        .collect()
 }
 
 /// The cells that spike in the current period of `window`, by cell key.

@@ -22,6 +22,7 @@ pub mod csv_export;
 pub mod import;
 pub mod matrix;
 pub mod navigator;
+mod placement;
 pub mod rollup;
 
 pub use anomaly::{Anomaly, AnomalyWindow, CellKey, DailyCounts, anomalies, daily_counts};

@@ -1,13 +1,14 @@
 //! The ATT&CK matrix of an org: rollup rows placed in (tactic, technique)
 //! cells, with counts, severity-weighted intensity and confidence figures.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use mapping::{Band, Severity, Source};
 use serde::{Deserialize, Serialize};
 use taxonomy::{Release, Tactic, Technique};
 
 use crate::anomaly::{Anomaly, CellKey};
+use crate::placement::CellIndex;
 use crate::rollup::{ExclusionWindow, MatrixFilter, RollupRow, Verdict};
 
 /// How a cell's intensity is computed: the sum, over the cell's mappings, of
@@ -380,10 +381,11 @@ pub fn matrix<'a>(
     formula: &IntensityFormula,
 ) -> MatrixView {
     let placer = Placer::new(release);
-    let mut cells: BTreeMap<(usize, String, String), Cell> = BTreeMap::new();
-    let mut totals: BTreeMap<String, TechniqueTotal> = BTreeMap::new();
+    let mut index = CellIndex::new(&placer);
+    let mut cells: Vec<Option<Cell>> = Vec::new();
+    let mut totals: Vec<Option<TechniqueTotal>> = Vec::new();
     let mut removed = vec![0u64; filter.exclusions.len()];
-    let mut unplaced: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut unplaced: rustc_hash::FxHashMap<usize, (&'a RollupRow, u64)> = Default::default();
 
     for row in rows {
         match filter.verdict(row, true) {
@@ -397,40 +399,36 @@ pub fn matrix<'a>(
         let intensity = formula.intensity(row);
         let low = if row.band == Band::Low { row.count } else { 0 };
 
-        let placed = placer.place(row);
-        let technique_id = match &placed {
-            Ok((technique, _)) => technique.id.clone(),
-            Err(_) => row.technique.trim().to_ascii_uppercase(),
-        };
-        let total = totals
-            .entry(technique_id.clone())
-            .or_insert_with(|| TechniqueTotal {
-                technique: technique_id,
-                count: 0,
-                intensity: 0.0,
-                low_confidence: 0,
-            });
+        let at = index.resolve(row);
+        let resolved = index.resolved(at);
+        if totals.len() <= resolved.total {
+            totals.resize(resolved.total + 1, None);
+        }
+        let total = totals[resolved.total].get_or_insert_with(|| TechniqueTotal {
+            technique: index.totals()[resolved.total].clone(),
+            count: 0,
+            intensity: 0.0,
+            low_confidence: 0,
+        });
         total.count += row.count;
         total.intensity += intensity;
         total.low_confidence += low;
 
-        let (technique, tactics) = match placed {
-            Ok(placed) => placed,
-            Err(reason) => {
-                let key = (row.technique.clone(), row.tactic.clone(), reason);
-                *unplaced.entry(key).or_default() += row.count;
+        let slots = match &resolved.cells {
+            Ok(slots) => slots,
+            Err(_) => {
+                unplaced.entry(at).or_insert((row, 0)).1 += row.count;
                 continue;
             }
         };
-        for tactic in tactics {
-            let key = (
-                placer.order(&tactic.id),
-                tactic.id.clone(),
-                technique.id.clone(),
-            );
-            let cell = cells
-                .entry(key)
-                .or_insert_with(|| empty_cell(tactic, technique));
+        for &slot in slots {
+            if cells.len() <= slot {
+                cells.resize(slot + 1, None);
+            }
+            let cell = cells[slot].get_or_insert_with(|| {
+                let placed = index.slots()[slot];
+                empty_cell(placed.tactic, placed.technique)
+            });
             cell.count += row.count;
             cell.intensity += intensity;
             cell.low_confidence += low;
@@ -439,13 +437,35 @@ pub fn matrix<'a>(
         }
     }
 
-    let cells = cells
-        .into_values()
+    let cells = index
+        .slots_in_matrix_order()
+        .into_iter()
+        .filter_map(|slot| cells.get_mut(slot).and_then(Option::take))
         .map(|mut cell| {
             cell.low_confidence_share = share(cell.low_confidence, cell.count);
             cell
         })
         .collect();
+    let mut techniques: Vec<TechniqueTotal> = totals.into_iter().flatten().collect();
+    techniques.sort_by(|a, b| a.technique.cmp(&b.technique));
+    let mut unplaced: Vec<UnplacedRow> = unplaced
+        .into_iter()
+        .map(|(at, (row, count))| UnplacedRow {
+            technique: row.technique.clone(),
+            tactic: row.tactic.clone(),
+            count,
+            reason: index
+                .resolved(at)
+                .cells
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or_default(),
+        })
+        .collect();
+    unplaced.sort_by(|a, b| {
+        (&a.technique, &a.tactic, &a.reason).cmp(&(&b.technique, &b.tactic, &b.reason))
+    });
     let exclusions_applied = filter
         .exclusions
         .iter()
@@ -472,17 +492,9 @@ pub fn matrix<'a>(
             })
             .collect(),
         cells,
-        techniques: totals.into_values().collect(),
+        techniques,
         exclusions_applied,
-        unplaced: unplaced
-            .into_iter()
-            .map(|((technique, tactic, reason), count)| UnplacedRow {
-                technique,
-                tactic,
-                count,
-                reason,
-            })
-            .collect(),
+        unplaced,
     }
 }
 
