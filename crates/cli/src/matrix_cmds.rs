@@ -492,9 +492,20 @@ pub struct MatrixBenchCommand {
     /// Mappings each generated row stands for, at most (uniform from 1).
     #[arg(long, default_value_t = 20)]
     max_count: u64,
-    /// Matrix requests to time.
-    #[arg(long, default_value_t = 500)]
+    /// Matrix requests to time, after one untimed request per org (the
+    /// first request of an org reads its rows; it is timed apart).
+    #[arg(long, default_value_t = 1000)]
     requests: usize,
+    /// Also write every generated mapping as one CSV line (org, ts, tactic,
+    /// technique, source, severity, connector, platform, band, confidence)
+    /// so that other engines can aggregate the same data
+    /// (`bench/matrix/compare.py`).
+    #[arg(long)]
+    raw_csv: Option<PathBuf>,
+    /// Also write the first org's 30-day matrix as the API returned it, to
+    /// check other engines' answers against.
+    #[arg(long)]
+    view_json: Option<PathBuf>,
 }
 
 /// splitmix64: a small deterministic generator, so that two runs of the
@@ -539,8 +550,10 @@ async fn ensure_release(app: &App, shared: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `(technique ID, tactic)` of every live technique of Enterprise 18.1,
-/// without tactic (counted in each of its tactics) as most mappings are.
+/// `(technique ID, tactic shortname)` for every tactic of every live
+/// technique of Enterprise 18.1: a generated mapping names one of its
+/// technique's tactics, as a Sigma rule's tactic tag does, so that engines
+/// without the release can aggregate the same cells.
 fn live_techniques(shared: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let file = shared.join("attack/enterprise-attack-18.1.json.gz");
     let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -554,8 +567,41 @@ fn live_techniques(shared: &Path) -> anyhow::Result<Vec<(String, String)>> {
         .techniques
         .iter()
         .filter(|t| t.status.is_live())
-        .map(|t| (t.id.clone(), String::new()))
+        .flat_map(|t| {
+            t.tactics
+                .iter()
+                .map(|tactic| (t.id.clone(), tactic.clone()))
+        })
         .collect())
+}
+
+/// One raw mapping per CSV line for `bench/matrix/compare.py`.
+fn write_raw(
+    out: &mut impl std::io::Write,
+    org: &str,
+    record: &store::RollupRecord,
+    confidence: f64,
+    mix: &mut Mix,
+) -> std::io::Result<()> {
+    for _ in 0..record.count {
+        let second = mix.next() % 86_400;
+        writeln!(
+            out,
+            "{org},{} {:02}:{:02}:{:02},{},{},{},{},{},{},{},{confidence}",
+            record.day.format("%Y-%m-%d"),
+            second / 3600,
+            second / 60 % 60,
+            second % 60,
+            record.tactic,
+            record.technique,
+            record.source,
+            record.severity,
+            record.connector,
+            record.platform,
+            record.band,
+        )?;
+    }
+    Ok(())
 }
 
 /// The value at quantile `q` of sorted durations, in milliseconds.
@@ -581,6 +627,21 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
     let connectors = ["sysmon", "crowdstrike", "defender", "okta", "cloudtrail"];
     let platforms = ["Windows", "Linux", "macOS", ""];
     let bands = ["high", "high", "medium", "low"];
+    let confidence_of = |band: &str| match band {
+        "high" => 0.9,
+        "medium" => 0.55,
+        _ => 0.25,
+    };
+    let mut raw = match &command.raw_csv {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => None,
+    };
+    // The raw lines take their own generator so that the rollups are the
+    // same with and without `--raw-csv`.
+    let mut raw_mix = Mix(7);
     let started = std::time::Instant::now();
     let mut tokens = Vec::new();
     let mut mappings = 0u64;
@@ -591,15 +652,17 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
             Err(_) => app.create_org(&operator, &name).await?,
         };
         let scope = store::OrgScope::new(org.id.clone());
-        let mut tx = app.store().begin().await?;
+        let mut tx = app.store().begin_in(&scope).await?;
         for d in 0..command.days {
             let day = today - chrono::Duration::days(d);
             let mut deltas = Vec::with_capacity(command.rows_per_day);
             for _ in 0..command.rows_per_day {
                 let (technique, tactic) = mix.pick(&release).clone();
                 let count = 1 + (mix.next() % command.max_count.max(1)) as i64;
+                let band = *mix.pick(&bands);
+                let confidence = confidence_of(band);
                 mappings += count as u64;
-                deltas.push(store::RollupRecord {
+                let record = store::RollupRecord {
                     day,
                     tactic,
                     technique,
@@ -607,11 +670,15 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
                     severity: mix.pick(&severities).to_string(),
                     connector: mix.pick(&connectors).to_string(),
                     platform: mix.pick(&platforms).to_string(),
-                    band: mix.pick(&bands).to_string(),
+                    band: band.to_string(),
                     count,
                     alerts: count,
-                    confidence_sum: count as f64 * 0.8,
-                });
+                    confidence_sum: count as f64 * confidence,
+                };
+                if let Some(out) = raw.as_mut() {
+                    write_raw(out, &name, &record, confidence, &mut raw_mix)?;
+                }
+                deltas.push(record);
             }
             store::rollups::apply_delta(&mut tx, &scope, deltas).await?;
         }
@@ -620,6 +687,9 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
             .create_token(&operator, &name, Role::Viewer, Some("bench"))
             .await?;
         tokens.push(token.secret.expose().to_string());
+    }
+    if let Some(mut out) = raw {
+        std::io::Write::flush(&mut out)?;
     }
     eprintln!(
         "generated {} orgs x {} days x {} rows ({mappings} mappings) in {:.1}s",
@@ -650,25 +720,46 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
     let from = (today - chrono::Duration::days(29)).format("%Y-%m-%d");
     let to = (today + chrono::Duration::days(1)).format("%Y-%m-%d");
     let url = format!("http://{addr}/api/v1/matrix?from={from}&to={to}");
+    let time = |token: String| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let start = std::time::Instant::now();
+            let answer = client.get(&url).bearer_auth(token).send().await?;
+            let status = answer.status();
+            let body = answer.bytes().await?;
+            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            anyhow::ensure!(
+                status.is_success(),
+                "the matrix answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            anyhow::Ok((ms, body))
+        }
+    };
+    // First request of each org: it reads and decodes the org's rows.
+    let mut first = Vec::with_capacity(tokens.len());
+    for (i, token) in tokens.iter().enumerate() {
+        let (ms, body) = time(token.clone()).await?;
+        first.push(ms);
+        if i == 0
+            && let Some(path) = &command.view_json
+        {
+            std::fs::write(path, &body)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
     let mut timings = Vec::with_capacity(command.requests);
     for i in 0..command.requests {
-        let token = &tokens[i % tokens.len()];
-        let start = std::time::Instant::now();
-        let answer = client.get(&url).bearer_auth(token).send().await?;
-        let status = answer.status();
-        let body = answer.bytes().await?;
-        timings.push(start.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(
-            status.is_success(),
-            "the matrix answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
+        let (ms, _) = time(tokens[i % tokens.len()].clone()).await?;
+        timings.push(ms);
     }
     let _ = stop.send(());
     let _ = server.await;
 
     timings.sort_by(f64::total_cmp);
+    first.sort_by(f64::total_cmp);
     let report = json!({
+        "backend": format!("{:?}", app.store().backend()),
         "orgs": command.orgs,
         "days": command.days,
         "rollup_rows": command.orgs * command.days as usize * command.rows_per_day,
@@ -677,6 +768,12 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
         "p50_ms": quantile(&timings, 0.50),
         "p95_ms": quantile(&timings, 0.95),
         "p99_ms": quantile(&timings, 0.99),
+        "first_request_per_org": {
+            "requests": first.len(),
+            "p50_ms": quantile(&first, 0.50),
+            "p95_ms": quantile(&first, 0.95),
+            "max_ms": first.last(),
+        },
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)

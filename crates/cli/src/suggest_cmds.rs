@@ -121,7 +121,8 @@ struct Loaded {
 enum Backing {
     Bundle(Box<Loaded>),
     Database {
-        app: App,
+        // Boxed: the app's handles make it the far larger variant.
+        app: Box<App>,
         actor: Actor,
         domain: Domain,
     },
@@ -135,7 +136,7 @@ impl Backing {
                 .await
                 .context("cannot open the database")?;
             return Ok(Backing::Database {
-                app,
+                app: Box::new(app),
                 actor: Actor::operator("cli"),
                 domain,
             });

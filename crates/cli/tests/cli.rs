@@ -290,7 +290,7 @@ fn seed_reference(db: &TestDatabase, dataset: &str, technique: &str) {
             applied_by: "seed".into(),
             applied_at: store::now(),
         };
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin_all().await.unwrap();
         tx.insert_reference_migration(&reference).await.unwrap();
         tx.commit().await.unwrap();
         store.close().await;

@@ -137,12 +137,36 @@ pub enum IncidentError {
 
 type Key = (TechniqueId, Option<TacticId>);
 
-/// What the alerts say about one pair. It borrows from the incident: a
+/// One canonical entry of a contributing alert, borrowed: everything the
+/// aggregation reads of it. `I` is how the entry holds its ids: owned
+/// strings in a [`CanonicalSet`], text borrowed from storage when the
+/// caller reads the entries without building sets.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertEntry<'i, I> {
+    /// The alert carrying the entry.
+    pub alert: &'i str,
+    /// The technique.
+    pub technique: &'i TechniqueId,
+    /// The tactic.
+    pub tactic: Option<&'i TacticId>,
+    /// The winning source.
+    pub source: Source,
+    /// The winning confidence.
+    pub confidence: Confidence,
+    /// Candidate ids behind the entry.
+    pub candidates: &'i [I],
+    /// Producer keys of the entry: who independently produced it (a rule
+    /// version, the vendor, a model version, an override).
+    pub producers: &'i [I],
+}
+
+/// What the alerts say about one pair. It borrows from the entries: a
 /// 10,000-alert incident feeds tens of thousands of (alert, entry) rows,
 /// and copying each id into the accumulator cost more than the arithmetic.
 #[derive(Default)]
 struct Acc<'i> {
-    alerts: BTreeSet<&'i str>,
+    /// Contributing alerts, as they come; sorted and deduplicated at the end.
+    alerts: Vec<&'i str>,
     candidates: Vec<&'i str>,
     sources: BTreeSet<Source>,
     by_producer: BTreeMap<Producer<'i>, f64>,
@@ -159,19 +183,34 @@ enum Producer<'i> {
     Alert(&'i str),
 }
 
-impl Producer<'_> {
-    fn key_bytes(&self) -> impl Iterator<Item = u8> + '_ {
-        let (prefix, id) = match self {
-            Producer::Key(key) => ("", *key),
-            Producer::Alert(alert) => ("alert:", *alert),
-        };
-        prefix.bytes().chain(id.bytes())
+/// The key prefix of [`Producer::Alert`].
+const ALERT_PREFIX: &str = "alert:";
+
+/// Orders `key` against the key `alert:<alert>` without building it.
+fn cmp_key_with_alert(key: &str, alert: &str) -> std::cmp::Ordering {
+    let key = key.as_bytes();
+    let prefix = ALERT_PREFIX.as_bytes();
+    if key.len() < prefix.len() {
+        // A key shorter than the prefix sorts by the prefix's first bytes,
+        // and before it when it is one of its beginnings.
+        return key.cmp(&prefix[..key.len()]).then(std::cmp::Ordering::Less);
     }
+    key[..prefix.len()]
+        .cmp(prefix)
+        .then_with(|| key[prefix.len()..].cmp(alert.as_bytes()))
 }
 
 impl Ord for Producer<'_> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key_bytes().cmp(other.key_bytes())
+        match (self, other) {
+            (Producer::Key(a), Producer::Key(b)) | (Producer::Alert(a), Producer::Alert(b)) => {
+                a.cmp(b)
+            }
+            (Producer::Key(key), Producer::Alert(alert)) => cmp_key_with_alert(key, alert),
+            (Producer::Alert(alert), Producer::Key(key)) => {
+                cmp_key_with_alert(key, alert).reverse()
+            }
+        }
     }
 }
 
@@ -191,27 +230,57 @@ impl Eq for Producer<'_> {}
 
 /// Computes the profile of an incident (see the module documentation).
 pub fn profile(incident: &Incident, thresholds: &BandThresholds) -> IncidentProfile {
+    let alerts: BTreeSet<&str> = incident
+        .alerts
+        .iter()
+        .map(|set| set.subject.id.as_str())
+        .collect();
+    let entries = incident.alerts.iter().flat_map(|set| {
+        set.entries.iter().map(|e| AlertEntry {
+            alert: set.subject.id.as_str(),
+            technique: &e.technique,
+            tactic: e.tactic.as_ref(),
+            source: e.source,
+            confidence: e.confidence,
+            candidates: e.candidates.as_slice(),
+            producers: e.producers.as_slice(),
+        })
+    });
+    profile_of_entries(
+        &incident.id,
+        alerts.len(),
+        entries,
+        &incident.adjustments,
+        thresholds,
+    )
+}
+
+/// [`profile`] over the canonical entries of `alerts` contributing alerts,
+/// read without building their canonical sets (the same rule, one
+/// implementation). `adjustments` are the incident's lead adjustments.
+pub fn profile_of_entries<'i, I: AsRef<str> + 'i>(
+    incident: &str,
+    alerts: usize,
+    entries: impl IntoIterator<Item = AlertEntry<'i, I>>,
+    adjustments: &[Override],
+    thresholds: &BandThresholds,
+) -> IncidentProfile {
     let mut acc: BTreeMap<(&TechniqueId, Option<&TacticId>), Acc> = BTreeMap::new();
-    let mut alert_ids = BTreeSet::new();
-    for set in &incident.alerts {
-        let alert = set.subject.id.as_str();
-        alert_ids.insert(alert);
-        for e in &set.entries {
-            let a = acc.entry((&e.technique, e.tactic.as_ref())).or_default();
-            a.alerts.insert(alert);
-            a.candidates.extend(e.candidates.iter().map(String::as_str));
-            a.sources.insert(e.source);
-            let c = e.confidence.value();
-            if e.source == Source::Ai {
-                a.max_ai = a.max_ai.max(c);
-            }
-            // A set built without producer keys: count the alert as its own witness.
-            let alone = e.producers.is_empty().then_some(Producer::Alert(alert));
-            let keyed = e.producers.iter().map(|p| Producer::Key(p));
-            for p in alone.into_iter().chain(keyed) {
-                let best = a.by_producer.entry(p).or_insert(0.0);
-                *best = best.max(c);
-            }
+    for e in entries {
+        let a = acc.entry((e.technique, e.tactic)).or_default();
+        a.alerts.push(e.alert);
+        a.candidates.extend(e.candidates.iter().map(|c| c.as_ref()));
+        a.sources.insert(e.source);
+        let c = e.confidence.value();
+        if e.source == Source::Ai {
+            a.max_ai = a.max_ai.max(c);
+        }
+        // A set built without producer keys: count the alert as its own witness.
+        let alone = e.producers.is_empty().then_some(Producer::Alert(e.alert));
+        let keyed = e.producers.iter().map(|p| Producer::Key(p.as_ref()));
+        for p in alone.into_iter().chain(keyed) {
+            let best = a.by_producer.entry(p).or_insert(0.0);
+            *best = best.max(c);
         }
     }
 
@@ -225,17 +294,20 @@ pub fn profile(incident: &Incident, thresholds: &BandThresholds) -> IncidentProf
                 value = value.min(a.max_ai);
             }
             let confidence = Confidence::saturating(value);
+            let mut alerts = a.alerts;
+            alerts.sort_unstable();
+            alerts.dedup();
             let mut candidates = a.candidates;
             candidates.sort_unstable();
             candidates.dedup();
             let entry = ProfileEntry {
                 technique: key.0.clone(),
                 tactic: key.1.clone(),
-                frequency: a.alerts.len(),
+                frequency: alerts.len(),
                 confidence,
                 band: thresholds.band(confidence),
                 sources: a.sources,
-                alerts: a.alerts.into_iter().map(str::to_string).collect(),
+                alerts: alerts.into_iter().map(str::to_string).collect(),
                 candidates: candidates.into_iter().map(str::to_string).collect(),
                 adjustments: Vec::new(),
             };
@@ -243,21 +315,22 @@ pub fn profile(incident: &Incident, thresholds: &BandThresholds) -> IncidentProf
         })
         .collect();
 
-    apply_adjustments(&mut entries, incident, thresholds);
+    apply_adjustments(&mut entries, incident, adjustments, thresholds);
     IncidentProfile {
-        incident: incident.id.clone(),
+        incident: incident.to_string(),
         entries: entries.into_values().collect(),
-        alerts: alert_ids.len(),
+        alerts,
     }
 }
 
 fn apply_adjustments(
     entries: &mut BTreeMap<Key, ProfileEntry>,
-    incident: &Incident,
+    incident: &str,
+    adjustments: &[Override],
     thresholds: &BandThresholds,
 ) {
-    let subject = Subject::incident(incident.id.clone());
-    for o in approved_in_order(&subject, &incident.adjustments) {
+    let subject = Subject::incident(incident);
+    for o in approved_in_order(&subject, adjustments) {
         let remove = match o.action {
             OverrideAction::Add => None,
             OverrideAction::Remove => Some(&o.target),
@@ -408,6 +481,40 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn witnesses_order_as_their_key_text() {
+        // Keys around the `alert:` prefix, and alerts whose built key would
+        // fall between them.
+        let keys = [
+            "",
+            "a",
+            "ai:m1",
+            "alert",
+            "alert:",
+            "alert:a",
+            "alert:b1",
+            "alert;",
+            "alerts",
+            "rule:r1@1",
+            "vendor",
+        ];
+        let alerts = ["", "a", "b", "b1", "zz"];
+        let witnesses: Vec<(Producer, String)> = keys
+            .iter()
+            .map(|k| (Producer::Key(k), k.to_string()))
+            .chain(
+                alerts
+                    .iter()
+                    .map(|a| (Producer::Alert(a), format!("alert:{a}"))),
+            )
+            .collect();
+        for (p, p_text) in &witnesses {
+            for (q, q_text) in &witnesses {
+                assert_eq!(p.cmp(q), p_text.cmp(q_text), "{p_text:?} vs {q_text:?}");
+            }
+        }
     }
 
     #[test]

@@ -334,7 +334,7 @@ impl App {
         phases.records += started.elapsed();
 
         let started = std::time::Instant::now();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(scope).await?;
         tx.insert_alerts(alerts).await?;
         tx.insert_candidates(candidates).await?;
         tx.insert_canonical(sets).await?;
@@ -413,7 +413,7 @@ impl App {
             .canonical(scope, id, before.canonical_version)
             .await?;
         let rollup = crate::matrix::content_deltas(&before, &record, current.as_ref());
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(scope).await?;
         tx.update_alert_content(scope, &record).await?;
         store::rollups::apply_delta(&mut tx, scope, rollup).await?;
         tx.append_audit(&self.org_event(
@@ -629,7 +629,7 @@ impl App {
             "changed": changed,
             "dataset": engine.dataset.id,
         });
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(scope).await?;
         tx.insert_candidates(candidates).await?;
         tx.insert_canonical(sets).await?;
         store::rollups::apply_delta(&mut tx, scope, rollup).await?;
@@ -688,7 +688,7 @@ impl App {
         let scope = self.scope(actor, org).await?;
         let engine = self.engine(&scope).await?;
         let reason = json!([{"reason": "release_activated", "release": engine.dataset.release}]);
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(&scope).await?;
         tx.mark_org_alerts_stale(&scope, &reason.to_string())
             .await?;
         tx.commit().await?;

@@ -176,7 +176,7 @@ impl App {
             "change_summary": change_summary,
         });
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_all().await?;
         let dataset = match tx.insert_dataset(&new).await {
             Ok(dataset) => dataset,
             Err(store::StoreError::Conflict { what }) => {
@@ -293,7 +293,7 @@ impl App {
         let details = json!({"errors": summary.errors, "warnings": summary.warnings, "state": to});
         let report_json = serde_json::to_value(&summary).unwrap_or_default();
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_all().await?;
         tx.set_validation(
             id,
             &report_json,
@@ -373,7 +373,7 @@ impl App {
         let compatibility = self.compatibility(id, &release).await?;
         let report_json = serde_json::to_value(&compatibility).unwrap_or_default();
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_all().await?;
         let current = tx.active_dataset(dataset.domain).await?;
         if let Some(current) = &current {
             let retire = self.state_change(
@@ -453,7 +453,7 @@ impl App {
             .check_transition(actor, action, &previous, LifecycleAction::Reactivate)
             .await?;
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_all().await?;
         let roll_back = self.state_change(
             actor,
             DatasetState::Active,
@@ -675,7 +675,7 @@ impl App {
             .collect();
 
         let mut applied = Vec::with_capacity(pending.len());
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_all().await?;
         for suggestion in pending {
             let migration = ReferenceMigration {
                 id: store::MigrationId::generate(),
@@ -843,7 +843,7 @@ impl App {
         change: &StateChange,
         details: serde_json::Value,
     ) -> Result<Dataset> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_all().await?;
         self.apply(&mut tx, id, change).await?;
         tx.append_audit(&audit_event(
             actor,

@@ -496,7 +496,7 @@ impl App {
         let url = download_url(key, &params);
         let expires_at = DateTime::from_timestamp(params.expires, 0).unwrap_or(expires_at);
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(&scope).await?;
         tx.append_audit(&self.org_event(
             actor,
             &scope,
@@ -704,7 +704,7 @@ impl App {
         let csv = views::drilldown_csv(&rows, &redaction.redaction())
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(&scope).await?;
         tx.append_audit(&self.org_event(
             actor,
             &scope,

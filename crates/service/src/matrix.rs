@@ -423,7 +423,9 @@ fn technique_totals(
     filter: &MatrixFilter,
     formula: &IntensityFormula,
 ) -> Vec<TechniqueTotal> {
-    let mut totals: std::collections::BTreeMap<String, TechniqueTotal> = Default::default();
+    // Keyed by the borrowed ID: rows repeat a few hundred techniques
+    // thousands of times, so a key is allocated once per technique only.
+    let mut totals: std::collections::HashMap<&str, TechniqueTotal> = Default::default();
     for (row, &alerts) in rows.iter().zip(alerts) {
         let kept = filter.in_time_range(row)
             && filter.matches_dimensions(row)
@@ -433,7 +435,7 @@ fn technique_totals(
             continue;
         }
         let total = totals
-            .entry(row.technique.clone())
+            .entry(row.technique.as_str())
             .or_insert_with(|| TechniqueTotal {
                 technique: row.technique.clone(),
                 count: 0,
@@ -446,7 +448,9 @@ fn technique_totals(
             total.low_confidence += alerts;
         }
     }
-    totals.into_values().collect()
+    let mut totals: Vec<TechniqueTotal> = totals.into_values().collect();
+    totals.sort_by(|a, b| a.technique.cmp(&b.technique));
+    totals
 }
 
 pub(crate) fn window(e: &ExclusionRecord) -> ExclusionWindow {
@@ -493,9 +497,6 @@ impl App {
         mut filter: MatrixFilter,
     ) -> Result<(MatrixView, std::sync::Arc<Release>)> {
         let release = self.matrix_release(domain).await?;
-        filter
-            .exclusions
-            .extend(self.store.exclusions(scope).await?.iter().map(window));
 
         // The anomaly test compares the range's last day with the days
         // before it, so the read reaches back past `from` by the baseline.
@@ -504,11 +505,19 @@ impl App {
         let read_from = filter.from.map(|f| f.min(baseline_start));
         let rollups = self.rollups(scope, read_from, filter.to).await?;
         let (rows, alerts) = (&rollups.rows, &rollups.alerts);
+        filter
+            .exclusions
+            .extend(rollups.exclusions.iter().map(window));
 
         let formula = IntensityFormula::default();
         let mut view = views::matrix(&release, rows.iter(), &filter, &formula);
         view.techniques = technique_totals(rows, alerts, &filter, &formula);
-        let daily = views::daily_counts(&release, rows.iter(), &filter);
+        // Only the anomaly window's days matter to the flags.
+        let daily = views::daily_counts(
+            &release,
+            rows.iter().filter(|r| r.day >= baseline_start),
+            &filter,
+        );
         view.attach_anomalies(&views::anomalies(&daily, &anomaly));
         Ok((view, release))
     }
@@ -529,12 +538,19 @@ impl App {
             return Ok(hit);
         }
         let records = self.store.rollups(scope, from, to).await?;
+        // Exclusion windows are written with an org audit event too, so
+        // they are as current as the rows under the same head.
+        let exclusions = self.store.exclusions(scope).await?;
         let alerts: Vec<i64> = records.iter().map(|r| r.alerts).collect();
         let rows = records
             .into_iter()
             .map(rollup_row)
             .collect::<Result<Vec<_>>>()?;
-        let read = std::sync::Arc::new(CachedRollups { rows, alerts });
+        let read = std::sync::Arc::new(CachedRollups {
+            rows,
+            alerts,
+            exclusions,
+        });
         self.rollup_cache.put(key, head, read.clone());
         Ok(read)
     }
@@ -561,7 +577,7 @@ impl App {
             .await?;
         let scope = self.scope(actor, org).await?;
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(&scope).await?;
         let rows_removed = store::rollups::clear(&mut tx, &scope).await?;
         let (mut alerts, mut mappings) = (0usize, 0u64);
         let mut after = None;
@@ -634,7 +650,7 @@ impl App {
             created_by: actor.name.clone(),
             created_at: store::now(),
         };
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(&scope).await?;
         store::rollups::insert_exclusion(&mut tx, &record).await?;
         tx.append_audit(&self.org_event(
             actor,
@@ -997,7 +1013,7 @@ impl App {
             "full_matrix": full_matrix,
             "redaction": redaction,
         });
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(scope).await?;
         tx.append_audit(&self.org_event(
             actor,
             scope,

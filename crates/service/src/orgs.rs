@@ -67,7 +67,8 @@ impl App {
                 json!({"name": org.name}),
             )
         };
-        let mut tx = self.store.begin().await?;
+        // The org's own scope: it writes a shared row and the org's event.
+        let mut tx = self.store.begin_in(&OrgScope::new(org.id.clone())).await?;
         tx.insert_org(&org).await?;
         tx.append_audit(&event).await?;
         tx.commit().await?;
@@ -155,7 +156,7 @@ impl App {
             )
         };
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(&OrgScope::new(org.id.clone())).await?;
         tx.insert_token(&record).await?;
         tx.append_audit(&event).await?;
         tx.commit().await?;
@@ -201,7 +202,7 @@ impl App {
             )
         };
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(&scope).await?;
         if !tx.revoke_token(&scope, token, &store::now()).await? {
             return Err(not_found());
         }

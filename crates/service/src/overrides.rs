@@ -329,7 +329,7 @@ impl App {
             "supersedes": row.supersedes,
             "before": {"canonical_version": before},
         });
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(scope).await?;
         tx.insert_override(&row).await?;
         tx.append_audit(&self.org_event(actor, scope, action, ("override", &row.id), details))
             .await?;
@@ -379,7 +379,7 @@ impl App {
                  arbitration by a lead",
                 alert.id, alert.source_uid
             );
-            let mut tx = self.store.begin().await?;
+            let mut tx = self.store.begin_in(scope).await?;
             tx.set_alert_locked(scope, &alert.id, true).await?;
             tx.insert_notification(&NotificationRecord {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -592,7 +592,7 @@ impl App {
             "time_to_validate_ms": (now - item.opened_at).num_milliseconds(),
             "resolution": resolution,
         });
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(scope).await?;
         if !tx
             .resolve_review(scope, id, state, &actor.name, &now, resolution.as_deref())
             .await?

@@ -26,7 +26,7 @@ impl App {
         let (mut alerts, mut changed) = (0, 0);
         for org in self.store.list_orgs().await? {
             let scope = OrgScope::new(org.id.clone());
-            let mut tx = self.store.begin().await?;
+            let mut tx = self.store.begin_in(&scope).await?;
             let marked = tx
                 .mark_org_alerts_stale(&scope, &reason.to_string())
                 .await?;

@@ -30,6 +30,8 @@ pub(crate) struct CachedRollups {
     pub rows: Vec<RollupRow>,
     /// Alerts behind each row, by position.
     pub alerts: Vec<i64>,
+    /// The org's exclusion windows at the same audit head.
+    pub exclusions: Vec<store::ExclusionRecord>,
 }
 
 struct Entry {
@@ -94,6 +96,7 @@ mod tests {
         Arc::new(CachedRollups {
             rows: Vec::new(),
             alerts: vec![n],
+            exclusions: Vec::new(),
         })
     }
 

@@ -271,7 +271,7 @@ impl App {
             "before": previous.map(|p| json!({"version": p.version, "definition": rule_json(p)})),
             "after": {"version": rule.version, "definition": rule.to_value()},
         });
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(&scope).await?;
         tx.retire_active_rules(&scope, std::slice::from_ref(&rule.id))
             .await?;
         tx.insert_rules(vec![record.clone()]).await?;
@@ -429,7 +429,7 @@ impl App {
             "before": {"version": current.version, "definition": rule_json(current)},
             "after": {"version": previous.version, "definition": rule_json(previous)},
         });
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(&scope).await?;
         tx.set_rule_status(&scope, id, current.version, "retired")
             .await?;
         tx.set_rule_status(&scope, id, previous.version, "active")
@@ -524,7 +524,7 @@ impl App {
             "dataset": engine.dataset.id,
         });
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_in(&scope).await?;
         tx.insert_pack_import(&PackImportRecord {
             id: import_id.clone(),
             org_id: scope.org().clone(),

@@ -303,7 +303,7 @@ impl App {
             read_at: None,
             read_by: None,
         };
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_all().await?;
         if tx.insert_notification_once(&entry, None).await? {
             tx.commit().await?;
         }
@@ -373,7 +373,12 @@ impl App {
             read_by: None,
         };
 
-        let mut tx = self.store.begin().await?;
+        // A burst of an org is that org's business; one of platform actors
+        // (no org) writes platform rows, which only the cross-org scope reaches.
+        let mut tx = match &burst.org_id {
+            Some(org) => self.store.begin_in(&OrgScope::new(org.clone())).await?,
+            None => self.store.begin_all().await?,
+        };
         if !tx.insert_notification_once(&entry, Some(since)).await? {
             // Dropping the transaction rolls back its lock only.
             return Ok(None);
@@ -520,7 +525,10 @@ impl App {
         }
 
         let now = store::now();
-        let mut tx = self.store.begin().await?;
+        let mut tx = match &entry.org_id {
+            Some(org) => self.store.begin_in(&OrgScope::new(org.clone())).await?,
+            None => self.store.begin_all().await?,
+        };
         if !tx.ack_notification(id, &actor.name, &now).await? {
             return Err(ServiceError::Conflict(format!(
                 "notification {id} was acknowledged concurrently"

@@ -121,7 +121,7 @@ async fn activation_checks_stored_references_and_rollback_restores() {
             applied_by: "seed".into(),
             applied_at: store::now(),
         };
-        let mut tx = app.store().begin().await.unwrap();
+        let mut tx = app.store().begin_all().await.unwrap();
         tx.insert_reference_migration(&reference).await.unwrap();
         tx.commit().await.unwrap();
 

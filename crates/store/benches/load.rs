@@ -30,7 +30,7 @@ fn parse(bytes: &[u8]) -> Release {
 }
 
 async fn insert(store: &Store, release: &Release, bytes: &[u8]) {
-    let mut tx = store.begin().await.expect("begin");
+    let mut tx = store.begin_all().await.expect("begin");
     tx.insert_dataset(&NewDataset {
         id: DatasetId::generate(),
         release,

@@ -666,7 +666,7 @@ impl Store {
         source_uids: &[String],
     ) -> Result<HashMap<String, (AlertId, String)>, StoreError> {
         let mut found = HashMap::new();
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn_in(scope).await?;
         for chunk in source_uids.chunks(500) {
             // A join on a VALUES list rather than `source_uid IN (...)`:
             // PostgreSQL plans a long IN list on a freshly filled table
@@ -721,7 +721,7 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(scope.org().as_str())
             .bind(id_or_uid)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("reading alert {id_or_uid}"))?;
         row.as_ref().map(alert_from_row).transpose()
@@ -742,7 +742,7 @@ impl Store {
             .bind(scope.org().as_str())
             .bind(after.map(|a| a.as_str()).unwrap_or(""))
             .bind(limit)
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("listing alerts of org {}", scope.org()))?;
         rows.iter().map(alert_from_row).collect()
@@ -757,7 +757,7 @@ impl Store {
              COALESCE(SUM(stale), 0) AS stale FROM alerts WHERE org_id = $1",
         )
         .bind(scope.org().as_str())
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut *self.conn_in(scope).await?)
         .await
         .context(|| format!("counting alerts of org {}", scope.org()))?;
         Ok((
@@ -781,7 +781,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(scope.org().as_str())
             .bind(alert.as_str())
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("reading candidates of alert {alert}"))?;
         rows.iter().map(candidate_from_row).collect()
@@ -808,7 +808,7 @@ impl Store {
             query = query.bind(alert.as_str());
         }
         let rows = query
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("reading candidates of {} alerts", alerts.len()))?;
         rows.iter().map(candidate_from_row).collect()
@@ -821,7 +821,7 @@ impl Store {
         alert: &AlertId,
         version: i64,
     ) -> Result<Option<CanonicalRecord>, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn_in(scope).await?;
         let sql = format!(
             "SELECT {} FROM canonical_sets WHERE org_id = $1 AND alert_id = $2 AND version = $3",
             SET_COLUMNS.join(", ")
@@ -866,7 +866,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(scope.org().as_str())
             .bind(alert.as_str())
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("reading canonical history of alert {alert}"))?;
         rows.iter().map(set_from_row).collect()
@@ -933,7 +933,7 @@ impl Store {
         }
         let rows = query
             .bind(limit)
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("listing alerts of org {}", scope.org()))?;
         rows.iter().map(alert_from_row).collect()
@@ -948,7 +948,7 @@ impl Store {
     ) -> Result<HashMap<AlertId, Vec<CanonicalEntryRecord>>, StoreError> {
         let columns: Vec<String> = ENTRY_COLUMNS.iter().map(|c| format!("m.{c}")).collect();
         let mut found: HashMap<AlertId, Vec<CanonicalEntryRecord>> = HashMap::new();
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn_in(scope).await?;
         for chunk in alerts.chunks(500) {
             let sql = format!(
                 "SELECT {} FROM canonical_mappings m JOIN alerts a ON a.org_id = m.org_id \

@@ -179,7 +179,13 @@ impl Store {
     /// Appends an event in its own transaction (for denials and failures,
     /// which change nothing else).
     pub async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
-        let mut tx = self.begin().await?;
+        // An event of an org is written as that org; a platform event (no
+        // org) needs the platform's rows, which only the cross-org scope
+        // reaches.
+        let mut tx = match &event.org_id {
+            Some(org) => self.begin_in(&OrgScope::new(org.clone())).await?,
+            None => self.begin_all().await?,
+        };
         let stored = tx.append_audit(event).await?;
         tx.commit().await?;
         Ok(stored)
@@ -192,7 +198,7 @@ impl Store {
     pub async fn org_audit_head(&self, scope: &OrgScope) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT MAX(seq) AS head FROM audit_log WHERE org_id = $1")
             .bind(scope.org().as_str())
-            .fetch_one(&mut *self.conn().await?)
+            .fetch_one(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("reading the last audit event of org {}", scope.org()))?;
         let head: Option<i64> =
@@ -215,11 +221,15 @@ impl Store {
             "SELECT {AUDIT_COLUMNS} FROM audit_log \
              WHERE ($1 IS NULL OR org_id = $1) AND seq < $2 ORDER BY seq DESC LIMIT $3"
         );
+        let mut conn = match scope {
+            Some(scope) => self.conn_in(scope).await?,
+            None => self.conn_all().await?,
+        };
         let rows = sqlx::query(&sql)
             .bind(scope.map(|s| s.org().as_str()))
             .bind(before_seq.unwrap_or(i64::MAX))
             .bind(limit)
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *conn)
             .await
             .context(|| "listing audit events".to_string())?;
         rows.iter()
@@ -231,7 +241,7 @@ impl Store {
     /// that the last event is the recorded head (a truncated tail shows).
     pub async fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
         const PAGE: i64 = 5_000;
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn_all().await?;
         let mut expected_prev = GENESIS_HASH.to_string();
         let mut expected_seq = 1_i64;
         let mut events = 0_i64;

@@ -249,12 +249,12 @@ impl Tx {
 impl Store {
     /// One dataset.
     pub async fn dataset(&self, id: &DatasetId) -> Result<Option<Dataset>, StoreError> {
-        fetch_dataset(&mut *self.conn().await?, id).await
+        fetch_dataset(&mut *self.conn_shared().await?, id).await
     }
 
     /// The active dataset of a domain.
     pub async fn active_dataset(&self, domain: Domain) -> Result<Option<Dataset>, StoreError> {
-        fetch_active(&mut *self.conn().await?, domain).await
+        fetch_active(&mut *self.conn_shared().await?, domain).await
     }
 
     /// A dataset with these bundle bytes, if one was loaded already.
@@ -263,7 +263,7 @@ impl Store {
             format!("SELECT {DATASET_COLUMNS} FROM datasets WHERE sha256 = $1 ORDER BY id LIMIT 1");
         let row = sqlx::query(&sql)
             .bind(sha256)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_shared().await?)
             .await
             .context(|| format!("looking up sha256 {sha256}"))?;
         row.as_ref().map(dataset_from_row).transpose()
@@ -279,7 +279,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(filter.domain.map(|d| d.as_str()))
             .bind(filter.state.map(|s| s.as_str()))
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_shared().await?)
             .await
             .context(|| "listing datasets".to_string())?;
         rows.iter().map(dataset_from_row).collect()
@@ -289,7 +289,7 @@ impl Store {
     pub async fn bundle(&self, id: &DatasetId) -> Result<Option<Vec<u8>>, StoreError> {
         let row = sqlx::query("SELECT bytes FROM dataset_bundles WHERE dataset_id = $1")
             .bind(id.as_str())
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_shared().await?)
             .await
             .context(|| format!("reading the bundle of {id}"))?;
         row.map(|r| get::<Vec<u8>>(&r, "bytes")).transpose()
@@ -306,7 +306,7 @@ impl Store {
         let sql = format!("SELECT {column} FROM datasets WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id.as_str())
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_shared().await?)
             .await
             .context(|| format!("reading the {column} of {id}"))?;
         let Some(text) = row.map(|r| get::<Option<String>>(&r, column)).transpose()? else {
@@ -327,7 +327,7 @@ impl Store {
         )
         .bind(id.as_str())
         .bind(flag(subtechniques))
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut *self.conn_shared().await?)
         .await
         .context(|| format!("counting techniques of {id}"))?;
         get(&row, "n")

@@ -134,7 +134,7 @@ impl Store {
         .bind(scope.org().as_str())
         .bind(from)
         .bind(to)
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.conn_in(scope).await?)
         .await
         .context(|| format!("reading KPI alert facts of org {}", scope.org()))?;
         let t = "alerts";
@@ -175,7 +175,7 @@ impl Store {
         .bind(scope.org().as_str())
         .bind(from)
         .bind(to)
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.conn_in(scope).await?)
         .await
         .context(|| format!("reading KPI mapping facts of org {}", scope.org()))?;
         let t = "canonical_mappings";
@@ -209,7 +209,7 @@ impl Store {
         .bind(scope.org().as_str())
         .bind(from)
         .bind(to)
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.conn_in(scope).await?)
         .await
         .context(|| format!("reading KPI review facts of org {}", scope.org()))?;
         let t = "review_queue";
@@ -240,7 +240,7 @@ impl Store {
         .bind(scope.org().as_str())
         .bind(from)
         .bind(to)
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut *self.conn_in(scope).await?)
         .await
         .context(|| format!("counting denials of org {}", scope.org()))?;
         get(&row, "audit_log", "denials")
@@ -261,7 +261,7 @@ impl Store {
         .bind(scope.org().as_str())
         .bind(from)
         .bind(to)
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.conn_in(scope).await?)
         .await
         .context(|| format!("reading AI candidates of org {}", scope.org()))?;
         let t = "mapping_candidates";

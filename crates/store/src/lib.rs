@@ -5,6 +5,13 @@
 //! (`migrations/sqlite`, `migrations/postgres`), chosen by the URL scheme.
 //! Reads go through [`Store`]; changes that must land together (a state
 //! change and its audit event) go through one [`Tx`].
+//!
+//! Every tenant read takes an [`OrgScope`] and filters by it. On PostgreSQL
+//! row-level security keeps orgs apart a second time: each connection and
+//! transaction names the org it works for ([`Store::begin_in`]), or all of
+//! them for deliberate cross-org work ([`Store::begin_all`]), and a query
+//! that forgets its `org_id` filter still sees no other org's rows
+//! (`migrations/postgres/0007_row_security.sql`, docs/access-control.md).
 
 mod alerts;
 mod audit;
@@ -28,7 +35,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction};
 
 pub use alerts::{
     AlertId, AlertListFilter, AlertRecord, CandidateRecord, CanonicalEntryRecord, CanonicalRecord,
@@ -38,7 +45,7 @@ pub use audit::{GENESIS_HASH, canonical_hash};
 pub use datasets::DatasetDocument;
 pub use incidents::{
     AdjustmentRecord, AttachedAlert, EvidenceRecord, IncidentHoldingRecord, IncidentId,
-    IncidentRecord, IncidentSummaryRecord, ProfileRow,
+    IncidentRecord, IncidentSummaryRecord, ProfileEntryRef, ProfileRowRef, ProfileRows,
 };
 pub use kpis::{KpiAiCandidateRow, KpiAlertRow, KpiMappingRow, KpiReviewRow, KpiWindow};
 pub use notifications::{ActorBurst, NotificationAudience, NotificationEntry};
@@ -201,6 +208,9 @@ fn redact(url: &str) -> String {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// How to open a connection outside the pool (for PostgreSQL
+    /// migrations).
+    options: AnyConnectOptions,
 }
 
 impl fmt::Debug for Store {
@@ -263,34 +273,72 @@ impl Store {
             }
         }
 
+        // Lazy: the pool opens its connections on first use, normally after
+        // `migrate`, so that on a fresh cluster every pooled connection
+        // finds the `nexus_app` role the migrations create.
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers proceed during a write; NORMAL is
-                        // durable enough with WAL; the busy timeout makes a
-                        // second writer wait instead of failing at once; a
-                        // 64 MiB page cache keeps bulk alert ingestion from
-                        // re-reading index pages (the default is 2 MiB).
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-                             PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
-                             PRAGMA cache_size = -65536;",
-                        )
-                        .await?;
+                    match backend {
+                        Backend::Sqlite => {
+                            // WAL lets readers proceed during a write; NORMAL
+                            // is durable enough with WAL; the busy timeout
+                            // makes a second writer wait instead of failing
+                            // at once; a 64 MiB page cache keeps bulk alert
+                            // ingestion from re-reading index pages (the
+                            // default is 2 MiB).
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                                 PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
+                                 PRAGMA cache_size = -65536;",
+                            )
+                            .await?;
+                        }
+                        Backend::Postgres => {
+                            // A superuser (how CI and many installs connect)
+                            // ignores row-level security: act as the
+                            // policy-bound `nexus_app` whenever this login
+                            // may. Without the role (not migrated yet, or a
+                            // login that may not create roles) the login's
+                            // own rights apply; FORCE still binds an owner
+                            // that is no superuser.
+                            conn.execute(
+                                "SELECT set_config('role', rolname, false) FROM pg_roles \
+                                 WHERE rolname = 'nexus_app' \
+                                 AND pg_has_role(session_user, oid, 'MEMBER')",
+                            )
+                            .await?;
+                        }
                     }
                     Ok(())
                 })
             })
-            .connect_with(options)
-            .await
-            .context(|| format!("connecting to {}", redact(url.as_str())))?;
-        Ok(Store { pool, backend })
+            .after_release(move |conn, _meta| {
+                Box::pin(async move {
+                    // The org a connection was handed out for must not
+                    // follow it to its next user: a read that forgets to
+                    // choose one sees nothing instead of the last org's rows.
+                    if backend == Backend::Postgres {
+                        conn.execute("RESET nexus.org").await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_lazy_with(options.clone());
+        Ok(Store {
+            pool,
+            backend,
+            options,
+        })
     }
 
     /// Applies pending migrations of the backend's folder.
+    ///
+    /// On PostgreSQL they run on a connection of their own, outside the
+    /// pool: they create tables, roles and policies as the login itself,
+    /// while pooled connections act as `nexus_app`, which may do none of it.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
             Backend::Sqlite => {
@@ -299,10 +347,42 @@ impl Store {
                     .await?
             }
             Backend::Postgres => {
-                sqlx::migrate!("./migrations/postgres")
-                    .run(&self.pool)
-                    .await?
+                let mut conn = self
+                    .options
+                    .connect()
+                    .await
+                    .context(|| "connecting to migrate".to_string())?;
+                let migrated = sqlx::migrate!("./migrations/postgres").run(&mut conn).await;
+                let _ = conn.close().await;
+                migrated?;
+                self.warn_if_policies_bypassed().await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Logs a warning when pooled connections act as a role that ignores
+    /// row-level security (a superuser that may not become `nexus_app`):
+    /// the store's own org filters still apply, the database's do not.
+    async fn warn_if_policies_bypassed(&self) -> Result<(), StoreError> {
+        let row = sqlx::query(
+            "SELECT current_user::text AS name, (rolsuper OR rolbypassrls) AS bypasses \
+             FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_optional(&mut *self.conn_shared().await?)
+        .await
+        .context(|| "checking the role of pooled connections".to_string())?;
+        let bypasses = row.as_ref().and_then(|r| {
+            let name: String = r.try_get("name").ok()?;
+            let bypasses: bool = r.try_get("bypasses").ok()?;
+            bypasses.then_some(name)
+        });
+        if let Some(name) = bypasses {
+            tracing::warn!(
+                role = %name,
+                "database role bypasses row-level security and cannot act as nexus_app; \
+                 org isolation rests on the store's filters alone"
+            );
         }
         Ok(())
     }
@@ -322,29 +402,91 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Begins a write transaction. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes
-    /// fails with "database is locked" instead of waiting when another
-    /// writer got there first.
-    pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let tx = match self.backend {
+    /// Begins a write transaction over the rows of one org. On SQLite it
+    /// takes the write lock at once (`BEGIN IMMEDIATE`): a deferred
+    /// transaction that reads and then writes fails with "database is
+    /// locked" instead of waiting when another writer got there first. On
+    /// PostgreSQL row-level security lets it see and write that org's rows
+    /// only, whatever its statements say; shared tables (orgs, datasets,
+    /// the taxonomy) are open to it.
+    pub async fn begin_in(&self, scope: &OrgScope) -> Result<Tx, StoreError> {
+        self.begin_as(scope.org().as_str()).await
+    }
+
+    /// Begins a write transaction over every org's rows and the platform's
+    /// (audit events and notifications without an org): for platform work
+    /// that is cross-org on purpose, such as the dataset lifecycle, the
+    /// watch and reference migrations. Prefer [`Store::begin_in`].
+    pub async fn begin_all(&self) -> Result<Tx, StoreError> {
+        self.begin_as(ALL_ORGS).await
+    }
+
+    async fn begin_as(&self, org: &str) -> Result<Tx, StoreError> {
+        let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
         }
         .context(|| "beginning a transaction".to_string())?;
+        if self.backend == Backend::Postgres {
+            // Local to the transaction: it ends with the commit or rollback.
+            sqlx::query("SELECT set_config('nexus.org', $1, true)")
+                .bind(org)
+                .execute(&mut *tx)
+                .await
+                .context(|| "choosing the org of a transaction".to_string())?;
+        }
         Ok(Tx {
             tx,
             backend: self.backend,
         })
     }
 
-    pub(crate) async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+    /// A connection that sees one org's rows of tenant tables (on
+    /// PostgreSQL, by row-level security, beside the query's own filter).
+    pub(crate) async fn conn_in(
+        &self,
+        scope: &OrgScope,
+    ) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+        self.conn_as(scope.org().as_str()).await
+    }
+
+    /// A connection that sees every org's rows and the platform's: for
+    /// reads that are cross-org on purpose (a token looked up before its
+    /// org is known, audit chain verification, platform roles' listings,
+    /// the watch's scans, the compatibility check of a new release).
+    pub(crate) async fn conn_all(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+        self.conn_as(ALL_ORGS).await
+    }
+
+    /// A connection for the shared tables that carry no org (orgs,
+    /// datasets, the taxonomy, the audit head). It chooses no org, so on
+    /// PostgreSQL a tenant table read through it shows no row at all.
+    pub(crate) async fn conn_shared(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
         self.pool
             .acquire()
             .await
             .context(|| "acquiring a connection".to_string())
     }
+
+    async fn conn_as(&self, org: &str) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+        let mut conn = self.conn_shared().await?;
+        if self.backend == Backend::Postgres {
+            // For the session: the pool resets it when the connection comes
+            // back (see `after_release` in `connect_within`).
+            sqlx::query("SELECT set_config('nexus.org', $1, false)")
+                .bind(org)
+                .execute(&mut *conn)
+                .await
+                .context(|| "choosing the org of a connection".to_string())?;
+        }
+        Ok(conn)
+    }
 }
+
+/// The value of `nexus.org` that opens every org's rows (see
+/// `migrations/postgres/0007_row_security.sql`). Org ids are generated
+/// UUIDs, so no org can be named by it.
+const ALL_ORGS: &str = "*";
 
 /// A write transaction: everything done through it lands together on
 /// [`Tx::commit`], or not at all when it is dropped.

@@ -199,7 +199,7 @@ impl Store {
         let rows = query
             .bind(before)
             .bind(limit)
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_for(audience).await?)
             .await
             .context(|| "listing notifications".to_string())?;
         rows.iter().map(entry_from_row).collect()
@@ -224,10 +224,24 @@ impl Store {
         }
         let row = query
             .bind(id)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_for(audience).await?)
             .await
             .context(|| format!("reading notification {id}"))?;
         row.as_ref().map(entry_from_row).transpose()
+    }
+
+    /// A connection that sees what `audience` may see: one org's rows, or
+    /// every row when platform notifications (which have no org) are
+    /// wanted; the query's own condition narrows it down from there.
+    async fn conn_for(
+        &self,
+        audience: &NotificationAudience<'_>,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, StoreError> {
+        match (audience.org, audience.platform) {
+            (_, true) => self.conn_all().await,
+            (Some(scope), false) => self.conn_in(scope).await,
+            (None, false) => self.conn_shared().await,
+        }
     }
 
     /// Actors who wrote at least `threshold` overrides at or after `since`,
@@ -251,7 +265,7 @@ impl Store {
         )
         .bind(ts(since))
         .bind(threshold)
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.conn_all().await?)
         .await
         .context(|| "counting recent overrides by actor".to_string())?;
         rows.iter()
@@ -274,7 +288,7 @@ impl Store {
         )
         .bind(ts(since))
         .bind(threshold)
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.conn_all().await?)
         .await
         .context(|| "counting recent denials by actor".to_string())?;
         rows.iter()

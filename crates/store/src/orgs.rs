@@ -108,7 +108,7 @@ impl Store {
     pub async fn org_by_name(&self, name: &str) -> Result<Option<Org>, StoreError> {
         let row = sqlx::query("SELECT id, name, created_at FROM orgs WHERE name = $1")
             .bind(name)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_shared().await?)
             .await
             .context(|| format!("looking up org `{name}`"))?;
         row.as_ref().map(org_from_row).transpose()
@@ -118,7 +118,7 @@ impl Store {
     pub async fn org(&self, id: &OrgId) -> Result<Option<Org>, StoreError> {
         let row = sqlx::query("SELECT id, name, created_at FROM orgs WHERE id = $1")
             .bind(id.as_str())
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_shared().await?)
             .await
             .context(|| format!("reading org {id}"))?;
         row.as_ref().map(org_from_row).transpose()
@@ -127,7 +127,7 @@ impl Store {
     /// Every org, by name.
     pub async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
         let rows = sqlx::query("SELECT id, name, created_at FROM orgs ORDER BY name")
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_shared().await?)
             .await
             .context(|| "listing orgs".to_string())?;
         rows.iter().map(org_from_row).collect()
@@ -144,7 +144,7 @@ impl Store {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_sha256 = $1");
         let row = sqlx::query(&sql)
             .bind(secret_sha256)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_all().await?)
             .await
             .context(|| "looking up a token".to_string())?;
         row.as_ref().map(token_from_row).transpose()
@@ -156,7 +156,7 @@ impl Store {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id.as_str())
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_all().await?)
             .await
             .context(|| format!("reading token {id}"))?;
         row.as_ref().map(token_from_row).transpose()
@@ -167,7 +167,7 @@ impl Store {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE org_id = $1 ORDER BY id");
         let rows = sqlx::query(&sql)
             .bind(scope.org().as_str())
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("listing tokens of org {}", scope.org()))?;
         rows.iter().map(token_from_row).collect()

@@ -110,7 +110,7 @@ impl Store {
              SELECT 'override' AS kind, id, org_id, technique AS technique_id FROM overrides \
              ORDER BY kind, id",
         )
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.conn_all().await?)
         .await
         .context(|| "listing technique references".to_string())?;
         rows.iter()
@@ -142,7 +142,7 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(dataset.as_str())
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_all().await?)
             .await
             .context(|| format!("listing migrations of dataset {dataset}"))?;
         rows.iter().map(migration_from_row).collect()

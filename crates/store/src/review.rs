@@ -306,7 +306,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(scope.org().as_str())
             .bind(alert.as_str())
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("reading overrides of alert {alert}"))?;
         rows.iter().map(override_from_row).collect()
@@ -332,7 +332,7 @@ impl Store {
             query = query.bind(alert.as_str());
         }
         let rows = query
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("reading overrides of {} alerts", alerts.len()))?;
         rows.iter().map(override_from_row).collect()
@@ -348,7 +348,7 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(scope.org().as_str())
             .bind(id)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("reading override {id}"))?;
         row.as_ref().map(override_from_row).transpose()
@@ -370,7 +370,7 @@ impl Store {
             .bind(scope.org().as_str())
             .bind(state)
             .bind(limit)
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("listing review items of org {}", scope.org()))?;
         rows.iter().map(review_from_row).collect()
@@ -397,7 +397,7 @@ impl Store {
             .bind(state)
             .bind(after.unwrap_or(""))
             .bind(limit)
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("listing review items of org {}", scope.org()))?;
         rows.iter().map(review_from_row).collect()
@@ -416,7 +416,7 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(scope.org().as_str())
             .bind(id)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("reading review item {id}"))?;
         row.as_ref().map(review_from_row).transpose()
@@ -432,7 +432,7 @@ impl Store {
              FROM notifications WHERE org_id = $1 ORDER BY created_at DESC, id DESC",
         )
         .bind(scope.org().as_str())
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.conn_in(scope).await?)
         .await
         .context(|| format!("listing notifications of org {}", scope.org()))?;
         rows.iter()
@@ -461,7 +461,7 @@ impl Store {
         alerts: &[AlertId],
     ) -> Result<Vec<ReviewRecord>, StoreError> {
         let mut found = Vec::new();
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn_in(scope).await?;
         for chunk in alerts.chunks(400) {
             let sql = format!(
                 "SELECT {} FROM review_queue WHERE org_id = {} AND state = 'open' \

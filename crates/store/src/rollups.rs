@@ -282,7 +282,7 @@ impl Store {
         .bind(scope.org().as_str())
         .bind(from.as_str())
         .bind(to.as_str())
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.conn_in(scope).await?)
         .await
         .context(|| format!("reading the matrix rollups of org {}", scope.org()))?;
         rows.iter().map(rollup_from_row).collect()
@@ -295,7 +295,7 @@ impl Store {
              FROM matrix_exclusions WHERE org_id = $1 ORDER BY created_at, id",
         )
         .bind(scope.org().as_str())
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.conn_in(scope).await?)
         .await
         .context(|| format!("reading the exclusion windows of org {}", scope.org()))?;
         let t = "matrix_exclusions";
@@ -391,7 +391,7 @@ impl Store {
         .bind(to.as_str())
         .bind(after.unwrap_or(""))
         .bind(limit)
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.conn_in(scope).await?)
         .await
         .context(|| format!("reading the alerts behind technique {technique}"))?;
         let t = "canonical_mappings";

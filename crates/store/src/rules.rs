@@ -240,7 +240,7 @@ impl Store {
     pub async fn rule_revision(&self, scope: &OrgScope) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT revision FROM rule_revisions WHERE org_id = $1")
             .bind(scope.org().as_str())
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.conn_in(scope).await?)
             .await
             .context(|| "reading the rule revision".to_string())?;
         row.map(|r| get(&r, "rule_revisions", "revision"))
@@ -263,7 +263,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(scope.org().as_str())
             .bind(status)
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("listing rules of org {}", scope.org()))?;
         rows.iter().map(rule_from_row).collect()
@@ -282,7 +282,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(scope.org().as_str())
             .bind(id)
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.conn_in(scope).await?)
             .await
             .context(|| format!("reading rule {id}"))?;
         rows.iter().map(rule_from_row).collect()
@@ -300,7 +300,7 @@ impl Store {
         )
         .bind(scope.org().as_str())
         .bind(id)
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_optional(&mut *self.conn_in(scope).await?)
         .await
         .context(|| format!("reading rule pack import {id}"))?;
         let Some(row) = row else {

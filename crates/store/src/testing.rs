@@ -13,9 +13,10 @@
 //! # }
 //! ```
 
-use sqlx::{AnyConnection, Connection, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Connection, Executor};
 
-use crate::{Backend, Store};
+use crate::{Backend, OrgScope, Store};
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_ENV: &str = "NEXUS_ATTACK_TEST_POSTGRES";
@@ -118,6 +119,32 @@ impl TestDatabase {
         store.migrate().await.expect("migrate");
         store
     }
+}
+
+/// Which rows a connection from [`connection`] is meant to reach.
+#[derive(Debug, Clone, Copy)]
+pub enum Reach<'a> {
+    /// One org's rows, as the store's repositories read them.
+    Org(&'a OrgScope),
+    /// Every org's rows and the platform's (deliberate cross-org work).
+    All,
+    /// No org chosen: on PostgreSQL no tenant row at all.
+    Nothing,
+}
+
+/// A pooled connection exactly as the store hands it to its repositories,
+/// for raw SQL that checks what row-level security lets through on
+/// PostgreSQL (SQLite has none: there the connection reaches every row).
+///
+/// # Panics
+/// When no connection can be had.
+pub async fn connection(store: &Store, reach: Reach<'_>) -> PoolConnection<Any> {
+    match reach {
+        Reach::Org(scope) => store.conn_in(scope).await,
+        Reach::All => store.conn_all().await,
+        Reach::Nothing => store.conn_shared().await,
+    }
+    .expect("a pooled connection")
 }
 
 impl Drop for TestDatabase {

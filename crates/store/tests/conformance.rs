@@ -51,7 +51,7 @@ fn raw_type_counts(gz: &[u8]) -> BTreeMap<String, usize> {
 
 async fn insert(store: &Store, release: &Release, bytes: &[u8], loaded_by: &str) -> DatasetId {
     let id = DatasetId::generate();
-    let mut tx = store.begin().await.expect("begin");
+    let mut tx = store.begin_all().await.expect("begin");
     tx.insert_dataset(&NewDataset {
         id: id.clone(),
         release,
@@ -195,7 +195,7 @@ async fn one_active_dataset_per_domain_is_enforced_by_the_database() {
         let a = insert(&store, &old, &old_bytes, "alice").await;
         let b = insert(&store, &new, &new_bytes, "alice").await;
 
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin_all().await.unwrap();
         for id in [&a, &b] {
             assert!(
                 tx.change_state(id, &change(DatasetState::Loaded, DatasetState::Validated))
@@ -215,7 +215,7 @@ async fn one_active_dataset_per_domain_is_enforced_by_the_database() {
         );
         tx.commit().await.unwrap();
 
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin_all().await.unwrap();
         let err = tx
             .change_state(&b, &change(DatasetState::Approved, DatasetState::Active))
             .await
@@ -228,7 +228,7 @@ async fn one_active_dataset_per_domain_is_enforced_by_the_database() {
         drop(tx);
 
         // A change from a state the dataset is not in touches nothing.
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin_all().await.unwrap();
         let stale = change(DatasetState::Loaded, DatasetState::Validated);
         assert!(!tx.change_state(&b, &stale).await.unwrap());
         tx.commit().await.unwrap();
@@ -272,7 +272,7 @@ async fn the_audit_chain_links_hashes_and_refuses_changes() {
             name: "acme".into(),
             created_at: store::now(),
         };
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin_all().await.unwrap();
         tx.insert_org(&org).await.unwrap();
         tx.commit().await.unwrap();
 
@@ -400,7 +400,7 @@ async fn orgs_and_tokens_are_unique_and_scoped() {
             name: "other".into(),
             created_at: store::now(),
         };
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin_all().await.unwrap();
         tx.insert_org(&acme).await.unwrap();
         tx.insert_org(&other).await.unwrap();
         tx.commit().await.unwrap();
@@ -409,7 +409,7 @@ async fn orgs_and_tokens_are_unique_and_scoped() {
             id: OrgId::generate(),
             ..acme.clone()
         };
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin_all().await.unwrap();
         let err = tx.insert_org(&duplicate).await.unwrap_err();
         assert!(
             matches!(err, StoreError::Conflict { .. }),
@@ -428,7 +428,10 @@ async fn orgs_and_tokens_are_unique_and_scoped() {
             created_at: store::now(),
             revoked_at: None,
         };
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store
+            .begin_in(&OrgScope::new(acme.id.clone()))
+            .await
+            .unwrap();
         tx.insert_token(&token).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(
@@ -437,13 +440,19 @@ async fn orgs_and_tokens_are_unique_and_scoped() {
         );
 
         // Another org's scope cannot revoke it.
-        let mut tx = store.begin().await.unwrap();
+        let other_scope = OrgScope::new(other.id.clone());
+        let mut tx = store.begin_in(&other_scope).await.unwrap();
         let now = store::now();
         assert!(
-            !tx.revoke_token(&OrgScope::new(other.id.clone()), &token.id, &now)
+            !tx.revoke_token(&other_scope, &token.id, &now)
                 .await
                 .unwrap()
         );
+        drop(tx);
+        let mut tx = store
+            .begin_in(&OrgScope::new(acme.id.clone()))
+            .await
+            .unwrap();
         assert!(
             tx.revoke_token(&OrgScope::new(acme.id.clone()), &token.id, &now)
                 .await
@@ -469,7 +478,7 @@ async fn the_same_bytes_are_one_live_dataset() {
     for db in databases().await {
         let store = db.store().await;
         let first = insert(&store, &release, &bytes, "alice").await;
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin_all().await.unwrap();
         let copy = NewDataset {
             id: DatasetId::generate(),
             release: &release,
@@ -488,7 +497,7 @@ async fn the_same_bytes_are_one_live_dataset() {
         drop(tx);
 
         // Once the first copy is rejected, the bytes may be loaded again.
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin_all().await.unwrap();
         assert!(
             tx.change_state(
                 &first,
@@ -531,7 +540,7 @@ async fn technique_references_list_reference_migrations() {
             applied_by: "bob".into(),
             applied_at: store::now(),
         };
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin_all().await.unwrap();
         tx.insert_reference_migration(&migration).await.unwrap();
         tx.commit().await.unwrap();
 
@@ -550,7 +559,7 @@ async fn technique_references_list_reference_migrations() {
             id: store::MigrationId::generate(),
             ..migration
         };
-        let mut tx = store.begin().await.unwrap();
+        let mut tx = store.begin_all().await.unwrap();
         let err = tx.insert_reference_migration(&again).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
         // Closing the pool waits for every connection, this one included.

@@ -113,11 +113,7 @@ pub fn daily_counts<'a>(
             continue;
         };
         for &slot in slots {
-            *by_slot
-                .entry(slot)
-                .or_default()
-                .entry(row.day)
-                .or_default() += row.count;
+            *by_slot.entry(slot).or_default().entry(row.day).or_default() += row.count;
         }
     }
     let slots = index.slots();
