@@ -903,19 +903,40 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", survivor))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let mut kept = self.open_incident(&scope, survivor).await?;
-        let mut gone = self.open_incident(&scope, absorbed).await?;
+        let kept = self.open_incident(&scope, survivor).await?;
+        let gone = self.open_incident(&scope, absorbed).await?;
         // The pure rule refuses merging an incident with itself; the union
         // it defines (an alert both hold counts once) is what the survivor
         // reads from then on: its own attachments and the absorbed one's.
         merge(&shell(&kept.id, &[]), &shell(&gone.id, &[])).map_err(incident_error)?;
 
+        // Decide again on the rows as they are inside the transaction: a
+        // merge of the same pair the other way round may have committed
+        // since the reads above.
+        let mut tx = self.store.begin_in(&scope).await?;
+        let locked = tx.lock_incidents(&scope, &[&kept.id, &gone.id]).await?;
+        let current = |id: &IncidentId| -> Result<IncidentRecord> {
+            let record = locked
+                .iter()
+                .find(|r| &r.id == id)
+                .cloned()
+                .ok_or_else(|| ServiceError::NotFound {
+                    kind: "incident",
+                    id: id.to_string(),
+                })?;
+            match &record.merged_into {
+                Some(into) => Err(ServiceError::Conflict(format!(
+                    "incident {id} was merged into {into}: change that one"
+                ))),
+                None => Ok(record),
+            }
+        };
+        let (mut kept, mut gone) = (current(&kept.id)?, current(&gone.id)?);
         let now = store::now();
         kept.updated_at = now;
         mark_stale(&mut kept, &StaleReason::Merged);
         gone.updated_at = now;
         gone.merged_into = Some(kept.id.clone());
-        let mut tx = self.store.begin_in(&scope).await?;
         let (moved, shared) = tx.merge_incident(&scope, &kept.id, &gone.id).await?;
         tx.update_incident(&scope, &gone).await?;
         tx.update_incident(&scope, &kept).await?;

@@ -564,3 +564,69 @@ async fn host_incidents_merge_split_adjust_and_refuse_bad_input() {
         assert_eq!(failed, 2, "{label}: refused adjustments are audited");
     }
 }
+
+/// Two merges of the same pair in opposite directions at the same time:
+/// exactly one lands, the other is refused as a conflict, and the survivor
+/// holds both alerts while the absorbed incident is merged into it. Each
+/// merge decides on the rows it locks in its own transaction; deciding on
+/// reads made before it once let both land and left a live incident whose
+/// own alerts were served to the incident merged into it.
+#[tokio::test]
+async fn opposite_merges_at_the_same_time_leave_exactly_one_merge() {
+    let raw = raw_alerts();
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let engineer = member(&acme, "eve", Role::Engineer);
+        let lead = member(&acme, "lea", Role::Lead);
+        let file =
+            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
+        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
+            .await
+            .unwrap();
+
+        for round in 0..5 {
+            let one = |n: usize| IncidentInput {
+                title: format!("round {round} incident {n}"),
+                alerts: vec![raw[2 * round + n].uid.clone()],
+                ..IncidentInput::default()
+            };
+            let p = app.create_incident(&lead, "acme", one(0)).await.unwrap();
+            let q = app.create_incident(&lead, "acme", one(1)).await.unwrap();
+            let (pq, qp) = tokio::join!(
+                app.merge_incidents(&lead, "acme", &p.id, &q.id),
+                app.merge_incidents(&lead, "acme", &q.id, &p.id)
+            );
+            let (survivor, absorbed, refused) = match (pq, qp) {
+                (Ok(view), Err(e)) => (view, q.id.clone(), e),
+                (Err(e), Ok(view)) => (view, p.id.clone(), e),
+                (pq, qp) => panic!(
+                    "{label} round {round}: exactly one merge must land, got {:?} and {:?}",
+                    pq.map(|v| v.id),
+                    qp.map(|v| v.id)
+                ),
+            };
+            assert_eq!(refused.kind(), ErrorKind::Conflict, "{label}: {refused}");
+            let expected: BTreeSet<String> = [&raw[2 * round].uid, &raw[2 * round + 1].uid]
+                .into_iter()
+                .cloned()
+                .collect();
+            let now = app
+                .incident_profile(&lead, "acme", &survivor.id)
+                .await
+                .unwrap();
+            let held: BTreeSet<String> = now.alerts.iter().map(|a| a.source_uid.clone()).collect();
+            assert_eq!(
+                held, expected,
+                "{label} round {round}: the survivor holds both"
+            );
+            let gone = app
+                .merge_incidents(&lead, "acme", &survivor.id, &absorbed)
+                .await
+                .expect_err("the absorbed incident is merged already");
+            assert_eq!(gone.kind(), ErrorKind::Conflict, "{label}");
+        }
+    }
+}

@@ -589,6 +589,39 @@ impl Tx {
         Ok(ended)
     }
 
+    /// Reads incidents of the scope inside this transaction, locked until
+    /// it ends, in id order. A merge decides on what it reads here, not on
+    /// what it read before: two opposite merges of the same pair would
+    /// otherwise both pass the "not merged yet" check. PostgreSQL locks the
+    /// rows (`FOR UPDATE`, in one order so two merges never deadlock);
+    /// SQLite's write transaction already holds the database's write lock.
+    pub async fn lock_incidents(
+        &mut self,
+        scope: &OrgScope,
+        ids: &[&IncidentId],
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        let backend = self.backend;
+        let lock = match backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT {} FROM incidents WHERE org_id = {} AND id IN ({}) ORDER BY id{lock}",
+            INCIDENT_COLUMNS.join(", "),
+            p(backend, 1),
+            in_list(backend, 1, ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(scope.org().as_str());
+        for id in ids {
+            query = query.bind(id.as_str());
+        }
+        let rows = query
+            .fetch_all(self.conn())
+            .await
+            .context(|| "locking incidents".to_string())?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
     /// Merges incident `absorbed` into `survivor` as far as attachments go,
     /// without writing one: the absorbed incident's attachments, and those
     /// of every incident merged into it before, serve the survivor from now
