@@ -4,15 +4,15 @@
 //! set is a new version (`canonical_sets` plus its `canonical_mappings`
 //! entries) and the alert row names the current version.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row};
+use sqlx::{Any, AnyConnection, Row};
 
-use crate::batch::{Val, in_list, insert_rows, placeholders};
+use crate::batch::{Val, in_list, insert_new_rows, insert_rows, placeholders};
 use crate::{Backend, Context, OrgScope, Store, StoreError, Tx, parse_ts, ts};
 
 crate::records::id_type!(
@@ -516,6 +516,39 @@ impl Tx {
         insert_rows(self.conn(), backend, "alerts", &ALERT_COLUMNS, rows, false).await
     }
 
+    /// Inserts the alerts whose source uid the org has not stored yet and
+    /// returns the source uids inserted; the others are left as they are
+    /// (the caller tells a duplicate from an update). Bulk ingestion thus
+    /// needs no lookup before a batch of new alerts.
+    pub async fn insert_new_alerts(
+        &mut self,
+        alerts: Vec<AlertRecord>,
+    ) -> Result<HashSet<String>, StoreError> {
+        let backend = self.backend;
+        let rows = alerts.into_iter().map(alert_values).collect();
+        let inserted = insert_new_rows(
+            self.conn(),
+            backend,
+            "alerts",
+            &ALERT_COLUMNS,
+            rows,
+            "org_id, source_uid",
+            "source_uid",
+        )
+        .await?;
+        Ok(inserted.into_iter().collect())
+    }
+
+    /// [`Store::alerts_by_source_uid`] within this transaction.
+    pub async fn alerts_by_source_uid(
+        &mut self,
+        scope: &OrgScope,
+        source_uids: &[String],
+    ) -> Result<HashMap<String, (AlertId, String)>, StoreError> {
+        let backend = self.backend;
+        alerts_by_source_uid(self.conn(), backend, scope, source_uids).await
+    }
+
     /// Appends candidates; a candidate already stored (same content hash)
     /// is skipped, so re-mapping to the same result adds nothing.
     pub async fn insert_candidates(
@@ -665,46 +698,8 @@ impl Store {
         scope: &OrgScope,
         source_uids: &[String],
     ) -> Result<HashMap<String, (AlertId, String)>, StoreError> {
-        let mut found = HashMap::new();
         let mut conn = self.conn_in(scope).await?;
-        for chunk in source_uids.chunks(500) {
-            // A join on a VALUES list rather than `source_uid IN (...)`:
-            // PostgreSQL plans a long IN list on a freshly filled table
-            // (no statistics yet) as a scan of every alert of the org, so
-            // each batch took longer than the last. Each VALUES row is one
-            // lookup in the (org_id, source_uid) key. Not a prepared
-            // statement either: a plan cached while the table was nearly
-            // empty (a hash join over a full scan) would stay in use as it
-            // grows; planned afresh, each batch sees the table's current
-            // size. The org goes last so that SQLite's anonymous `?` bind
-            // in the same order as PostgreSQL's numbers.
-            let sql = format!(
-                "WITH wanted (uid) AS (VALUES {}) \
-                 SELECT a.id, a.source_uid, a.content_sha256 FROM wanted \
-                 JOIN alerts a ON a.org_id = {} AND a.source_uid = wanted.uid",
-                placeholders(self.backend, 1, chunk.len()),
-                p(self.backend, chunk.len() + 1)
-            );
-            let mut query = sqlx::query(&sql).persistent(false);
-            for uid in chunk {
-                query = query.bind(uid.as_str());
-            }
-            query = query.bind(scope.org().as_str());
-            let rows = query
-                .fetch_all(&mut *conn)
-                .await
-                .context(|| "looking up alerts by source uid".to_string())?;
-            for row in &rows {
-                found.insert(
-                    get::<String>(row, "alerts", "source_uid")?,
-                    (
-                        AlertId(get(row, "alerts", "id")?),
-                        get(row, "alerts", "content_sha256")?,
-                    ),
-                );
-            }
-        }
-        Ok(found)
+        alerts_by_source_uid(&mut conn, self.backend, scope, source_uids).await
     }
 
     /// One alert by the product's id or, failing that, by its source uid.
@@ -987,4 +982,53 @@ pub struct AlertListFilter {
     pub band: Option<String>,
     /// `mapped` or `unmapped`.
     pub mapping_state: Option<String>,
+}
+
+/// The stored alerts of the org among `source_uids`, as `source_uid -> (id,
+/// content_sha256)`.
+async fn alerts_by_source_uid(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    scope: &OrgScope,
+    source_uids: &[String],
+) -> Result<HashMap<String, (AlertId, String)>, StoreError> {
+    let mut found = HashMap::new();
+    for chunk in source_uids.chunks(500) {
+        // A join on a VALUES list rather than `source_uid IN (...)`:
+        // PostgreSQL plans a long IN list on a freshly filled table
+        // (no statistics yet) as a scan of every alert of the org, so
+        // each batch took longer than the last. Each VALUES row is one
+        // lookup in the (org_id, source_uid) key. Not a prepared
+        // statement either: a plan cached while the table was nearly
+        // empty (a hash join over a full scan) would stay in use as it
+        // grows; planned afresh, each batch sees the table's current
+        // size. The org goes last so that SQLite's anonymous `?` bind
+        // in the same order as PostgreSQL's numbers.
+        let sql = format!(
+            "WITH wanted (uid) AS (VALUES {}) \
+                 SELECT a.id, a.source_uid, a.content_sha256 FROM wanted \
+                 JOIN alerts a ON a.org_id = {} AND a.source_uid = wanted.uid",
+            placeholders(backend, 1, chunk.len()),
+            p(backend, chunk.len() + 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for uid in chunk {
+            query = query.bind(uid.as_str());
+        }
+        query = query.bind(scope.org().as_str());
+        let rows = query
+            .fetch_all(&mut *conn)
+            .await
+            .context(|| "looking up alerts by source uid".to_string())?;
+        for row in &rows {
+            found.insert(
+                get::<String>(row, "alerts", "source_uid")?,
+                (
+                    AlertId(get(row, "alerts", "id")?),
+                    get(row, "alerts", "content_sha256")?,
+                ),
+            );
+        }
+    }
+    Ok(found)
 }

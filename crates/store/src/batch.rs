@@ -3,8 +3,16 @@
 //! One statement per chunk of rows instead of one per row: a round trip and
 //! a statement execution per row would cap ingestion far below the
 //! 20,000 alerts per second the mapping engine must sustain.
+//!
+//! The two databases get different statements. SQLite binds every value
+//! (`VALUES (?, ?), (?, ?)`): binding is a function call there, and its
+//! statements are cheap to compile. PostgreSQL gets one array parameter per
+//! column (`SELECT * FROM unnest($1::text[], $2::bigint[])`): a `VALUES` list
+//! of thousands of parameters costs it more to parse, plan and set up than
+//! to insert the rows, while the unnest statement has the same text for
+//! every chunk, so it is prepared once per connection.
 
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 
 use crate::{Backend, Context, StoreError};
 
@@ -110,21 +118,230 @@ pub(crate) async fn insert_rows(
     rows: Vec<Vec<Val>>,
     ignore_duplicates: bool,
 ) -> Result<u64, StoreError> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let per_statement = (MAX_PARAMS / columns.len()).clamp(1, MAX_ROWS);
-    let conflict = if ignore_duplicates {
+    let tail = if ignore_duplicates {
         " ON CONFLICT DO NOTHING"
     } else {
         ""
     };
-    let mut inserted = 0;
+    let (inserted, _) = insert_chunks(conn, backend, table, columns, rows, tail, None).await?;
+    Ok(inserted)
+}
+
+/// Inserts `rows`, skipping each that the unique key `key` (a column list)
+/// refuses, and returns the `returning` column of the rows inserted: the
+/// caller learns which rows were new without reading them first.
+pub(crate) async fn insert_new_rows(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+    key: &str,
+    returning: &str,
+) -> Result<Vec<String>, StoreError> {
+    let tail = format!(" ON CONFLICT ({key}) DO NOTHING RETURNING {returning}");
+    let (_, returned) =
+        insert_chunks(conn, backend, table, columns, rows, &tail, Some(returning)).await?;
+    Ok(returned)
+}
+
+/// Runs the statements of one bulk insert; `tail` follows the rows
+/// (conflict handling, `RETURNING`). Returns the rows inserted and, with
+/// `returning`, that column of each.
+async fn insert_chunks(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+    tail: &str,
+    returning: Option<&str>,
+) -> Result<(u64, Vec<String>), StoreError> {
+    let mut done = Done {
+        inserted: 0,
+        returned: Vec::new(),
+        returning,
+        table,
+    };
+    if rows.is_empty() {
+        return Ok((0, Vec::new()));
+    }
+    match backend {
+        Backend::Sqlite => insert_values(conn, table, columns, rows, tail, &mut done).await?,
+        Backend::Postgres => insert_unnest(conn, table, columns, rows, tail, &mut done).await?,
+    }
+    Ok((done.inserted, done.returned))
+}
+
+/// What the statements of one bulk insert have answered so far.
+struct Done<'a> {
+    inserted: u64,
+    returned: Vec<String>,
+    returning: Option<&'a str>,
+    table: &'a str,
+}
+
+impl Done<'_> {
+    /// Runs one statement and adds up what it answers.
+    async fn run<'q>(
+        &mut self,
+        conn: &mut AnyConnection,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<(), StoreError> {
+        let table = self.table;
+        match self.returning {
+            None => {
+                let done = query
+                    .execute(&mut *conn)
+                    .await
+                    .context(|| format!("inserting rows into {table}"))?;
+                self.inserted += done.rows_affected();
+            }
+            Some(column) => {
+                let rows = query
+                    .fetch_all(&mut *conn)
+                    .await
+                    .context(|| format!("inserting rows into {table}"))?;
+                self.inserted += rows.len() as u64;
+                for row in &rows {
+                    self.returned
+                        .push(row.try_get::<String, _>(column).context(|| {
+                            format!("reading {column} of the rows inserted into {table}")
+                        })?);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most rows in one PostgreSQL array statement: a chunk's arrays are held
+/// as text twice (built here, copied by the driver), so a few megabytes of
+/// alert JSON at most.
+const MAX_ARRAY_ROWS: usize = 2_000;
+
+/// PostgreSQL: one array literal per column, unnested into rows. The
+/// element type of each column comes from the first row's values (every
+/// row of a table is built by one function, so they agree).
+async fn insert_unnest(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+    tail: &str,
+    done: &mut Done<'_>,
+) -> Result<(), StoreError> {
+    let types: Vec<&str> = rows[0]
+        .iter()
+        .map(|v| match v {
+            Val::Text(_) => "text",
+            Val::Int(_) => "bigint",
+            Val::Real(_) => "double precision",
+        })
+        .collect();
+    let arrays = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO {table} ({}) SELECT * FROM unnest({arrays}){tail}",
+        columns.join(", ")
+    );
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Val>> = rows.by_ref().take(MAX_ARRAY_ROWS).collect();
+        // Sized up front: growing a megabyte literal by doubling copies it
+        // again and again.
+        let mut sizes = vec![2; columns.len()];
+        for row in &chunk {
+            for (size, value) in sizes.iter_mut().zip(row) {
+                *size += match value {
+                    // Room for escapes: JSON text quotes every key.
+                    Val::Text(Some(t)) => t.len() + t.len() / 4 + 3,
+                    _ => 24,
+                };
+            }
+        }
+        let mut literals: Vec<String> = sizes
+            .into_iter()
+            .map(|size| {
+                let mut literal = String::with_capacity(size);
+                literal.push('{');
+                literal
+            })
+            .collect();
+        for (r, row) in chunk.into_iter().enumerate() {
+            // Rows and column lists are built side by side in this crate.
+            debug_assert_eq!(row.len(), columns.len(), "a row for {table}");
+            for (literal, value) in literals.iter_mut().zip(row) {
+                if r > 0 {
+                    literal.push(',');
+                }
+                push_element(literal, value);
+            }
+        }
+        let mut query = sqlx::query(&sql);
+        for mut literal in literals {
+            literal.push('}');
+            query = query.bind(literal);
+        }
+        done.run(conn, query).await?;
+    }
+    Ok(())
+}
+
+/// Appends one value to a PostgreSQL array literal: NULL bare, numbers as
+/// written, text quoted with `"` and `\` escaped (the array input syntax).
+fn push_element(literal: &mut String, value: Val) {
+    use std::fmt::Write;
+    match value {
+        Val::Text(None) | Val::Int(None) => literal.push_str("NULL"),
+        Val::Int(Some(n)) => {
+            let _ = write!(literal, "{n}");
+        }
+        Val::Real(x) if x.is_nan() => literal.push_str("NaN"),
+        Val::Real(x) if x.is_infinite() => {
+            literal.push_str(if x > 0.0 { "Infinity" } else { "-Infinity" })
+        }
+        Val::Real(x) => {
+            let _ = write!(literal, "{x:?}");
+        }
+        Val::Text(Some(t)) => {
+            literal.push('"');
+            // Whole runs between the characters to escape: alert JSON is
+            // mostly such runs, and pushing it a char at a time was the
+            // writer's largest cost.
+            let mut rest = t.as_str();
+            while let Some(at) = rest.find(['"', '\\']) {
+                literal.push_str(&rest[..at]);
+                literal.push('\\');
+                literal.push_str(&rest[at..=at]);
+                rest = &rest[at + 1..];
+            }
+            literal.push_str(rest);
+            literal.push('"');
+        }
+    }
+}
+
+/// SQLite: `VALUES` lists of bound parameters.
+async fn insert_values(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+    tail: &str,
+    done: &mut Done<'_>,
+) -> Result<(), StoreError> {
+    let backend = Backend::Sqlite;
+    let per_statement = (MAX_PARAMS / columns.len()).clamp(1, MAX_ROWS);
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Vec<Val>> = rows.by_ref().take(per_statement).collect();
         let sql = format!(
-            "INSERT INTO {table} ({}) VALUES {}{conflict}",
+            "INSERT INTO {table} ({}) VALUES {}{tail}",
             columns.join(", "),
             placeholders(backend, columns.len(), chunk.len())
         );
@@ -138,13 +355,9 @@ pub(crate) async fn insert_rows(
                 };
             }
         }
-        let done = query
-            .execute(&mut *conn)
-            .await
-            .context(|| format!("inserting rows into {table}"))?;
-        inserted += done.rows_affected();
+        done.run(conn, query).await?;
     }
-    Ok(inserted)
+    Ok(())
 }
 
 /// `$1, $2, ...` (or `?, ?, ...` on SQLite) for an `IN (...)` list whose
@@ -162,6 +375,23 @@ pub(crate) fn in_list(backend: Backend, offset: usize, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn array_elements_are_quoted_escaped_or_bare() {
+        let mut literal = String::new();
+        for value in [
+            Val::from(r#"a "b" c\d,{e}"#),
+            Val::Text(None),
+            Val::from(-3_i64),
+            Val::from(0.7),
+            Val::Real(f64::NEG_INFINITY),
+            Val::from(""),
+        ] {
+            literal.push('|');
+            push_element(&mut literal, value);
+        }
+        assert_eq!(literal, r#"|"a \"b\" c\\d,{e}"|NULL|-3|0.7|-Infinity|"""#);
+    }
 
     #[test]
     fn placeholders_number_every_parameter_on_postgres_only() {
