@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::{Value, json};
-use service::{Actor, App, OverrideInput, ReviewDecision, Role};
+use service::{Actor, App, OverrideInput, ReviewCorrection, ReviewDecision, ReviewItem, Role};
 
 /// The org and who acts.
 #[derive(Debug, Args)]
@@ -182,7 +182,8 @@ pub enum OverridesCommand {
 /// `review ...`
 #[derive(Debug, Subcommand)]
 pub enum ReviewCommand {
-    /// Review items, oldest first.
+    /// Review items, oldest first: alerts' mappings, and incidents whose
+    /// profile went stale (`incident:ID stale STATE REASONS`).
     List {
         /// open, accepted, rejected, corrected or all.
         #[arg(long, default_value = "open")]
@@ -193,7 +194,8 @@ pub enum ReviewCommand {
         #[command(flatten)]
         org: OrgArgs,
     },
-    /// The mapping is right.
+    /// The mapping is right (an incident's item: its profile still holds,
+    /// which clears the stale mark).
     Accept {
         /// Review item id.
         id: String,
@@ -203,7 +205,8 @@ pub enum ReviewCommand {
         #[command(flatten)]
         org: OrgArgs,
     },
-    /// The mapping is wrong.
+    /// The mapping is wrong (an incident's item: the stale mark stays for
+    /// the lead).
     Reject {
         /// Review item id.
         id: String,
@@ -213,7 +216,8 @@ pub enum ReviewCommand {
         #[command(flatten)]
         org: OrgArgs,
     },
-    /// Correct the mapping with an override and resolve the item.
+    /// Correct the mapping with an override and resolve the item (an
+    /// incident's item: a lead adjustment, `--notes` its rationale).
     Correct {
         /// Review item id.
         id: String,
@@ -481,6 +485,31 @@ async fn decide(app: &App, id: &str, org: &OrgArgs, approve: bool) -> anyhow::Re
     })
 }
 
+/// One line of `review list`: an alert's item as `ID ALERT REASON STATE`
+/// (as before incidents were queued), an incident's as
+/// `ID incident:INCIDENT stale STATE REASON,REASON`.
+fn review_line(item: &ReviewItem) -> String {
+    match (&item.alert_id, &item.incident_id) {
+        (Some(alert), _) => format!("{} {alert} {} {}", item.id, item.reason, item.state),
+        (None, Some(incident)) => {
+            let reasons: Vec<&str> = item
+                .stale_reasons
+                .iter()
+                .flatten()
+                .filter_map(|r| r["reason"].as_str())
+                .collect();
+            format!(
+                "{} incident:{incident} {} {} {}",
+                item.id,
+                item.reason,
+                item.state,
+                reasons.join(",")
+            )
+        }
+        (None, None) => format!("{} - {} {}", item.id, item.reason, item.state),
+    }
+}
+
 /// Runs `review ...`.
 pub async fn review(app: &App, command: ReviewCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -491,11 +520,7 @@ pub async fn review(app: &App, command: ReviewCommand) -> anyhow::Result<ExitCod
                 .review_list(&actor, &org.org, state.as_deref(), limit)
                 .await?;
             print(org.json, &items, || {
-                items
-                    .iter()
-                    .map(|i| format!("{} {} {} {}", i.id, i.alert_id, i.reason, i.state))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                items.iter().map(review_line).collect::<Vec<_>>().join("\n")
             })?;
         }
         ReviewCommand::Accept { id, notes, org } => {
@@ -534,19 +559,27 @@ pub async fn review(app: &App, command: ReviewCommand) -> anyhow::Result<ExitCod
             org,
         } => {
             let actor = actor(app, &org, Role::Lead).await?;
-            let (item, outcome) = app
+            let (item, correction) = app
                 .review_correct(&actor, &org.org, &id, r#override.input())
                 .await?;
-            print(
-                org.json,
-                &json!({"review": item, "override": outcome}),
-                || {
+            // The same shape as `POST /api/v1/review/{id}/correct`.
+            let (answer, by) = match &correction {
+                ReviewCorrection::Override(outcome) => (
+                    json!({"review": item, "override": outcome}),
+                    format!("override {}", outcome.r#override.id),
+                ),
+                ReviewCorrection::Adjustment(incident) => (
+                    json!({"review": item, "incident": incident}),
                     format!(
-                        "review item {} corrected by override {}",
-                        item.id, outcome.r#override.id
-                    )
-                },
-            )?;
+                        "adjustment {} of incident {}",
+                        incident.adjustments.last().map_or("", |a| a.id.as_str()),
+                        incident.id
+                    ),
+                ),
+            };
+            print(org.json, &answer, || {
+                format!("review item {} corrected by {by}", item.id)
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -506,6 +506,25 @@ pub struct MatrixBenchCommand {
     /// check other engines' answers against.
     #[arg(long)]
     view_json: Option<PathBuf>,
+    /// Also store every generated mapping as an alert of its own with its
+    /// canonical mapping (so the rollups count exactly these alerts), then
+    /// time the first page of the drilldown behind each org's busiest
+    /// 30-day cell, and check on the first org that its pages together
+    /// list as many alerts as the cell counts.
+    #[arg(long)]
+    drilldown: bool,
+    /// Drilldown first pages to time, round-robin over the orgs.
+    #[arg(long, default_value_t = 500)]
+    drilldown_requests: usize,
+    /// Generate nothing: time the orgs `bench-000`, ... an earlier run left
+    /// in the database (with the same `--orgs`), each with a new token.
+    #[arg(long)]
+    reuse: bool,
+    /// Share of the generated rows that go to one technique (T1059.001,
+    /// execution), as the busiest technique of a real feed does; 0 spreads
+    /// rows evenly over every live technique.
+    #[arg(long, default_value_t = 0.0)]
+    hot_share: f64,
 }
 
 /// splitmix64: a small deterministic generator, so that two runs of the
@@ -604,6 +623,132 @@ fn write_raw(
     Ok(())
 }
 
+/// The stored severity weight of a generator's severity word (OCSF's scale,
+/// as `mapping::Severity::weight` gives it at ingestion).
+fn severity_weight(severity: &str) -> f64 {
+    match severity {
+        "low" => 2.0,
+        "medium" => 3.0,
+        "high" => 4.0,
+        "critical" => 5.0,
+        _ => 1.0,
+    }
+}
+
+/// One stored alert per mapping a rollup row stands for, each with a
+/// canonical set of that one mapping, so that the drilldown behind a cell
+/// lists exactly the alerts the rollups count: `(serial, set)`, the serial
+/// numbering the alert within the run.
+fn row_alerts(
+    org: &store::OrgId,
+    record: &store::RollupRecord,
+    confidence: f64,
+    serial: &mut u64,
+    mix: &mut Mix,
+) -> Vec<(u64, store::CanonicalRecord)> {
+    (0..record.count)
+        .map(|_| {
+            *serial += 1;
+            let second = (mix.next() % 86_400) as i64;
+            let at = record.day.and_time(chrono::NaiveTime::MIN).and_utc()
+                + chrono::Duration::seconds(second);
+            let alert_id = store::AlertId::generate();
+            let entry = store::CanonicalEntryRecord {
+                org_id: org.clone(),
+                alert_id: alert_id.clone(),
+                version: 1,
+                technique: record.technique.clone(),
+                tactic: Some(record.tactic.clone()),
+                source: record.source.clone(),
+                confidence,
+                band: record.band.clone(),
+                candidate_ids: "[]".into(),
+                override_ids: "[]".into(),
+                producers: "[]".into(),
+                vendor_declared: false,
+                evidence_linked: false,
+                needs_review: false,
+                domain: "enterprise-attack".into(),
+                release: "18.1".into(),
+                dataset_id: None,
+                computed_at: at,
+            };
+            let set = store::CanonicalRecord {
+                set: store::CanonicalSetRecord {
+                    org_id: org.clone(),
+                    alert_id,
+                    version: 1,
+                    decided_by: None,
+                    flags: "[]".into(),
+                    pending: "[]".into(),
+                    entries: 1,
+                    cause: "bench".into(),
+                    domain: "enterprise-attack".into(),
+                    release: "18.1".into(),
+                    dataset_id: None,
+                    computed_at: at,
+                },
+                entries: vec![entry],
+            };
+            (*serial, set)
+        })
+        .collect()
+}
+
+/// The alert behind a generated canonical set.
+fn set_alert(
+    set: &store::CanonicalRecord,
+    record: &store::RollupRecord,
+    serial: u64,
+) -> store::AlertRecord {
+    let at = set.set.computed_at;
+    let raw = json!({"platform": record.platform}).to_string();
+    store::AlertRecord {
+        id: set.set.alert_id.clone(),
+        org_id: set.set.org_id.clone(),
+        source_uid: format!("bench-{serial}"),
+        format: "native".into(),
+        time: Some(at),
+        received_at: at,
+        title: format!("{} activity", record.technique),
+        description: None,
+        severity: record.severity.clone(),
+        severity_weight: severity_weight(&record.severity),
+        connector: Some(record.connector.clone()),
+        product: None,
+        analytic_uid: None,
+        host: Some(format!("host-{}", serial % 500)),
+        user: Some(format!("user-{}", serial % 200)),
+        content_sha256: format!("{serial:064x}"),
+        raw,
+        normalized: "{}".into(),
+        mapping_state: "mapped".into(),
+        canonical_version: 1,
+        stale: false,
+        stale_reason: None,
+        locked: false,
+    }
+}
+
+/// The busiest cell of a matrix answer: `(tactic, technique, count)`.
+fn busiest_cell(body: &[u8]) -> anyhow::Result<(String, String, u64)> {
+    let view: serde_json::Value = serde_json::from_slice(body)?;
+    let cells = view["data"]["cells"]
+        .as_array()
+        .context("the matrix answer has no cells")?;
+    cells
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c["tactic"].as_str()?.to_string(),
+                c["technique"].as_str()?.to_string(),
+                c["count"].as_u64()?,
+            ))
+        })
+        .max_by_key(|(_, _, count)| *count)
+        .context("the matrix answer has no cell")
+}
+
 /// The value at quantile `q` of sorted durations, in milliseconds.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -639,9 +784,17 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
         )),
         None => None,
     };
-    // The raw lines take their own generator so that the rollups are the
-    // same with and without `--raw-csv`.
+    // The raw lines and the alerts take their own generators so that the
+    // rollups are the same with and without `--raw-csv` and `--drilldown`.
     let mut raw_mix = Mix(7);
+    let mut alert_mix = Mix(11);
+    let mut serial = 0u64;
+    let hot = release
+        .iter()
+        .find(|(technique, tactic)| technique == "T1059.001" && tactic == "execution")
+        .or(release.first())
+        .cloned()
+        .context("the release has no live technique")?;
     let started = std::time::Instant::now();
     let mut tokens = Vec::new();
     let mut mappings = 0u64;
@@ -649,15 +802,37 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
         let name = format!("bench-{o:03}");
         let org = match app.org_by_name(&operator, &name).await {
             Ok(org) => org,
+            Err(_) if command.reuse => {
+                anyhow::bail!("--reuse: org {name} is not in the database; run without it first")
+            }
             Err(_) => app.create_org(&operator, &name).await?,
         };
+        if command.reuse {
+            let token = app
+                .create_token(&operator, &name, Role::Viewer, Some("bench"))
+                .await?;
+            tokens.push(token.secret.expose().to_string());
+            continue;
+        }
         let scope = store::OrgScope::new(org.id.clone());
         let mut tx = app.store().begin_in(&scope).await?;
-        for d in 0..command.days {
+        // Oldest day first: alert ids are time-ordered when made, so they
+        // then follow the days as a live feed's do.
+        for d in (0..command.days).rev() {
             let day = today - chrono::Duration::days(d);
             let mut deltas = Vec::with_capacity(command.rows_per_day);
+            let mut sets = Vec::new();
+            let mut alerts = Vec::new();
             for _ in 0..command.rows_per_day {
-                let (technique, tactic) = mix.pick(&release).clone();
+                // Drawn only when asked for, so that the default run
+                // generates the same rows as before the option existed.
+                let is_hot = command.hot_share > 0.0
+                    && (mix.next() as f64 / u64::MAX as f64) < command.hot_share;
+                let (technique, tactic) = if is_hot {
+                    hot.clone()
+                } else {
+                    mix.pick(&release).clone()
+                };
                 let count = 1 + (mix.next() % command.max_count.max(1)) as i64;
                 let band = *mix.pick(&bands);
                 let confidence = confidence_of(band);
@@ -678,9 +853,21 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
                 if let Some(out) = raw.as_mut() {
                     write_raw(out, &name, &record, confidence, &mut raw_mix)?;
                 }
+                if command.drilldown {
+                    let made =
+                        row_alerts(&org.id, &record, confidence, &mut serial, &mut alert_mix);
+                    for (n, set) in made {
+                        alerts.push(set_alert(&set, &record, n));
+                        sets.push(set);
+                    }
+                }
                 deltas.push(record);
             }
             store::rollups::apply_delta(&mut tx, &scope, deltas).await?;
+            if command.drilldown {
+                tx.insert_alerts(alerts).await?;
+                tx.insert_canonical(sets).await?;
+            }
         }
         tx.commit().await?;
         let token = app
@@ -691,13 +878,17 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
     if let Some(mut out) = raw {
         std::io::Write::flush(&mut out)?;
     }
-    eprintln!(
-        "generated {} orgs x {} days x {} rows ({mappings} mappings) in {:.1}s",
-        command.orgs,
-        command.days,
-        command.rows_per_day,
-        started.elapsed().as_secs_f64()
-    );
+    if command.reuse {
+        eprintln!("reusing {} generated orgs", command.orgs);
+    } else {
+        eprintln!(
+            "generated {} orgs x {} days x {} rows ({mappings} mappings) in {:.1}s",
+            command.orgs,
+            command.days,
+            command.rows_per_day,
+            started.elapsed().as_secs_f64()
+        );
+    }
 
     // Serve on a loopback port of our own and time the 30-day matrix.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -719,9 +910,10 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
     let client = reqwest::Client::new();
     let from = (today - chrono::Duration::days(29)).format("%Y-%m-%d");
     let to = (today + chrono::Duration::days(1)).format("%Y-%m-%d");
-    let url = format!("http://{addr}/api/v1/matrix?from={from}&to={to}");
-    let time = |token: String| {
-        let (client, url) = (client.clone(), url.clone());
+    let base = format!("http://{addr}/api/v1/matrix");
+    let url = format!("{base}?from={from}&to={to}");
+    let get = |url: String, token: String| {
+        let client = client.clone();
         async move {
             let start = std::time::Instant::now();
             let answer = client.get(&url).bearer_auth(token).send().await?;
@@ -730,7 +922,7 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
             let ms = start.elapsed().as_secs_f64() * 1000.0;
             anyhow::ensure!(
                 status.is_success(),
-                "the matrix answered {status}: {}",
+                "{url} answered {status}: {}",
                 String::from_utf8_lossy(&body)
             );
             anyhow::Ok((ms, body))
@@ -738,9 +930,13 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
     };
     // First request of each org: it reads and decodes the org's rows.
     let mut first = Vec::with_capacity(tokens.len());
+    let mut cells = Vec::with_capacity(tokens.len());
     for (i, token) in tokens.iter().enumerate() {
-        let (ms, body) = time(token.clone()).await?;
+        let (ms, body) = get(url.clone(), token.clone()).await?;
         first.push(ms);
+        if command.drilldown {
+            cells.push(busiest_cell(&body)?);
+        }
         if i == 0
             && let Some(path) = &command.view_json
         {
@@ -750,8 +946,109 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
     }
     let mut timings = Vec::with_capacity(command.requests);
     for i in 0..command.requests {
-        let (ms, _) = time(tokens[i % tokens.len()].clone()).await?;
+        let (ms, _) = get(url.clone(), tokens[i % tokens.len()].clone()).await?;
         timings.push(ms);
+    }
+
+    // The drilldown behind each org's busiest cell of the same 30 days:
+    // its first page (50 alerts), a first pass per org timed apart, then
+    // round-robin.
+    let mut drilldown = serde_json::Value::Null;
+    if command.drilldown {
+        let page_url = |(tactic, technique, _): &(String, String, u64), cursor: Option<&str>| {
+            let mut u = format!(
+                "{base}/drilldown?from={from}&to={to}&tactic={tactic}&technique={technique}"
+            );
+            if let Some(cursor) = cursor {
+                u.push_str(&format!("&cursor={cursor}"));
+            }
+            u
+        };
+        let mut first_pages = Vec::with_capacity(tokens.len());
+        for (token, cell) in tokens.iter().zip(&cells) {
+            let (ms, _) = get(page_url(cell, None), token.clone()).await?;
+            first_pages.push(ms);
+        }
+        let mut pages = Vec::with_capacity(command.drilldown_requests);
+        for i in 0..command.drilldown_requests {
+            let n = i % tokens.len();
+            let (ms, _) = get(page_url(&cells[n], None), tokens[n].clone()).await?;
+            pages.push(ms);
+        }
+        // The same cells over the first 30 generated days: pages come
+        // newest alert first, so this read passes over every newer mapping
+        // of the technique before it finds its page (the slowest range).
+        let oldest_from = today - chrono::Duration::days(command.days - 1);
+        let oldest_to = oldest_from + chrono::Duration::days(30);
+        let oldest_url = |(tactic, technique, _): &(String, String, u64)| {
+            format!(
+                "{base}/drilldown?from={}&to={}&tactic={tactic}&technique={technique}",
+                oldest_from.format("%Y-%m-%d"),
+                oldest_to.format("%Y-%m-%d")
+            )
+        };
+        let mut oldest = Vec::with_capacity(command.drilldown_requests);
+        for i in 0..command.drilldown_requests {
+            let n = i % tokens.len();
+            let (ms, _) = get(oldest_url(&cells[n]), tokens[n].clone()).await?;
+            oldest.push(ms);
+        }
+
+        // Every page of the first org's cell together lists as many
+        // alerts as the cell counts (one mapping per generated alert).
+        let (mut listed, mut page_count, mut cursor) = (0u64, 0u64, None::<String>);
+        loop {
+            let (_, body) = get(page_url(&cells[0], cursor.as_deref()), tokens[0].clone()).await?;
+            let page: serde_json::Value = serde_json::from_slice(&body)?;
+            listed += page["data"]["alerts"].as_array().map_or(0, Vec::len) as u64;
+            page_count += 1;
+            cursor = page["meta"]["next_cursor"].as_str().map(str::to_string);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        anyhow::ensure!(
+            listed == cells[0].2,
+            "the drilldown of {} / {} listed {listed} alerts, the cell counts {}",
+            cells[0].0,
+            cells[0].1,
+            cells[0].2
+        );
+
+        pages.sort_by(f64::total_cmp);
+        first_pages.sort_by(f64::total_cmp);
+        oldest.sort_by(f64::total_cmp);
+        let busiest: Vec<u64> = cells.iter().map(|c| c.2).collect();
+        drilldown = json!({
+            "requests": pages.len(),
+            "p50_ms": quantile(&pages, 0.50),
+            "p95_ms": quantile(&pages, 0.95),
+            "p99_ms": quantile(&pages, 0.99),
+            "first_request_per_org": {
+                "requests": first_pages.len(),
+                "p50_ms": quantile(&first_pages, 0.50),
+                "p95_ms": quantile(&first_pages, 0.95),
+                "max_ms": first_pages.last(),
+            },
+            "oldest_30_days": {
+                "from": oldest_from,
+                "to": oldest_to,
+                "p50_ms": quantile(&oldest, 0.50),
+                "p95_ms": quantile(&oldest, 0.95),
+                "p99_ms": quantile(&oldest, 0.99),
+            },
+            "busiest_cell_alerts": {
+                "min": busiest.iter().min(),
+                "max": busiest.iter().max(),
+            },
+            "check": {
+                "tactic": cells[0].0,
+                "technique": cells[0].1,
+                "cell_count": cells[0].2,
+                "alerts_listed": listed,
+                "pages": page_count,
+            },
+        });
     }
     let _ = stop.send(());
     let _ = server.await;
@@ -763,7 +1060,8 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
         "orgs": command.orgs,
         "days": command.days,
         "rollup_rows": command.orgs * command.days as usize * command.rows_per_day,
-        "mappings": mappings,
+        "mappings": (!command.reuse).then_some(mappings),
+        "hot_share": command.hot_share,
         "requests": command.requests,
         "p50_ms": quantile(&timings, 0.50),
         "p95_ms": quantile(&timings, 0.95),
@@ -774,6 +1072,7 @@ pub async fn matrix_bench(app: &App, command: MatrixBenchCommand) -> anyhow::Res
             "p95_ms": quantile(&first, 0.95),
             "max_ms": first.last(),
         },
+        "drilldown": drilldown,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)

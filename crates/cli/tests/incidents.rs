@@ -314,5 +314,61 @@ async fn incident_commands_keep_the_issue_4_contract() {
         assert_eq!(v["evidence"][0]["reference"], "INC-9");
         assert_eq!(v["stale"], true);
         assert!(service::check_schema(&schema, &v).is_empty());
+
+        // The stale incidents wait in the review queue: A with the reasons
+        // since the adjustment, C (split out) with its own; an alert's line
+        // keeps its four fields.
+        let listed = go(with(&["review", "list"], &["--limit", "10000"]));
+        assert!(listed.ok, "{}", listed.stderr);
+        let mut incident_lines: Vec<Vec<&str>> = listed
+            .stdout
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .filter(|fields| fields[1].starts_with("incident:"))
+            .collect();
+        incident_lines.sort_by_key(|fields| fields[1]);
+        let mut want = vec![
+            (
+                format!("incident:{a}"),
+                "severity_shift,reopened,evidence_update",
+            ),
+            (format!("incident:{c}"), "split"),
+        ];
+        want.sort();
+        let got: Vec<(String, &str)> = incident_lines
+            .iter()
+            .map(|fields| {
+                assert_eq!(&fields[2..4], ["stale", "open"], "{fields:?}");
+                (fields[1].to_string(), fields[4])
+            })
+            .collect();
+        assert_eq!(got, want, "{}", listed.stdout);
+        assert!(
+            listed
+                .stdout
+                .lines()
+                .filter(|l| !l.contains(" incident:"))
+                .all(|l| l.split(' ').count() == 4),
+            "{}",
+            listed.stdout
+        );
+        let items = go(with(&["review", "list"], &["--limit", "10000", "--json"])).json();
+        let c_item = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["incident_id"] == c.as_str())
+            .unwrap();
+        assert_eq!(c_item["subject"], "incident");
+        assert_eq!(c_item["alert_id"], Value::Null);
+        assert_eq!(c_item["stale_reasons"][0]["reason"], "split");
+        let accepted = go(with(
+            &["review", "accept", c_item["id"].as_str().unwrap()],
+            &["--json"],
+        ))
+        .json();
+        assert_eq!(accepted["state"], "accepted");
+        let c_now = go(with(&["incidents", "show", &c], &["--json"])).json();
+        assert_eq!(c_now["stale"], false);
     }
 }

@@ -360,6 +360,8 @@ impl App {
 
     /// Activates an approved dataset, retiring the domain's active one, and
     /// runs the compatibility check over every stored technique reference.
+    /// In the same transaction, incidents whose profile has entries computed
+    /// under another release of the domain go to the review queue as stale.
     pub async fn activate_dataset(&self, actor: &Actor, id: &DatasetId) -> Result<Activation> {
         let action = Action::DatasetActivate;
         self.authorize(actor, action, (DATASET, id.as_str()))
@@ -372,6 +374,13 @@ impl App {
         let release = self.release_of(&dataset).await?;
         let compatibility = self.compatibility(id, &release).await?;
         let report_json = serde_json::to_value(&compatibility).unwrap_or_default();
+        let orgs: Vec<store::OrgId> = self
+            .store
+            .list_orgs()
+            .await?
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
 
         let mut tx = self.store.begin_all().await?;
         let current = tx.active_dataset(dataset.domain).await?;
@@ -389,12 +398,16 @@ impl App {
         let change = self.state_change(actor, dataset.state, to, None, previous.clone());
         self.apply(&mut tx, id, &change).await?;
         tx.set_compatibility(id, &report_json).await?;
+        let stale_incidents = self
+            .queue_release_stale(&mut tx, &orgs, dataset.domain, &dataset.release)
+            .await?;
         let details = json!({
             "domain": dataset.domain,
             "release": dataset.release,
             "retired": previous,
             "references_checked": compatibility.references_checked,
             "issues": compatibility.issues.len(),
+            "stale_incidents": stale_incidents,
         });
         tx.append_audit(&audit_event(
             actor,

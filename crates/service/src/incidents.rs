@@ -30,12 +30,24 @@
 //!
 //! # Staleness
 //!
-//! Reopening, a severity shift, a new evidence reference, a merge and a
-//! split mark the incident's profile stale with the reason; a lead
-//! adjustment (the lead re-evaluating the profile) clears the mark. An entry
-//! computed under an ATT&CK release other than the active one is stale on
-//! read (a new active release). The alert review queue holds alerts only,
-//! so stale incidents are listed through their stale flag and reasons.
+//! Reopening, a severity shift, a new evidence reference, a merge (the
+//! survivor) and a split (both sides) mark the incident's profile stale with
+//! the reason; a lead adjustment (the lead re-evaluating the profile) clears
+//! the mark. An entry computed under an ATT&CK release other than the
+//! active one is stale on read (a new active release).
+//!
+//! Stale incidents wait in the review queue beside the alerts, so analysts
+//! working the queue see them: every trigger opens the incident's `stale`
+//! item in the transaction of the change, or adds its reasons to the item
+//! already open (one open item per incident and reason). Activating a
+//! release queues, in the activation's transaction, every incident neither
+//! merged nor closed whose profile has an entry computed under another
+//! release of the domain, with reason `release_activated`. A merge resolves
+//! the absorbed incident's open item (`system:merge`): it takes no further
+//! change. The item is resolved, with its time to validate, by a lead
+//! adjustment (`corrected`), or by the review actions: accept (the profile
+//! still holds; clears the stale mark), reject (the mark stays for the
+//! lead), correct (a lead adjustment). See `crate::overrides`.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -50,7 +62,8 @@ use mapping::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use store::{
-    AdjustmentRecord, AlertId, EvidenceRecord, IncidentId, IncidentRecord, OrgScope, ProfileRows,
+    AdjustmentRecord, AlertId, EvidenceRecord, IncidentId, IncidentRecord, OrgId, OrgScope,
+    ProfileRows, ReviewRecord, Tx,
 };
 use taxonomy::{Domain, TacticId, TechniqueId};
 
@@ -345,6 +358,98 @@ fn mark_stale(record: &mut IncidentRecord, reason: &StaleReason) {
     reasons.push(serde_json::to_value(reason).unwrap_or(Value::Null));
     record.stale = true;
     record.stale_reasons = Value::Array(reasons).to_string();
+}
+
+/// The review reason of an incident's item.
+const STALE: &str = "stale";
+
+/// Puts stale incidents in the review queue inside `tx`, the transaction of
+/// the change that made them stale: an incident without an open `stale`
+/// item gets one whose detail is `reasons`; one with an open item keeps it,
+/// and its detail gains the reasons it did not hold yet. Answers the items
+/// opened.
+pub(crate) async fn queue_stale(
+    tx: &mut Tx,
+    scope: &OrgScope,
+    stale: &[(IncidentId, Vec<Value>)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64> {
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<IncidentId> = stale.iter().map(|(id, _)| id.clone()).collect();
+    let open = tx.open_incident_reviews(scope, STALE, &ids).await?;
+    let open: HashMap<&IncidentId, &ReviewRecord> = open
+        .iter()
+        .filter_map(|r| Some((r.incident_id.as_ref()?, r)))
+        .collect();
+
+    let mut new = Vec::new();
+    let mut details = Vec::new();
+    for (incident, reasons) in stale {
+        match open.get(incident) {
+            Some(item) => {
+                let mut held: Vec<Value> = serde_json::from_str(&item.detail).unwrap_or_default();
+                let before = held.len();
+                for reason in reasons {
+                    if !held.contains(reason) {
+                        held.push(reason.clone());
+                    }
+                }
+                if held.len() != before {
+                    details.push((item.id.clone(), Value::Array(held).to_string()));
+                }
+            }
+            None => new.push(ReviewRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                org_id: scope.org().clone(),
+                alert_id: None,
+                incident_id: Some(incident.clone()),
+                reason: STALE.into(),
+                detail: Value::Array(reasons.clone()).to_string(),
+                state: "open".into(),
+                opened_at: now,
+                resolved_at: None,
+                resolved_by: None,
+                resolution: None,
+                interactions: 0,
+            }),
+        }
+    }
+    tx.set_review_details(scope, &details).await?;
+    Ok(tx.open_reviews(new).await?)
+}
+
+/// How [`App::resolve_stale_items`] resolves an incident's items.
+#[derive(Clone, Copy)]
+struct StaleResolution<'a> {
+    /// `accepted`, `rejected` or `corrected`.
+    state: &'a str,
+    /// Who (an actor, or `system:...`).
+    by: &'a str,
+    /// The resolution (JSON text).
+    resolution: &'a str,
+    /// When.
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Clears the stale mark of an incident inside `tx` (its review said the
+/// profile still holds).
+pub(crate) async fn clear_stale_mark(
+    tx: &mut Tx,
+    scope: &OrgScope,
+    incident: &IncidentId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    for mut record in tx.lock_incidents(scope, &[incident]).await? {
+        if record.stale || record.stale_reasons != "[]" {
+            record.stale = false;
+            record.stale_reasons = "[]".into();
+            record.updated_at = now;
+            tx.update_incident(scope, &record).await?;
+        }
+    }
+    Ok(())
 }
 
 fn normalized(value: &str, allowed: &[&str], field: &str) -> Result<String> {
@@ -940,8 +1045,28 @@ impl App {
         let (moved, shared) = tx.merge_incident(&scope, &kept.id, &gone.id).await?;
         tx.update_incident(&scope, &gone).await?;
         tx.update_incident(&scope, &kept).await?;
+        let queued = [(kept.id.clone(), stale_reasons(&kept))];
+        queue_stale(&mut tx, &scope, &queued, now).await?;
+        // The absorbed incident takes no further change: nothing is left to
+        // review on it, its alerts are the survivor's, queued above.
+        let resolution = json!({"merged_into": kept.id}).to_string();
+        let closed = self
+            .resolve_stale_items(
+                &mut tx,
+                actor,
+                &scope,
+                &gone.id,
+                &StaleResolution {
+                    state: "accepted",
+                    by: "system:merge",
+                    resolution: &resolution,
+                    at: now,
+                },
+                None,
+            )
+            .await?;
         let details = json!({"absorbed": gone.id, "moved_alerts": moved,
-            "shared_alerts": shared});
+            "shared_alerts": shared, "closed_reviews": closed});
         tx.append_audit(&self.org_event(
             actor,
             &scope,
@@ -1016,6 +1141,11 @@ impl App {
         tx.attach_alerts(&scope, &record.id, &moving, &actor.name, &now)
             .await?;
         tx.update_incident(&scope, &original).await?;
+        let queued = [
+            (original.id.clone(), stale_reasons(&original)),
+            (record.id.clone(), stale_reasons(&record)),
+        ];
+        queue_stale(&mut tx, &scope, &queued, now).await?;
         tx.append_audit(&self.org_event(
             actor,
             &scope,
@@ -1038,13 +1168,29 @@ impl App {
     /// above, reason code and rationale required, at least one evidence
     /// reference (given or already on the incident). Applied at once
     /// (approved), it wins over the computed profile on every recomputation
-    /// and clears the stale mark (the lead re-evaluated the profile).
+    /// and clears the stale mark (the lead re-evaluated the profile), which
+    /// resolves the incident's open review item as `corrected`.
     pub async fn adjust_incident(
         &self,
         actor: &Actor,
         org: &str,
         id: &str,
         input: AdjustmentInput,
+    ) -> Result<IncidentProfileView> {
+        self.adjust_incident_resolving(actor, org, id, input, None)
+            .await
+    }
+
+    /// [`App::adjust_incident`]; with `review`, that open item of the
+    /// incident must be among those it resolves (a review correction), or
+    /// nothing changes.
+    pub(crate) async fn adjust_incident_resolving(
+        &self,
+        actor: &Actor,
+        org: &str,
+        id: &str,
+        input: AdjustmentInput,
+        review: Option<&str>,
     ) -> Result<IncidentProfileView> {
         self.authorize(actor, Action::IncidentAdjust, ("incident", id))
             .await?;
@@ -1161,13 +1307,30 @@ impl App {
         let mut tx = self.store.begin_in(&scope).await?;
         tx.insert_adjustment(&row).await?;
         tx.update_incident(&scope, &record).await?;
+        let resolution = json!({"adjustment": row.id}).to_string();
+        let resolved = self
+            .resolve_stale_items(
+                &mut tx,
+                actor,
+                &scope,
+                &record.id,
+                &StaleResolution {
+                    state: "corrected",
+                    by: &actor.name,
+                    resolution: &resolution,
+                    at: now,
+                },
+                review,
+            )
+            .await?;
         tx.append_audit(&self.org_event(
             actor,
             &scope,
             "incident_adjust",
             ("incident", record.id.as_str()),
             json!({"adjustment": row.id, "action": row.action, "technique": row.technique,
-                "replaces": row.replaces_technique, "reason": row.reason}),
+                "replaces": row.replaces_technique, "reason": row.reason,
+                "resolved_reviews": resolved}),
         ))
         .await?;
         tx.commit().await?;
@@ -1199,7 +1362,7 @@ impl App {
         }
         record.updated_at = store::now();
         let details = json!({"from": before, "to": record.status, "stale": reopened});
-        self.save_incident(actor, &scope, &record, "incident_status", details)
+        self.save_incident(actor, &scope, &record, "incident_status", details, reopened)
             .await?;
         self.profile_view(&scope, &record).await
     }
@@ -1228,8 +1391,15 @@ impl App {
         }
         record.updated_at = store::now();
         let details = json!({"from": before, "to": record.severity, "stale": shifted});
-        self.save_incident(actor, &scope, &record, "incident_severity", details)
-            .await?;
+        self.save_incident(
+            actor,
+            &scope,
+            &record,
+            "incident_severity",
+            details,
+            shifted,
+        )
+        .await?;
         self.profile_view(&scope, &record).await
     }
 
@@ -1276,6 +1446,8 @@ impl App {
         let mut tx = self.store.begin_in(&scope).await?;
         tx.insert_evidence(&evidence).await?;
         tx.update_incident(&scope, &record).await?;
+        let queued = [(record.id.clone(), stale_reasons(&record))];
+        queue_stale(&mut tx, &scope, &queued, now).await?;
         tx.append_audit(&self.org_event(
             actor,
             &scope,
@@ -1289,7 +1461,8 @@ impl App {
         self.profile_view(&scope, &record).await
     }
 
-    /// Saves the record and its audit event together.
+    /// Saves the record and its audit event together, and queues the
+    /// incident for review when the change made it `stale`.
     async fn save_incident(
         &self,
         actor: &Actor,
@@ -1297,9 +1470,14 @@ impl App {
         record: &IncidentRecord,
         action: &str,
         details: Value,
+        stale: bool,
     ) -> Result<()> {
         let mut tx = self.store.begin_in(scope).await?;
         tx.update_incident(scope, record).await?;
+        if stale {
+            let queued = [(record.id.clone(), stale_reasons(record))];
+            queue_stale(&mut tx, scope, &queued, record.updated_at).await?;
+        }
         tx.append_audit(&self.org_event(
             actor,
             scope,
@@ -1310,6 +1488,96 @@ impl App {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Resolves the open `stale` items of an incident inside `tx` as `how`
+    /// says, each with its `review_resolve` audit event and time to
+    /// validate, like an alert's item. With `expected`, that item must be
+    /// among them, or the change is refused (a concurrent resolution got
+    /// there first). Answers the item ids.
+    async fn resolve_stale_items(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        scope: &OrgScope,
+        incident: &IncidentId,
+        how: &StaleResolution<'_>,
+        expected: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let StaleResolution {
+            state,
+            by,
+            resolution,
+            at: now,
+        } = *how;
+        let open = tx
+            .open_incident_reviews(scope, STALE, std::slice::from_ref(incident))
+            .await?;
+        if let Some(id) = expected.filter(|id| !open.iter().any(|r| r.id == *id)) {
+            return Err(ServiceError::Conflict(format!(
+                "review item {id} is no longer open for incident {incident}"
+            )));
+        }
+        let mut resolved = Vec::with_capacity(open.len());
+        for item in open {
+            if !tx
+                .resolve_review(scope, &item.id, state, by, &now, Some(resolution))
+                .await?
+            {
+                continue;
+            }
+            let details = json!({
+                "incident": incident,
+                "reason": item.reason,
+                "before": "open",
+                "after": state,
+                "resolved_by": by,
+                "time_to_validate_ms": (now - item.opened_at).num_milliseconds(),
+                "resolution": resolution,
+            });
+            tx.append_audit(&self.org_event(
+                actor,
+                scope,
+                "review_resolve",
+                ("review", item.id.as_str()),
+                details,
+            ))
+            .await?;
+            resolved.push(item.id);
+        }
+        Ok(resolved)
+    }
+
+    /// Queues for review, inside the transaction activating `release` of
+    /// `domain`, the incidents of `orgs` (neither merged nor closed) whose
+    /// profile has an entry computed under another release of the domain:
+    /// one statement per org finds them, a few more queue them all. Answers
+    /// the incidents queued (items opened or kept).
+    pub(crate) async fn queue_release_stale(
+        &self,
+        tx: &mut Tx,
+        orgs: &[OrgId],
+        domain: Domain,
+        release: &str,
+    ) -> Result<usize> {
+        let reason = StaleReason::ReleaseActivated {
+            release: release.to_string(),
+        };
+        let reason = serde_json::to_value(&reason).unwrap_or(Value::Null);
+        let now = store::now();
+        let mut queued = 0;
+        for org in orgs {
+            let scope = OrgScope::new(org.clone());
+            let stale: Vec<(IncidentId, Vec<Value>)> = tx
+                .incidents_mapped_outside(&scope, domain.as_str(), release)
+                .await?
+                .into_iter()
+                .map(|id| (id, vec![reason.clone()]))
+                .collect();
+            queue_stale(tx, &scope, &stale, now).await?;
+            queued += stale.len();
+        }
+        Ok(queued)
     }
 
     /// Computes the profile of a stored incident and renders the contract.

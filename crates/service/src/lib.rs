@@ -89,7 +89,8 @@ pub use matrix::{
     ExclusionInput, FilterInput, RebuildReport,
 };
 pub use overrides::{
-    Notification, OverrideInput, OverrideOutcome, REVIEW_STATES, ReviewDecision, ReviewItem,
+    Notification, OverrideInput, OverrideOutcome, REVIEW_STATES, ReviewCorrection, ReviewDecision,
+    ReviewItem,
 };
 pub use rules::{
     RuleChange, RuleView, SigmaImportOutcome, SigmaImportSummary, SimulatedAlert, Simulation,
@@ -533,6 +534,8 @@ pub struct App {
     mapping_cache: Arc<alerts::RuleCache>,
     /// Decoded matrix rollups of recent reads.
     rollup_cache: Arc<rollup_cache::RollupCache>,
+    /// Orgs read before (orgs never change once created).
+    orgs: Arc<orgs::OrgCache>,
     /// Built suggesters per dataset and the optional external provider.
     suggesters: Arc<suggestions::SuggestState>,
     /// The watch's counters, read by `/metrics`.
@@ -559,6 +562,7 @@ impl App {
             releases: Arc::default(),
             mapping_cache: Arc::default(),
             rollup_cache: Arc::default(),
+            orgs: Arc::default(),
             suggesters: Arc::default(),
             watch: WatchStats::default(),
         })

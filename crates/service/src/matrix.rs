@@ -24,7 +24,7 @@ use views::{
     Provenance, Redaction, RollupRow, ScoreBy, TechniqueTotal,
 };
 
-use crate::rollup_cache::CachedRollups;
+use crate::rollup_cache::{CachedRollups, ViewKey};
 use crate::{Action, Actor, App, Result, ServiceError};
 
 /// What a rollup rebuild did.
@@ -496,14 +496,34 @@ impl App {
         domain: Domain,
         mut filter: MatrixFilter,
     ) -> Result<(MatrixView, std::sync::Arc<Release>)> {
-        let release = self.matrix_release(domain).await?;
+        // The org's audit head (are cached rows current?) and the active
+        // release (which layout?) in one read: on PostgreSQL every read is
+        // a round trip to the server. The head is read before the rows:
+        // rows cached under a head are then never older than it.
+        let (head, dataset) = self
+            .store
+            .org_audit_head_and_active_dataset(scope, domain)
+            .await?;
+        let dataset = dataset.ok_or_else(|| ServiceError::NotFound {
+            kind: "active dataset of domain",
+            id: domain.to_string(),
+        })?;
+        let release = self.release_of_active(domain, &dataset).await?;
 
         // The anomaly test compares the range's last day with the days
         // before it, so the read reaches back past `from` by the baseline.
         let anomaly = AnomalyWindow::daily(filter.to.unwrap_or_else(tomorrow));
         let baseline_start = anomaly.end - Duration::days(i64::from(anomaly.baseline_periods) + 1);
         let read_from = filter.from.map(|f| f.min(baseline_start));
-        let rollups = self.rollups(scope, read_from, filter.to).await?;
+        let rollups = self.rollups(scope, head, read_from, filter.to).await?;
+        let key = ViewKey {
+            dataset,
+            filter: filter.clone(),
+            anomaly_end: anomaly.end,
+        };
+        if let Some(view) = rollups.view(&key) {
+            return Ok((MatrixView::clone(&view), release));
+        }
         let (rows, alerts) = (&rollups.rows, &rollups.alerts);
         filter
             .exclusions
@@ -519,20 +539,20 @@ impl App {
             &filter,
         );
         view.attach_anomalies(&views::anomalies(&daily, &anomaly));
+        rollups.keep_view(key, std::sync::Arc::new(view.clone()));
         Ok((view, release))
     }
 
     /// The org's rollup rows of a day range, from the cache while the org's
-    /// audit head says nothing changed (see [`crate::rollup_cache`]).
+    /// audit `head`, read before calling, says nothing changed (see
+    /// [`crate::rollup_cache`]).
     async fn rollups(
         &self,
         scope: &OrgScope,
+        head: i64,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<std::sync::Arc<CachedRollups>> {
-        // The head is read before the rows: rows cached under a head are
-        // then never older than it.
-        let head = self.store.org_audit_head(scope).await?;
         let key = (scope.org().clone(), from, to);
         if let Some(hit) = self.rollup_cache.get(&key, head) {
             return Ok(hit);
@@ -546,13 +566,34 @@ impl App {
             .into_iter()
             .map(rollup_row)
             .collect::<Result<Vec<_>>>()?;
-        let read = std::sync::Arc::new(CachedRollups {
-            rows,
-            alerts,
-            exclusions,
-        });
+        let read = std::sync::Arc::new(CachedRollups::new(rows, alerts, exclusions));
         self.rollup_cache.put(key, head, read.clone());
         Ok(read)
+    }
+
+    /// The parsed release of `dataset`, the active dataset of `domain` as
+    /// read with the org's audit head: parsed releases are cached by dataset
+    /// id, and a dataset's content never changes, so only an activation
+    /// (a new id here) makes it read and parse anything.
+    async fn release_of_active(
+        &self,
+        domain: Domain,
+        dataset: &store::DatasetId,
+    ) -> Result<std::sync::Arc<Release>> {
+        if let Some(release) = self.cached(dataset) {
+            return Ok(release);
+        }
+        // Gone between the two reads (nothing deletes a dataset today):
+        // answered as if no dataset were active.
+        let dataset = self
+            .store
+            .dataset(dataset)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "active dataset of domain",
+                id: domain.to_string(),
+            })?;
+        self.release_of(&dataset).await
     }
 
     pub(crate) async fn matrix_release(&self, domain: Domain) -> Result<std::sync::Arc<Release>> {
@@ -923,10 +964,11 @@ impl App {
             }
         }
         for r in reviews {
-            if let Some(alert) = alerts
-                .iter_mut()
-                .find(|a| a.alert_id == r.alert_id.as_str())
-            {
+            if let Some(alert) = alerts.iter_mut().find(|a| {
+                r.alert_id
+                    .as_ref()
+                    .is_some_and(|id| a.alert_id == id.as_str())
+            }) {
                 alert.open_reviews.push(DrilldownReview {
                     id: r.id,
                     reason: r.reason,

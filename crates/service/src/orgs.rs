@@ -1,5 +1,8 @@
 //! Orgs, API tokens and authentication.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
@@ -25,6 +28,58 @@ const MAX_ORG_NAME: usize = 100;
 
 fn secret_sha256(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Orgs kept at most; past that the cache starts over.
+const MAX_CACHED_ORGS: usize = 10_000;
+
+/// Orgs read before, by name and by id, so that the org lookup every
+/// request makes (a route names the caller's org by name) is no round trip
+/// to the database.
+///
+/// An org row never changes once created: nothing renames or removes an
+/// org (the store has no statement that updates or deletes one). A kept org
+/// is therefore exactly what the database holds, whichever process created
+/// it, and an entry never needs invalidating. A name or id not found is not
+/// kept: another process may create that org at any moment. Were orgs ever
+/// renamed or removed, this cache would have to be checked against a
+/// version read with each request, as the matrix rollups are.
+#[derive(Default)]
+pub(crate) struct OrgCache {
+    orgs: RwLock<OrgMaps>,
+}
+
+#[derive(Default)]
+struct OrgMaps {
+    by_name: HashMap<String, Org>,
+    by_id: HashMap<OrgId, Org>,
+}
+
+impl OrgCache {
+    /// The org named `name`, if read before.
+    fn by_name(&self, name: &str) -> Option<Org> {
+        // A poisoned lock only means a panic elsewhere mid-insert; each map
+        // still holds whole orgs.
+        let maps = self.orgs.read().unwrap_or_else(|e| e.into_inner());
+        maps.by_name.get(name).cloned()
+    }
+
+    /// The org whose id is `id`, if read before.
+    fn by_id(&self, id: &str) -> Option<Org> {
+        let maps = self.orgs.read().unwrap_or_else(|e| e.into_inner());
+        maps.by_id.get(&OrgId::from(id)).cloned()
+    }
+
+    /// Keeps an org read from the database, and hands it back.
+    fn keep(&self, org: Org) -> Org {
+        let mut maps = self.orgs.write().unwrap_or_else(|e| e.into_inner());
+        if maps.by_id.len() >= MAX_CACHED_ORGS && !maps.by_id.contains_key(&org.id) {
+            *maps = OrgMaps::default();
+        }
+        maps.by_name.insert(org.name.clone(), org.clone());
+        maps.by_id.insert(org.id.clone(), org.clone());
+        org
+    }
 }
 
 fn unauthenticated() -> ServiceError {
@@ -82,13 +137,21 @@ impl App {
             kind: "org",
             id: name.to_string(),
         };
-        let org = match self.store.org_by_name(name).await? {
+        // A name is tried before an id, cached or not, as the store would.
+        let org = match self.orgs.by_name(name) {
             Some(org) => org,
-            None => self
-                .store
-                .org(&OrgId::from(name))
-                .await?
-                .ok_or_else(not_found)?,
+            None => match self.store.org_by_name(name).await? {
+                Some(org) => self.orgs.keep(org),
+                None => match self.orgs.by_id(name) {
+                    Some(org) => org,
+                    None => self
+                        .store
+                        .org(&OrgId::from(name))
+                        .await?
+                        .map(|org| self.orgs.keep(org))
+                        .ok_or_else(not_found)?,
+                },
+            },
         };
         if !actor.role.is_platform() && actor.org.as_ref() != Some(&org.id) {
             return Err(not_found());
@@ -228,7 +291,7 @@ impl App {
         // The lookup goes by the hash of a 256-bit random secret, so its
         // timing says nothing useful; the comparison is constant-time anyway
         // so that no code path compares secret material byte by byte.
-        let Some(token) = self.store.token_by_hash(&presented).await? else {
+        let Some((token, org)) = self.store.token_and_org_by_hash(&presented).await? else {
             return Err(unauthenticated());
         };
         let same: bool = token
@@ -240,11 +303,8 @@ impl App {
             return Err(unauthenticated());
         }
         let role: Role = token.role.parse().map_err(|_| unauthenticated())?;
-        let org = self
-            .store
-            .org(&token.org_id)
-            .await?
-            .ok_or_else(unauthenticated)?;
+        // The use case behind the request looks the org up by name next.
+        let org = self.orgs.keep(org);
         Ok(Principal {
             token_id: token.id,
             org: org.id,

@@ -1,6 +1,16 @@
 //! Manual overrides (a lead applies at once, an analyst proposes and a lead
 //! approves), arbitration locks after repeated flip-flops, the review queue
 //! and lead notifications.
+//!
+//! The review queue holds two kinds of item. An alert's item asks whether
+//! its mapping is right (flags of precedence, arbitration locks); accepting
+//! or rejecting resolves it, and correcting it is an override of the alert.
+//! An incident's item (reason `stale`) asks whether a profile that a
+//! staleness trigger made stale still holds (see `crate::incidents`):
+//! accepting it says it does and clears the incident's stale mark;
+//! rejecting it leaves the mark for the lead; correcting it is a lead
+//! adjustment of the incident, which clears the mark. Every resolution
+//! records its time to validate.
 
 use mapping::overrides::{OverrideMeta, OverrideRequest, flip_flops};
 use mapping::{OverrideStatus, Subject};
@@ -49,13 +59,14 @@ pub struct OverrideOutcome {
     pub locked: bool,
 }
 
-/// One review queue item.
+/// One review queue item: an alert's mapping, or an incident's profile
+/// that a staleness trigger made stale (`subject` tells which).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReviewItem {
     /// Id.
     pub id: String,
-    /// The alert.
-    pub alert_id: String,
+    /// The alert, for an alert's item (null for an incident's).
+    pub alert_id: Option<String>,
     /// Why queued.
     pub reason: String,
     /// Details (flags).
@@ -74,6 +85,25 @@ pub struct ReviewItem {
     pub interactions: i64,
     /// Time to validate in milliseconds, once resolved.
     pub time_to_validate_ms: Option<i64>,
+    /// What is reviewed: `alert` or `incident`.
+    pub subject: String,
+    /// The incident, for an incident's item (null for an alert's).
+    pub incident_id: Option<String>,
+    /// For an incident's item, why its profile is stale: the incident's
+    /// `stale_reasons` objects (`reopened`, `severity_shift`,
+    /// `evidence_update`, `merged`, `split`, `release_activated`) recorded
+    /// while the item was open. Null for an alert's item.
+    pub stale_reasons: Option<Vec<serde_json::Value>>,
+}
+
+/// What correcting a review item changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewCorrection {
+    /// An alert's item: the override of the alert's mapping.
+    Override(Box<OverrideOutcome>),
+    /// An incident's item: the incident after the lead adjustment.
+    Adjustment(Box<crate::IncidentProfileView>),
 }
 
 /// The states of a review item.
@@ -109,11 +139,16 @@ fn ts(t: &chrono::DateTime<chrono::Utc>) -> String {
 }
 
 fn review_item(r: &store::ReviewRecord) -> ReviewItem {
+    let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
     ReviewItem {
         id: r.id.clone(),
-        alert_id: r.alert_id.to_string(),
+        alert_id: r.alert_id.as_ref().map(|a| a.to_string()),
         reason: r.reason.clone(),
-        detail: serde_json::from_str(&r.detail).unwrap_or_default(),
+        stale_reasons: r.incident_id.as_ref().map(|_| match &detail {
+            serde_json::Value::Array(reasons) => reasons.clone(),
+            _ => Vec::new(),
+        }),
+        detail,
         state: r.state.clone(),
         opened_at: ts(&r.opened_at),
         resolved_at: r.resolved_at.as_ref().map(ts),
@@ -126,6 +161,11 @@ fn review_item(r: &store::ReviewRecord) -> ReviewItem {
         time_to_validate_ms: r
             .resolved_at
             .map(|at| (at - r.opened_at).num_milliseconds()),
+        subject: match r.incident_id {
+            Some(_) => "incident".into(),
+            None => "alert".into(),
+        },
+        incident_id: r.incident_id.as_ref().map(|i| i.to_string()),
     }
 }
 
@@ -394,7 +434,8 @@ impl App {
             tx.open_reviews(vec![store::ReviewRecord {
                 id: uuid::Uuid::now_v7().to_string(),
                 org_id: scope.org().clone(),
-                alert_id: alert.id.clone(),
+                alert_id: Some(alert.id.clone()),
+                incident_id: None,
                 reason: "conflict".into(),
                 detail: json!([{"flip_flops": flips, "threshold": threshold}]).to_string(),
                 state: "open".into(),
@@ -513,27 +554,58 @@ impl App {
         self.resolve(actor, &scope, id, state, resolution).await
     }
 
-    /// Corrects the mapping of an open review item with an override (reason
-    /// code required) and resolves the item as `corrected`.
+    /// Corrects an open review item and resolves it as `corrected`: an
+    /// alert's item with an override of the alert's mapping (reason code
+    /// required), an incident's item with a lead adjustment of the
+    /// incident's profile (role lead or above; the override's notes are
+    /// the rationale, the incident's evidence references back it).
     pub async fn review_correct(
         &self,
         actor: &Actor,
         org: &str,
         id: &str,
         input: OverrideInput,
-    ) -> Result<(ReviewItem, OverrideOutcome)> {
+    ) -> Result<(ReviewItem, ReviewCorrection)> {
         self.authorize(actor, Action::ReviewWork, ("review", id))
             .await?;
         let scope = self.scope(actor, org).await?;
         let item = self.open_review(&scope, id).await?;
+        if let Some(incident) = &item.incident_id {
+            let adjustment = crate::AdjustmentInput {
+                action: input.action,
+                technique: input.technique,
+                tactic: input.tactic,
+                replaces: input.replaces,
+                replaces_tactic: input.replaces_tactic,
+                reason: input.reason,
+                rationale: input.notes,
+                evidence: Vec::new(),
+                confidence: input.confidence,
+            };
+            let view = self
+                .adjust_incident_resolving(actor, org, incident.as_str(), adjustment, Some(id))
+                .await?;
+            let resolved = self
+                .store
+                .review(&scope, id)
+                .await?
+                .ok_or_else(|| ServiceError::Internal(format!("review item {id} vanished")))?;
+            return Ok((
+                review_item(&resolved),
+                ReviewCorrection::Adjustment(Box::new(view)),
+            ));
+        }
+        let alert = item.alert_id.as_ref().ok_or_else(|| {
+            ServiceError::Internal(format!("review item {id} names neither alert nor incident"))
+        })?;
         let outcome = self
-            .create_override(actor, org, item.alert_id.as_str(), input)
+            .create_override(actor, org, alert.as_str(), input)
             .await?;
         let resolution = json!({"override": outcome.r#override.id}).to_string();
         let resolved = self
             .resolve(actor, &scope, id, "corrected", Some(resolution))
             .await?;
-        Ok((resolved, outcome))
+        Ok((resolved, ReviewCorrection::Override(Box::new(outcome))))
     }
 
     /// Notifications for the org's leads, newest first.
@@ -584,7 +656,10 @@ impl App {
     ) -> Result<ReviewItem> {
         let item = self.open_review(scope, id).await?;
         let now = store::now();
-        let details = json!({
+        // Accepting an incident's item says its profile still holds: the
+        // review the stale mark waited for. Rejecting leaves it for the lead.
+        let clears_stale = state == "accepted" && item.incident_id.is_some();
+        let mut details = json!({
             "alert": item.alert_id,
             "reason": item.reason,
             "before": "open",
@@ -592,6 +667,10 @@ impl App {
             "time_to_validate_ms": (now - item.opened_at).num_milliseconds(),
             "resolution": resolution,
         });
+        if let Some(incident) = &item.incident_id {
+            details["incident"] = json!(incident);
+            details["cleared_stale"] = json!(clears_stale);
+        }
         let mut tx = self.store.begin_in(scope).await?;
         if !tx
             .resolve_review(scope, id, state, &actor.name, &now, resolution.as_deref())
@@ -600,6 +679,9 @@ impl App {
             return Err(ServiceError::Conflict(format!(
                 "review item {id} was resolved concurrently"
             )));
+        }
+        if let (true, Some(incident)) = (clears_stale, &item.incident_id) {
+            crate::incidents::clear_stale_mark(&mut tx, scope, incident, now).await?;
         }
         tx.append_audit(&self.org_event(actor, scope, "review_resolve", ("review", id), details))
             .await?;

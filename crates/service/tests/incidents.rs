@@ -630,3 +630,407 @@ async fn opposite_merges_at_the_same_time_leave_exactly_one_merge() {
         }
     }
 }
+
+/// The open incident items of an org's review queue, as the queue lists
+/// them: (incident id, item id, reasons named by the item's stale reasons).
+async fn queued_incidents(
+    app: &App,
+    actor: &Actor,
+    org: &str,
+) -> Vec<(String, String, Vec<String>)> {
+    let mut items: Vec<(String, String, Vec<String>)> = app
+        .review_list(actor, org, Some("open"), 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.subject == "incident")
+        .map(|i| {
+            assert_eq!(i.reason, "stale", "{i:?}");
+            assert_eq!(i.alert_id, None, "{i:?}");
+            let reasons = i
+                .stale_reasons
+                .unwrap_or_default()
+                .iter()
+                .map(|r| r["reason"].as_str().unwrap_or_default().to_string())
+                .collect();
+            (i.incident_id.unwrap_or_default(), i.id, reasons)
+        })
+        .collect();
+    items.sort();
+    items
+}
+
+/// One review item by id, in any state.
+async fn review_item(app: &App, actor: &Actor, org: &str, id: &str) -> service::ReviewItem {
+    app.review_list(actor, org, None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.id == id)
+        .unwrap_or_else(|| panic!("review item {id} is not in the queue"))
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Every staleness trigger puts the incident(s) it made stale into the
+/// review queue, once: a second trigger adds its reason to the open item.
+/// A lead adjustment and a review acceptance each resolve the item with its
+/// time to validate; a merge resolves the absorbed incident's item. An
+/// org's queue shows its own incidents only.
+#[tokio::test]
+async fn staleness_triggers_queue_the_incident_once_until_reviewed() {
+    let raw = raw_alerts();
+    let mut by_host: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for a in &raw {
+        by_host
+            .entry(a.host.as_str())
+            .or_default()
+            .push(a.uid.clone());
+    }
+    let mut hosts = by_host.values();
+    let (host_a, host_b) = (hosts.next().unwrap().clone(), hosts.next().unwrap().clone());
+
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let beta = app.create_org(&operator, "beta").await.unwrap();
+        let engineer = member(&acme, "eve", Role::Engineer);
+        let analyst = member(&acme, "ann", Role::Analyst);
+        let lead = member(&acme, "lea", Role::Lead);
+        let admin = member(&acme, "ada", Role::Admin);
+        let beta_analyst = member(&beta, "bob", Role::Analyst);
+        app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
+            .await
+            .unwrap();
+        let file =
+            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
+        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
+            .await
+            .unwrap();
+        let create = |title: &str, alerts: &[String]| IncidentInput {
+            title: title.into(),
+            alerts: alerts.to_vec(),
+            ..IncidentInput::default()
+        };
+        let x = app
+            .create_incident(&analyst, "acme", create("x", &host_a))
+            .await
+            .unwrap();
+        assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
+
+        // Severity shift: one item for X; new evidence keeps it and adds
+        // its reason.
+        app.set_incident_severity(&analyst, "acme", &x.id, "critical")
+            .await
+            .unwrap();
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(queued.len(), 1, "{label}: {queued:?}");
+        let (incident, first, reasons) = &queued[0];
+        assert_eq!(incident, &x.id, "{label}");
+        assert_eq!(reasons, &strings(&["severity_shift"]), "{label}");
+        app.add_incident_evidence(&analyst, "acme", &x.id, "ticket", "INC-1")
+            .await
+            .unwrap();
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(
+            queued,
+            vec![(
+                x.id.clone(),
+                first.clone(),
+                strings(&["severity_shift", "evidence_update"])
+            )],
+            "{label}: the second trigger kept the item"
+        );
+        let item = review_item(&app, &analyst, "acme", first).await;
+        assert_eq!(item.stale_reasons.as_ref().unwrap()[0]["to"], "critical");
+
+        // A lead adjustment resolves it as corrected.
+        let adjusted = app
+            .adjust_incident(
+                &lead,
+                "acme",
+                &x.id,
+                adjustment("add", "T1078", Some("valid accounts in the VPN logs")),
+            )
+            .await
+            .unwrap();
+        assert!(!adjusted.stale, "{label}");
+        assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
+        let item = review_item(&app, &analyst, "acme", first).await;
+        assert_eq!(item.state, "corrected", "{label}");
+        assert_eq!(item.resolved_by.as_deref(), Some("lea"));
+        assert_eq!(
+            item.resolution,
+            Some(serde_json::json!({"adjustment": adjusted.adjustments[0].id}))
+        );
+        let (opened, resolved) = (
+            chrono::DateTime::parse_from_rfc3339(&item.opened_at).unwrap(),
+            chrono::DateTime::parse_from_rfc3339(item.resolved_at.as_deref().unwrap()).unwrap(),
+        );
+        assert_eq!(
+            item.time_to_validate_ms,
+            Some((resolved - opened).num_milliseconds()),
+            "{label}"
+        );
+
+        // Reopen: a new item; accepting it resolves it and clears the mark.
+        app.set_incident_status(&analyst, "acme", &x.id, "resolved")
+            .await
+            .unwrap();
+        assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
+        app.set_incident_status(&analyst, "acme", &x.id, "reopened")
+            .await
+            .unwrap();
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(queued.len(), 1, "{label}: {queued:?}");
+        assert_eq!(
+            (&queued[0].0, &queued[0].2),
+            (&x.id, &strings(&["reopened"]))
+        );
+        assert_ne!(&queued[0].1, first, "{label}: a new item");
+        let accepted = app
+            .review_decide(
+                &analyst,
+                "acme",
+                &queued[0].1,
+                service::ReviewDecision::Accept,
+                Some("the profile still holds"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(accepted.state, "accepted");
+        assert_eq!(accepted.incident_id.as_deref(), Some(x.id.as_str()));
+        assert!(accepted.time_to_validate_ms.is_some_and(|ms| ms >= 0));
+        let now = app.incident_profile(&analyst, "acme", &x.id).await.unwrap();
+        assert!(
+            !now.stale && now.stale_reasons.is_empty(),
+            "{label}: reviewed"
+        );
+        assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
+
+        // Merge: the survivor is queued, the absorbed incident's item is
+        // resolved with it.
+        let y = app
+            .create_incident(&analyst, "acme", create("y", &host_b))
+            .await
+            .unwrap();
+        app.set_incident_severity(&analyst, "acme", &y.id, "low")
+            .await
+            .unwrap();
+        let y_item = queued_incidents(&app, &analyst, "acme").await[0].1.clone();
+        app.merge_incidents(&analyst, "acme", &x.id, &y.id)
+            .await
+            .unwrap();
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(queued.len(), 1, "{label}: {queued:?}");
+        assert_eq!((&queued[0].0, &queued[0].2), (&x.id, &strings(&["merged"])));
+        let x_item = queued[0].1.clone();
+        let closed = review_item(&app, &analyst, "acme", &y_item).await;
+        assert_eq!(
+            (closed.state.as_str(), closed.resolved_by.as_deref()),
+            ("accepted", Some("system:merge")),
+            "{label}"
+        );
+
+        // Split: both sides queued, the original keeping its item.
+        let split = app
+            .split_incident(&analyst, "acme", &x.id, &host_b)
+            .await
+            .unwrap();
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        let mut expected = vec![
+            (x.id.clone(), x_item.clone(), strings(&["merged", "split"])),
+            (split.id.clone(), String::new(), strings(&["split"])),
+        ];
+        expected.sort();
+        assert_eq!(queued.len(), 2, "{label}: {queued:?}");
+        for (got, want) in queued.iter().zip(&expected) {
+            assert_eq!(got.0, want.0, "{label}");
+            assert_eq!(got.2, want.2, "{label}");
+            if !want.1.is_empty() {
+                assert_eq!(got.1, want.1, "{label}: the item was kept");
+            }
+        }
+
+        // Another org's incident item is in that org's queue only.
+        let other = app
+            .create_incident(&beta_analyst, "beta", create("beta", &[]))
+            .await
+            .unwrap();
+        app.set_incident_severity(&beta_analyst, "beta", &other.id, "high")
+            .await
+            .unwrap();
+        let beta_queue = queued_incidents(&app, &beta_analyst, "beta").await;
+        assert_eq!(beta_queue.len(), 1, "{label}");
+        assert_eq!(beta_queue[0].0, other.id);
+        let acme_all = app
+            .review_list(&analyst, "acme", None, 10_000)
+            .await
+            .unwrap();
+        assert!(
+            acme_all
+                .iter()
+                .all(|i| i.id != beta_queue[0].1 && i.incident_id.as_deref() != Some(&other.id)),
+            "{label}: acme's queue shows beta's incident"
+        );
+        let err = app
+            .review_decide(
+                &analyst,
+                "acme",
+                &beta_queue[0].1,
+                service::ReviewDecision::Accept,
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found", "{label}");
+
+        // Each resolution is audited with its time to validate.
+        let events = app
+            .audit_list(
+                &admin,
+                &PageRequest {
+                    cursor: None,
+                    limit: Some(500),
+                },
+            )
+            .await
+            .unwrap();
+        let resolved: BTreeSet<String> = events
+            .items
+            .iter()
+            .filter(|e| e.action == "review_resolve")
+            .filter(|e| e.details["time_to_validate_ms"].is_i64())
+            .map(|e| e.target_id.clone())
+            .collect();
+        let want: BTreeSet<String> = [first.clone(), accepted.id.clone(), y_item.clone()]
+            .into_iter()
+            .collect();
+        assert_eq!(resolved, want, "{label}");
+    }
+}
+
+/// Activating a release queues the live incidents whose alerts were mapped
+/// under another one, in the activation itself; a closed incident and one
+/// without mapped alerts are not queued, and an incident already queued
+/// keeps its one item with the new reason added.
+#[tokio::test]
+async fn activating_a_release_queues_incidents_mapped_under_the_old_one() {
+    let raw = raw_alerts();
+    let mut by_host: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut mapped: BTreeMap<&str, bool> = BTreeMap::new();
+    for a in &raw {
+        by_host
+            .entry(a.host.as_str())
+            .or_default()
+            .push(a.uid.clone());
+        *mapped.entry(a.host.as_str()).or_default() |= !a.techniques.is_empty();
+    }
+    // Three hosts whose alerts carry techniques by the hand count.
+    let hosts: Vec<&Vec<String>> = by_host
+        .iter()
+        .filter(|(h, _)| mapped[*h])
+        .map(|(_, uids)| uids)
+        .take(3)
+        .collect();
+    assert_eq!(hosts.len(), 3);
+
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let engineer = member(&acme, "eve", Role::Engineer);
+        let analyst = member(&acme, "ann", Role::Analyst);
+        app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
+            .await
+            .unwrap();
+        let file =
+            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
+        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
+            .await
+            .unwrap();
+        let create = |title: &str, alerts: &[String]| IncidentInput {
+            title: title.into(),
+            alerts: alerts.to_vec(),
+            ..IncidentInput::default()
+        };
+        let live = app
+            .create_incident(&analyst, "acme", create("live", hosts[0]))
+            .await
+            .unwrap();
+        let queued = app
+            .create_incident(&analyst, "acme", create("queued", hosts[1]))
+            .await
+            .unwrap();
+        let closed = app
+            .create_incident(&analyst, "acme", create("closed", hosts[2]))
+            .await
+            .unwrap();
+        let empty = app
+            .create_incident(&analyst, "acme", create("empty", &[]))
+            .await
+            .unwrap();
+        assert!(live.profile.iter().all(|e| !e.stale), "{label}");
+        app.set_incident_status(&analyst, "acme", &closed.id, "closed")
+            .await
+            .unwrap();
+        app.set_incident_severity(&analyst, "acme", &queued.id, "critical")
+            .await
+            .unwrap();
+        let before = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(before.len(), 1, "{label}: {before:?}");
+
+        let file = shared().join("attack/enterprise-attack-17.1.json.gz");
+        let dataset = app
+            .load_dataset(
+                &steward("alice"),
+                &file.display().to_string(),
+                &LoadOptions::default(),
+            )
+            .await
+            .unwrap();
+        app.validate_dataset(&steward("alice"), &dataset.id)
+            .await
+            .unwrap();
+        app.approve_dataset(&steward("bob"), &dataset.id)
+            .await
+            .unwrap();
+        app.activate_dataset(&steward("bob"), &dataset.id)
+            .await
+            .unwrap();
+
+        let after = queued_incidents(&app, &analyst, "acme").await;
+        let got: Vec<(String, Vec<String>)> = after
+            .iter()
+            .map(|(incident, _, reasons)| (incident.clone(), reasons.clone()))
+            .collect();
+        let mut want = vec![
+            (live.id.clone(), strings(&["release_activated"])),
+            (
+                queued.id.clone(),
+                strings(&["severity_shift", "release_activated"]),
+            ),
+        ];
+        want.sort();
+        assert_eq!(got, want, "{label}: closed and empty incidents stay out");
+        assert!(after.iter().any(|(_, item, _)| *item == before[0].1));
+        let item = after.iter().find(|(i, _, _)| *i == live.id).unwrap();
+        let item = review_item(&app, &analyst, "acme", &item.1).await;
+        assert_eq!(
+            item.stale_reasons.as_ref().unwrap()[0]["release"],
+            "17.1",
+            "{label}"
+        );
+        assert!(
+            !queued_incidents(&app, &analyst, "acme")
+                .await
+                .iter()
+                .any(|(i, _, _)| *i == closed.id || *i == empty.id)
+        );
+    }
+}

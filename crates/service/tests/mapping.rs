@@ -476,7 +476,7 @@ async fn rules_simulate_create_update_rollback(
     let low: BTreeSet<String> = queue
         .iter()
         .filter(|i| i.reason == "low_confidence")
-        .map(|i| i.alert_id.clone())
+        .filter_map(|i| i.alert_id.clone())
         .collect();
     assert!(low.contains(&v1.alert.id), "{label}: {queue:?}");
     let item = queue.iter().find(|i| i.reason == "low_confidence").unwrap();

@@ -261,6 +261,19 @@ async fn matrix_counts_equal_the_alerts_whose_rule_carries_the_tag() {
         assert_eq!(cells, want.cells, "{label}: cells");
         assert!(view.unplaced.is_empty(), "{label}: {:?}", view.unplaced);
         assert!(view.formula.contains("severity weight"), "{label}");
+        // Asked again, the view comes from the cache: the same as the one a
+        // process without any cache computes.
+        let again = app
+            .matrix(&viewer, "acme", Domain::Enterprise, MatrixFilter::default())
+            .await
+            .unwrap();
+        let cold = App::connect(AppConfig::new(db.url.clone())).await.unwrap();
+        let fresh = cold
+            .matrix(&viewer, "acme", Domain::Enterprise, MatrixFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(again, view, "{label}");
+        assert_eq!(fresh, view, "{label}");
 
         // A filter that keeps nothing empties the view; the `to` bound is
         // exclusive, so a range ending before the first alert is empty.
@@ -544,5 +557,73 @@ async fn drilldown_and_exports_follow_the_cell_and_the_role() {
         );
         let verification = app.audit_verify(&Actor::operator("op")).await.unwrap();
         assert!(verification.ok, "{label}");
+    }
+}
+
+/// Loads, validates, approves and activates a shared Enterprise release
+/// through `app`, with two stewards (four eyes).
+async fn activate(app: &App, file: &str) {
+    let path = shared().join("attack").join(file).display().to_string();
+    let dataset = app
+        .load_dataset(&steward("alice"), &path, &LoadOptions::default())
+        .await
+        .unwrap();
+    app.validate_dataset(&steward("alice"), &dataset.id)
+        .await
+        .unwrap();
+    app.approve_dataset(&steward("bob"), &dataset.id)
+        .await
+        .unwrap();
+    app.activate_dataset(&steward("bob"), &dataset.id)
+        .await
+        .unwrap();
+}
+
+/// A warm matrix request reads the org by name from memory and the active
+/// release by id from memory: what another `serve` node changes must still
+/// show at once.
+#[tokio::test]
+async fn a_warm_matrix_follows_what_another_node_changes() {
+    for db in databases().await {
+        let label = db.label();
+        let app = App::connect(AppConfig::new(db.url.clone())).await.unwrap();
+        let other = App::connect(AppConfig::new(db.url.clone())).await.unwrap();
+        activate(&app, "enterprise-attack-18.1.json.gz").await;
+        let operator = Actor::operator("op");
+        let org = app.create_org(&operator, "acme").await.unwrap();
+        let viewer = member(&org, "vic", Role::Viewer);
+        let view = app
+            .matrix(&viewer, "acme", Domain::Enterprise, MatrixFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(view.release, "18.1", "{label}");
+
+        // Another node activates another release: the next request here
+        // lays the matrix out by it.
+        activate(&other, "enterprise-attack-17.1.json.gz").await;
+        let view = app
+            .matrix(&viewer, "acme", Domain::Enterprise, MatrixFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            view.release, "17.1",
+            "{label}: the release activated elsewhere"
+        );
+
+        // An org not found here is not remembered as missing: once another
+        // node creates it, it is found.
+        let missing = app.org_by_name(&operator, "globex").await.unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::NotFound, "{label}");
+        let created = other.create_org(&operator, "globex").await.unwrap();
+        let found = app.org_by_name(&operator, "globex").await.unwrap();
+        assert_eq!(found, created, "{label}");
+        // Found by id as well, and still refused to another org's member.
+        let by_id = app
+            .org_by_name(&operator, created.id.as_str())
+            .await
+            .unwrap();
+        assert_eq!(by_id, created, "{label}");
+        let refused = app.org_by_name(&viewer, "globex").await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::NotFound, "{label}");
     }
 }

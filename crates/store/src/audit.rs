@@ -3,10 +3,12 @@
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use taxonomy::Domain;
+use taxonomy::lifecycle::DatasetState;
 
 use crate::{
-    AuditEvent, AuditVerification, Context, NewAuditEvent, OrgId, OrgScope, Outcome, Store,
-    StoreError, Tx, now, parse_ts, ts,
+    AuditEvent, AuditVerification, Context, DatasetId, NewAuditEvent, OrgId, OrgScope, Outcome,
+    Store, StoreError, Tx, now, parse_ts, ts,
 };
 
 /// `prev_hash` of the first event.
@@ -207,6 +209,44 @@ impl Store {
                 reason: e.to_string(),
             })?;
         Ok(head.unwrap_or(0))
+    }
+
+    /// The org's audit head ([`Store::org_audit_head`]) and the id of the
+    /// active dataset of `domain`, read together in one statement: the two
+    /// checks a cached matrix answer rests on (its rows are current while
+    /// the head stays, its layout while the active dataset does), made in
+    /// one round trip on every matrix request. `None` when the domain has
+    /// no active dataset.
+    pub async fn org_audit_head_and_active_dataset(
+        &self,
+        scope: &OrgScope,
+        domain: Domain,
+    ) -> Result<(i64, Option<DatasetId>), StoreError> {
+        let sql = format!(
+            "SELECT (SELECT MAX(seq) FROM audit_log WHERE org_id = $1) AS head, \
+             (SELECT id FROM datasets WHERE domain = $2 AND state = $3) AS dataset_id \
+             WHERE {}",
+            self.statement_scope("$1")
+        );
+        let row = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(domain.as_str())
+            .bind(DatasetState::Active.as_str())
+            .fetch_one(&mut *self.conn_shared().await?)
+            .await
+            .context(|| {
+                format!(
+                    "reading the last audit event of org {} and the active {domain} dataset",
+                    scope.org()
+                )
+            })?;
+        let head: Option<i64> = row
+            .try_get("head")
+            .map_err(|e| corrupt("audit_log.seq", e))?;
+        let dataset: Option<String> = row
+            .try_get("dataset_id")
+            .map_err(|e| corrupt("datasets.id", e))?;
+        Ok((head.unwrap_or(0), dataset.map(DatasetId)))
     }
 
     /// Events newest first, below `before_seq` when given; `scope` limits

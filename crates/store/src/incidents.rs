@@ -744,6 +744,48 @@ impl Tx {
         .await?;
         Ok(())
     }
+
+    /// The scope's incidents, neither merged nor closed, whose profile has
+    /// an entry computed under another release of `domain` than `release`:
+    /// a live alert they hold (their own, or through an incident merged
+    /// into them) whose current canonical mapping has such an entry. One
+    /// statement for the whole org, in id order.
+    pub async fn incidents_mapped_outside(
+        &mut self,
+        scope: &OrgScope,
+        domain: &str,
+        release: &str,
+    ) -> Result<Vec<IncidentId>, StoreError> {
+        // The attachments serve the end of their incident's merge chain
+        // (see `holders`): COALESCE(survivor_id, id) names the incident
+        // whose profile the alert feeds.
+        let rows = sqlx::query(
+            "SELECT i.id FROM incidents i WHERE i.org_id = $1 AND i.merged_into IS NULL \
+             AND i.status <> 'closed' AND i.id IN (\
+             SELECT COALESCE(h.survivor_id, h.id) FROM incident_alerts ia \
+             JOIN incidents h ON h.org_id = ia.org_id AND h.id = ia.incident_id \
+             JOIN alerts a ON a.org_id = ia.org_id AND a.id = ia.alert_id \
+             JOIN canonical_mappings m ON m.org_id = a.org_id AND m.alert_id = a.id \
+             AND m.version = a.canonical_version \
+             WHERE ia.org_id = $1 AND ia.detached_at IS NULL \
+             AND m.domain = $2 AND m.release <> $3) \
+             ORDER BY i.id",
+        )
+        .bind(scope.org().as_str())
+        .bind(domain)
+        .bind(release)
+        .fetch_all(self.conn())
+        .await
+        .context(|| {
+            format!(
+                "finding incidents of org {} mapped outside {release}",
+                scope.org()
+            )
+        })?;
+        rows.iter()
+            .map(|row| Ok(IncidentId(get(row, "incidents", "id")?)))
+            .collect()
+    }
 }
 
 impl Store {

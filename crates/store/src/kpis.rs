@@ -84,7 +84,8 @@ pub struct KpiMappingRow {
 /// One review item opened in the window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KpiReviewRow {
-    /// The alert under review.
+    /// The alert under review; empty for an incident's item, which has no
+    /// alert's severity or connector and so counts in no segment of those.
     pub alert_id: String,
     /// `open`, `accepted`, `rejected` or `corrected`.
     pub state: String,
@@ -195,7 +196,7 @@ impl Store {
             .collect()
     }
 
-    /// The org's review items opened in the window.
+    /// The org's review items opened in the window, alerts' and incidents'.
     pub async fn kpi_reviews(
         &self,
         scope: &OrgScope,
@@ -203,7 +204,8 @@ impl Store {
     ) -> Result<Vec<KpiReviewRow>, StoreError> {
         let (from, to) = window.bounds();
         let rows = sqlx::query(
-            "SELECT alert_id, state, opened_at, resolved_at, interactions FROM review_queue \
+            "SELECT COALESCE(alert_id, '') AS alert_id, state, opened_at, resolved_at, \
+             interactions FROM review_queue \
              WHERE org_id = $1 AND opened_at >= $2 AND opened_at < $3 ORDER BY opened_at, id",
         )
         .bind(scope.org().as_str())

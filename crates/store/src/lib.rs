@@ -9,8 +9,10 @@
 //! Every tenant read takes an [`OrgScope`] and filters by it. On PostgreSQL
 //! row-level security keeps orgs apart a second time: each connection and
 //! transaction names the org it works for ([`Store::begin_in`]), or all of
-//! them for deliberate cross-org work ([`Store::begin_all`]), and a query
-//! that forgets its `org_id` filter still sees no other org's rows
+//! them for deliberate cross-org work ([`Store::begin_all`]); a few reads on
+//! every request's path name it within their one statement instead, which
+//! saves a round trip (`Store::statement_scope`). A query that forgets its
+//! `org_id` filter still sees no other org's rows
 //! (`migrations/postgres/0007_row_security.sql`, docs/access-control.md).
 
 mod alerts;
@@ -466,6 +468,34 @@ impl Store {
             .acquire()
             .await
             .context(|| "acquiring a connection".to_string())
+    }
+
+    /// A condition that, closing the `WHERE` of one statement read through
+    /// [`Store::conn_shared`], lets that statement alone see the rows of
+    /// `org`: an SQL expression, a placeholder bound to an org id (`$1`) or
+    /// `'*'` for every org. It does what [`Store::conn_in`] does without the
+    /// extra round trip to the server, for reads on every request's path.
+    ///
+    /// On PostgreSQL it is `(SELECT set_config('nexus.org', ORG, true)) IS
+    /// NOT NULL`. It names no column, so the planner makes it the plan's
+    /// one-time filter, checked before any row of any table is read, and so
+    /// before the row-level security policies read the setting (they read
+    /// it through sub-selects run at their first use). `true` makes the
+    /// setting local to the statement's own implicit transaction: it is
+    /// gone when the statement ends, and nothing follows the connection
+    /// back to the pool. Were the filter ever checked later, the policies
+    /// would read the connection's own setting, unset on a shared
+    /// connection, and the statement would see no tenant row: it fails
+    /// closed. Inside a [`Tx`] the setting would last to the commit, so it
+    /// is for pooled reads only. SQLite has no row-level security: there
+    /// the condition is always true.
+    pub(crate) fn statement_scope(&self, org: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => "1 = 1".to_string(),
+            Backend::Postgres => {
+                format!("(SELECT set_config('nexus.org', {org}, true)) IS NOT NULL")
+            }
+        }
     }
 
     async fn conn_as(&self, org: &str) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {

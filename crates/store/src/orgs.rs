@@ -51,6 +51,10 @@ const TOKEN_COLUMNS: &str = "id, org_id, role, label, secret_sha256, created_at,
 
 impl Tx {
     /// Creates an org; a duplicate name is a [`StoreError::Conflict`].
+    ///
+    /// An org row is never changed or removed afterwards (the store has no
+    /// statement for either): the service keeps orgs in memory once read,
+    /// and relies on it.
     pub async fn insert_org(&mut self, org: &Org) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(org.id.as_str())
@@ -148,6 +152,38 @@ impl Store {
             .await
             .context(|| "looking up a token".to_string())?;
         row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// [`Store::token_by_hash`] with the token's org, in one statement: an
+    /// authentication needs both, and it is on every request's path.
+    pub async fn token_and_org_by_hash(
+        &self,
+        secret_sha256: &str,
+    ) -> Result<Option<(TokenRecord, Org)>, StoreError> {
+        // The token's org is not known before the token is found: the
+        // statement reads as every org ('*').
+        let sql = format!(
+            "SELECT t.id, t.org_id, t.role, t.label, t.secret_sha256, t.created_at, \
+             t.revoked_at, o.name AS org_name, o.created_at AS org_created_at \
+             FROM api_tokens t JOIN orgs o ON o.id = t.org_id \
+             WHERE t.secret_sha256 = $1 AND {}",
+            self.statement_scope("'*'")
+        );
+        let row = sqlx::query(&sql)
+            .bind(secret_sha256)
+            .fetch_optional(&mut *self.conn_shared().await?)
+            .await
+            .context(|| "looking up a token".to_string())?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let token = token_from_row(&row)?;
+        let org = Org {
+            id: token.org_id.clone(),
+            name: text(&row, "orgs", "org_name")?,
+            created_at: parse_ts("orgs.created_at", &text(&row, "orgs", "org_created_at")?)?,
+        };
+        Ok(Some((token, org)))
     }
 
     /// A token by id, whatever its org (for platform roles and for

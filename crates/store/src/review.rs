@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
 use crate::alerts::{AlertId, get, get_opt_ts, get_ts, p};
-use crate::batch::{Val, in_list, insert_rows};
-use crate::{Context, OrgId, OrgScope, Store, StoreError, Tx, ts};
+use crate::batch::{Val, in_list, insert_rows, placeholders};
+use crate::{Context, IncidentId, OrgId, OrgScope, Store, StoreError, Tx, ts};
 
 /// One override row. A decision on a proposal is a new row whose
 /// `supersedes` names the proposal; rows are never edited.
@@ -50,18 +50,25 @@ pub struct OverrideRecord {
     pub created_at: DateTime<Utc>,
 }
 
-/// One review queue item.
+/// One review queue item. Its subject is an alert or an incident: exactly
+/// one of `alert_id` and `incident_id` is set (the table refuses anything
+/// else).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReviewRecord {
     /// Item id.
     pub id: String,
     /// The org.
     pub org_id: OrgId,
-    /// The alert to review.
-    pub alert_id: AlertId,
-    /// `low_confidence`, `ai_only`, `stale`, `conflict`, `over_mapping` or `no_evidence`.
+    /// The alert to review, for an alert's item.
+    pub alert_id: Option<AlertId>,
+    /// The incident to review, for an incident's item (its profile went
+    /// stale).
+    pub incident_id: Option<IncidentId>,
+    /// `low_confidence`, `ai_only`, `stale`, `conflict`, `over_mapping` or
+    /// `no_evidence`; an incident's item is `stale`.
     pub reason: String,
-    /// What exactly (JSON text).
+    /// What exactly (JSON text): an alert's flags, an incident's stale
+    /// reasons.
     pub detail: String,
     /// `open`, `accepted`, `rejected` or `corrected`.
     pub state: String,
@@ -100,10 +107,11 @@ const OVERRIDE_COLUMNS: &str = "id, org_id, alert_id, version, action, technique
      replaces_technique, replaces_tactic, reason, notes, confidence, actor, status, approved_by, \
      approved_at, supersedes, created_at";
 
-const REVIEW_COLUMNS: [&str; 11] = [
+const REVIEW_COLUMNS: [&str; 12] = [
     "id",
     "org_id",
     "alert_id",
+    "incident_id",
     "reason",
     "detail",
     "state",
@@ -143,7 +151,8 @@ fn review_from_row(row: &AnyRow) -> Result<ReviewRecord, StoreError> {
     Ok(ReviewRecord {
         id: get(row, t, "id")?,
         org_id: OrgId(get(row, t, "org_id")?),
-        alert_id: AlertId(get(row, t, "alert_id")?),
+        alert_id: get::<Option<String>>(row, t, "alert_id")?.map(AlertId),
+        incident_id: get::<Option<String>>(row, t, "incident_id")?.map(IncidentId),
         reason: get(row, t, "reason")?,
         detail: get(row, t, "detail")?,
         state: get(row, t, "state")?,
@@ -186,8 +195,8 @@ impl Tx {
         Ok(())
     }
 
-    /// Opens review items; an item already open for the same alert and
-    /// reason is left as it is.
+    /// Opens review items; an item already open for the same alert (or
+    /// incident) and reason is left as it is. Answers the items opened.
     pub async fn open_reviews(&mut self, items: Vec<ReviewRecord>) -> Result<u64, StoreError> {
         let backend = self.backend;
         let rows = items
@@ -196,7 +205,8 @@ impl Tx {
                 vec![
                     Val::from(r.id),
                     r.org_id.0.into(),
-                    r.alert_id.0.into(),
+                    r.alert_id.map(|a| a.0).into(),
+                    r.incident_id.map(|i| i.0).into(),
                     r.reason.into(),
                     r.detail.into(),
                     r.state.into(),
@@ -270,6 +280,76 @@ impl Tx {
         .await
         .context(|| format!("closing review items of alert {alert}"))?;
         Ok(done.rows_affected())
+    }
+
+    /// The open items of `incidents` with `reason`, read inside this
+    /// transaction (so a trigger adds to the item it finds, not to one a
+    /// concurrent resolution just closed), by incident.
+    pub async fn open_incident_reviews(
+        &mut self,
+        scope: &OrgScope,
+        reason: &str,
+        incidents: &[IncidentId],
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        let backend = self.backend;
+        let mut found = Vec::new();
+        for chunk in incidents.chunks(400) {
+            let sql = format!(
+                "SELECT {} FROM review_queue WHERE org_id = {} AND reason = {} \
+                 AND state = 'open' AND incident_id IN ({})",
+                REVIEW_COLUMNS.join(", "),
+                p(backend, 1),
+                p(backend, 2),
+                in_list(backend, 2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(scope.org().as_str()).bind(reason);
+            for incident in chunk {
+                query = query.bind(incident.as_str());
+            }
+            let rows = query
+                .fetch_all(self.conn())
+                .await
+                .context(|| "reading the open review items of incidents".to_string())?;
+            for row in &rows {
+                found.push(review_from_row(row)?);
+            }
+        }
+        found.sort_by(|a, b| a.incident_id.cmp(&b.incident_id));
+        Ok(found)
+    }
+
+    /// Rewrites the detail of open items, `(item id, detail)` each, in a
+    /// few statements whatever their number. Answers the items changed; an
+    /// item resolved meanwhile, or another org's, is left alone.
+    pub async fn set_review_details(
+        &mut self,
+        scope: &OrgScope,
+        details: &[(String, String)],
+    ) -> Result<u64, StoreError> {
+        let backend = self.backend;
+        let mut changed = 0;
+        for chunk in details.chunks(500) {
+            // A VALUES list names its columns column1, column2 on both
+            // databases; UPDATE ... FROM is SQLite 3.33+ and PostgreSQL.
+            let sql = format!(
+                "UPDATE review_queue SET detail = v.column2 FROM (VALUES {}) AS v \
+                 WHERE review_queue.id = v.column1 AND review_queue.org_id = {} \
+                 AND review_queue.state = 'open'",
+                placeholders(backend, 2, chunk.len()),
+                p(backend, 2 * chunk.len() + 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, detail) in chunk {
+                query = query.bind(id.as_str()).bind(detail.as_str());
+            }
+            let done = query
+                .bind(scope.org().as_str())
+                .execute(self.conn())
+                .await
+                .context(|| "rewriting the detail of review items".to_string())?;
+            changed += done.rows_affected();
+        }
+        Ok(changed)
     }
 
     /// Stores a notification.

@@ -275,29 +275,34 @@ impl Store {
         // day stand in for open ends so there is one statement to plan.
         let from = from.map_or_else(|| "0000-01-01".to_string(), day_text);
         let to = to.map_or_else(|| "9999-12-31".to_string(), day_text);
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT day, tactic, technique, source, severity, connector, platform, band, count, \
-             alerts, confidence_sum FROM matrix_rollups WHERE org_id = $1 AND day >= $2 AND day < $3",
-        )
-        .bind(scope.org().as_str())
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .fetch_all(&mut *self.conn_in(scope).await?)
-        .await
-        .context(|| format!("reading the matrix rollups of org {}", scope.org()))?;
+             alerts, confidence_sum FROM matrix_rollups \
+             WHERE org_id = $1 AND day >= $2 AND day < $3 AND {}",
+            self.statement_scope("$1")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .fetch_all(&mut *self.conn_shared().await?)
+            .await
+            .context(|| format!("reading the matrix rollups of org {}", scope.org()))?;
         rows.iter().map(rollup_from_row).collect()
     }
 
     /// The org's exclusion windows, oldest first.
     pub async fn exclusions(&self, scope: &OrgScope) -> Result<Vec<ExclusionRecord>, StoreError> {
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT id, org_id, connector, from_day, to_day, reason, created_by, created_at \
-             FROM matrix_exclusions WHERE org_id = $1 ORDER BY created_at, id",
-        )
-        .bind(scope.org().as_str())
-        .fetch_all(&mut *self.conn_in(scope).await?)
-        .await
-        .context(|| format!("reading the exclusion windows of org {}", scope.org()))?;
+             FROM matrix_exclusions WHERE org_id = $1 AND {} ORDER BY created_at, id",
+            self.statement_scope("$1")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .fetch_all(&mut *self.conn_shared().await?)
+            .await
+            .context(|| format!("reading the exclusion windows of org {}", scope.org()))?;
         let t = "matrix_exclusions";
         rows.iter()
             .map(|row| {
@@ -362,7 +367,8 @@ pub struct CellMappingRecord {
 
 impl Store {
     /// A page of the current canonical mappings of `technique` in the org,
-    /// alerts observed in `[from, to)`, ordered by alert id after `after`.
+    /// alerts observed in `[from, to)`, most recently stored alert first
+    /// (alert ids are time-ordered), below alert id `before` when given.
     /// Reads raw mappings: a drilldown lists alerts, which rollups cannot.
     pub async fn cell_mappings(
         &self,
@@ -370,12 +376,30 @@ impl Store {
         technique: &str,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-        after: Option<&str>,
+        before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<CellMappingRecord>, StoreError> {
         let from = from.as_ref().map_or_else(|| "0000".to_string(), ts);
         let to = to.as_ref().map_or_else(|| "9999".to_string(), ts);
-        let rows = sqlx::query(
+        // The index on (org_id, technique, alert_id) hands the mappings over
+        // in page order, so the read stops after one page instead of
+        // sorting every mapping the technique has. The order holds the
+        // newest alerts first, where a view ending today finds its page at
+        // once; a range further back first passes over the technique's
+        // newer mappings. The order names the alert id alone, which the
+        // index gives as it is: with the tactic as a second key PostgreSQL
+        // estimates the time range to keep a row or two, and then sorts
+        // every mapping of the technique rather than stopping after a
+        // page (110 ms instead of 1 ms for 19,000 mappings). An alert's
+        // mappings are put in tactic order below. Without a cursor the
+        // bound is left out rather than given a value that sorts last,
+        // which no collation promises.
+        let below = if before.is_some() {
+            "AND m.alert_id < $6"
+        } else {
+            ""
+        };
+        let sql = format!(
             "SELECT a.id, a.source_uid, a.title, COALESCE(a.time, a.received_at) AS observed_at, \
              a.severity, a.connector, a.product, a.host, a.user_name, m.technique, m.tactic, \
              m.source, m.confidence, m.band, m.candidate_ids, m.override_ids \
@@ -383,19 +407,25 @@ impl Store {
              AND a.id = m.alert_id AND a.canonical_version = m.version \
              WHERE m.org_id = $1 AND m.technique = $2 \
              AND COALESCE(a.time, a.received_at) >= $3 AND COALESCE(a.time, a.received_at) < $4 \
-             AND a.id > $5 ORDER BY a.id, m.tactic LIMIT $6",
-        )
-        .bind(scope.org().as_str())
-        .bind(technique)
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(after.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&mut *self.conn_in(scope).await?)
-        .await
-        .context(|| format!("reading the alerts behind technique {technique}"))?;
+             {below} AND {} ORDER BY m.alert_id DESC LIMIT $5",
+            self.statement_scope("$1")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(technique)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(limit);
+        if let Some(before) = before {
+            query = query.bind(before);
+        }
+        let rows = query
+            .fetch_all(&mut *self.conn_shared().await?)
+            .await
+            .context(|| format!("reading the alerts behind technique {technique}"))?;
         let t = "canonical_mappings";
-        rows.iter()
+        let mut records = rows
+            .iter()
             .map(|row| {
                 Ok(CellMappingRecord {
                     alert_id: get(row, t, "id")?,
@@ -416,7 +446,14 @@ impl Store {
                     override_ids: get(row, t, "override_ids")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Rows of one alert are adjacent (the order is by alert); only
+        // their order among themselves is left to do, so the order of the
+        // alerts stays the database's, which the cursor follows.
+        for alert in records.chunk_by_mut(|a, b| a.alert_id == b.alert_id) {
+            alert.sort_by(|a, b| a.tactic.cmp(&b.tactic));
+        }
+        Ok(records)
     }
 }
 

@@ -147,6 +147,13 @@ pub async fn connection(store: &Store, reach: Reach<'_>) -> PoolConnection<Any> 
     .expect("a pooled connection")
 }
 
+/// The condition by which one statement names its own org
+/// (`Store::statement_scope`), for raw SQL that checks what it lets through:
+/// `org` is an SQL expression (`'...'` quoted, or a placeholder).
+pub fn statement_scope(store: &Store, org: &str) -> String {
+    store.statement_scope(org)
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Cleanup::Postgres { admin_url, name } = &self.cleanup else {

@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Connection, Executor, Row};
 use store::testing::{TestDatabase, databases};
 use store::{
-    Backend, DatasetFilter, DatasetId, NewAuditEvent, NewDataset, Org, OrgId, OrgScope, Outcome,
-    ReferenceMigration, StateChange, Store, StoreError, TokenId, TokenRecord,
+    AlertId, Backend, DatasetFilter, DatasetId, IncidentId, IncidentRecord, NewAuditEvent,
+    NewDataset, Org, OrgId, OrgScope, Outcome, ReferenceMigration, ReviewRecord, StateChange,
+    Store, StoreError, TokenId, TokenRecord,
 };
 use taxonomy::lifecycle::DatasetState;
 use taxonomy::{Domain, LoadHints, Release};
@@ -567,3 +568,235 @@ async fn technique_references_list_reference_migrations() {
         store.close().await;
     }
 }
+
+/// Migration 0009 on a database that already holds alert review items
+/// (written through the 0008 schema, as an older build wrote them): every
+/// item is kept as it was, the queue's indexes are there again, an item
+/// names exactly one subject, and an incident has one open item per reason
+/// (a second open is ignored, one resolved makes room for a new one).
+#[tokio::test]
+async fn review_items_survive_0009_and_name_an_alert_or_an_incident() {
+    for db in databases().await {
+        let label = db.label();
+        sqlx::any::install_default_drivers();
+        let url = match db.backend {
+            // The file does not exist before the first migration.
+            Backend::Sqlite => format!("{}?mode=rwc", db.url),
+            Backend::Postgres => db.url.clone(),
+        };
+        let mut conn = AnyConnection::connect(&url).await.expect("raw connection");
+        let mut migrator = match db.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        let every = migrator.migrations.clone();
+        migrator.migrations = every
+            .iter()
+            .filter(|m| m.version < 9)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        migrator.run(&mut conn).await.expect("migrate to 0008");
+
+        // Rows as the 0008 schema takes them; on PostgreSQL the login is
+        // the tables' owner, which the policies bind unless it names an org.
+        if db.backend == Backend::Postgres {
+            conn.execute("SELECT set_config('nexus.org', '*', false)")
+                .await
+                .unwrap();
+        }
+        let (org, alert) = ("org-1", "alert-1");
+        for sql in [
+            format!("INSERT INTO orgs (id, name, created_at) VALUES ('{org}', 'acme', '{T0}')"),
+            format!(
+                "INSERT INTO alerts (id, org_id, source_uid, format, time, received_at, title, \
+                 severity, severity_weight, content_sha256, raw, normalized, mapping_state, \
+                 canonical_version, stale, locked) VALUES ('{alert}', '{org}', 'uid-1', \
+                 'native', '{T0}', '{T0}', 'alert', 'high', 0.8, 'sha', '{{}}', '{{}}', \
+                 'unmapped', 0, 0, 0)"
+            ),
+            format!(
+                "INSERT INTO review_queue (id, org_id, alert_id, reason, detail, state, \
+                 opened_at, resolved_at, resolved_by, resolution, interactions) VALUES \
+                 ('item-1', '{org}', '{alert}', 'low_confidence', '[1]', 'open', '{T0}', NULL, \
+                 NULL, NULL, 0), \
+                 ('item-2', '{org}', '{alert}', 'ai_only', '[2]', 'accepted', '{T0}', '{T1}', \
+                 'ann', '{{\"notes\":\"ok\"}}', 3)"
+            ),
+        ] {
+            conn.execute(sql.as_str()).await.expect(&sql);
+        }
+        migrator.migrations = every;
+        migrator.run(&mut conn).await.expect("migrate from 0008 on");
+        let _ = conn.close().await;
+
+        let store = db.store().await;
+        let scope = OrgScope::new(OrgId(org.into()));
+        let at = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let kept = |id: &str, reason: &str, detail: &str, state: &str| ReviewRecord {
+            id: id.into(),
+            org_id: scope.org().clone(),
+            alert_id: Some(AlertId(alert.into())),
+            incident_id: None,
+            reason: reason.into(),
+            detail: detail.into(),
+            state: state.into(),
+            opened_at: at(T0),
+            resolved_at: None,
+            resolved_by: None,
+            resolution: None,
+            interactions: 0,
+        };
+        let expected = vec![
+            kept("item-1", "low_confidence", "[1]", "open"),
+            ReviewRecord {
+                resolved_at: Some(at(T1)),
+                resolved_by: Some("ann".into()),
+                resolution: Some(r#"{"notes":"ok"}"#.into()),
+                interactions: 3,
+                ..kept("item-2", "ai_only", "[2]", "accepted")
+            },
+        ];
+        assert_eq!(
+            store.reviews(&scope, None, 10).await.unwrap(),
+            expected,
+            "{label}"
+        );
+
+        // The queue's indexes, under their names, after the rebuild.
+        let mut conn = raw_connection(&db).await;
+        let sql = match db.backend {
+            Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'index' \
+                 AND tbl_name = 'review_queue' AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name"
+            }
+            Backend::Postgres => {
+                "SELECT indexname::text AS name FROM pg_indexes \
+                 WHERE tablename = 'review_queue' AND indexname <> 'review_queue_pkey' \
+                 ORDER BY name"
+            }
+        };
+        let indexes: Vec<String> = sqlx::query(sql)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("name"))
+            .collect();
+        assert_eq!(
+            indexes,
+            [
+                "review_queue_one_open",
+                "review_queue_one_open_incident",
+                "review_queue_org_state"
+            ],
+            "{label}"
+        );
+        let _ = conn.close().await;
+
+        // An item names one subject: neither, or both, is refused.
+        let incident = IncidentRecord {
+            id: IncidentId("incident-1".into()),
+            org_id: scope.org().clone(),
+            title: "incident".into(),
+            status: "open".into(),
+            severity: "high".into(),
+            lead: None,
+            created_by: "ann".into(),
+            created_at: at(T0),
+            updated_at: at(T0),
+            merged_into: None,
+            split_from: None,
+            stale: true,
+            stale_reasons: r#"[{"reason":"reopened"}]"#.into(),
+        };
+        let mut tx = store.begin_in(&scope).await.unwrap();
+        tx.insert_incident(&incident).await.unwrap();
+        tx.commit().await.unwrap();
+        let of_incident = |id: &str| ReviewRecord {
+            id: id.into(),
+            alert_id: None,
+            incident_id: Some(incident.id.clone()),
+            reason: "stale".into(),
+            detail: r#"[{"reason":"reopened"}]"#.into(),
+            ..kept(id, "stale", "[]", "open")
+        };
+        for (what, bad) in [
+            (
+                "neither",
+                ReviewRecord {
+                    incident_id: None,
+                    ..of_incident("bad-1")
+                },
+            ),
+            (
+                "both",
+                ReviewRecord {
+                    alert_id: Some(AlertId(alert.into())),
+                    ..of_incident("bad-2")
+                },
+            ),
+        ] {
+            let mut tx = store.begin_in(&scope).await.unwrap();
+            let refused = tx.open_reviews(vec![bad]).await;
+            assert!(
+                refused.is_err(),
+                "{label}: an item naming {what} was stored"
+            );
+        }
+
+        // One open item per incident and reason.
+        let mut tx = store.begin_in(&scope).await.unwrap();
+        assert_eq!(
+            tx.open_reviews(vec![of_incident("inc-1")]).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            tx.open_reviews(vec![of_incident("inc-2")]).await.unwrap(),
+            0
+        );
+        let open = tx
+            .open_incident_reviews(&scope, "stale", std::slice::from_ref(&incident.id))
+            .await
+            .unwrap();
+        assert_eq!(open, vec![of_incident("inc-1")], "{label}");
+        let detail = r#"[{"reason":"reopened"},{"reason":"merged"}]"#;
+        let changed = tx
+            .set_review_details(&scope, &[("inc-1".into(), detail.into())])
+            .await
+            .unwrap();
+        assert_eq!(changed, 1, "{label}");
+        assert!(
+            tx.resolve_review(&scope, "inc-1", "accepted", "ann", &at(T1), None)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            tx.open_reviews(vec![of_incident("inc-3")]).await.unwrap(),
+            1
+        );
+        tx.commit().await.unwrap();
+        let first = store.review(&scope, "inc-1").await.unwrap().unwrap();
+        assert_eq!(
+            (first.detail.as_str(), first.state.as_str()),
+            (detail, "accepted")
+        );
+        let open: Vec<String> = store
+            .reviews(&scope, Some("open"), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(open, ["inc-3", "item-1"], "{label}");
+        store.close().await;
+    }
+}
+
+/// Timestamps of [`review_items_survive_0009_and_name_an_alert_or_an_incident`].
+const T0: &str = "2025-01-01T00:00:00.000Z";
+const T1: &str = "2025-01-01T00:05:00.000Z";

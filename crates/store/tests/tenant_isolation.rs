@@ -45,7 +45,8 @@ const TENANT_TABLES: &[(&str, RowsFor)] = &[
     ("notifications", |k| k),
     ("overrides", |k| k),
     ("reference_migrations", |k| k),
-    ("review_queue", |k| k),
+    // One item per alert and one per incident.
+    ("review_queue", |k| 2 * k),
     ("rule_pack_imports", |k| k),
     // One revision counter per org, bumped once.
     ("rule_revisions", |_| 1),
@@ -263,7 +264,8 @@ async fn seed(store: &Store, scope: &OrgScope, dataset: &DatasetId, k: i64) -> V
         .map(|alert| ReviewRecord {
             id: uuid::Uuid::now_v7().to_string(),
             org_id: org.clone(),
-            alert_id: alert.clone(),
+            alert_id: Some(alert.clone()),
+            incident_id: None,
             reason: "low_confidence".into(),
             detail: "{}".into(),
             state: "open".into(),
@@ -322,6 +324,24 @@ async fn seed(store: &Store, scope: &OrgScope, dataset: &DatasetId, k: i64) -> V
         .await
         .unwrap();
     }
+    let stale = incidents
+        .iter()
+        .map(|incident| ReviewRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: org.clone(),
+            alert_id: None,
+            incident_id: Some(incident.id.clone()),
+            reason: "stale".into(),
+            detail: r#"[{"reason":"reopened"}]"#.into(),
+            state: "open".into(),
+            opened_at: now,
+            resolved_at: None,
+            resolved_by: None,
+            resolution: None,
+            interactions: 0,
+        })
+        .collect();
+    assert_eq!(tx.open_reviews(stale).await.unwrap(), k as u64);
 
     let rules = (0..k)
         .map(|n| RuleRecord {
@@ -588,8 +608,23 @@ async fn a_query_without_an_org_filter_sees_only_its_org() {
         let rollups = store.rollups(&b, None, None).await.unwrap();
         assert_eq!(rollups.len(), K_B as usize, "{label}");
         let reviews = store.reviews(&b, Some("open"), 100).await.unwrap();
-        assert_eq!(reviews.len(), K_B as usize, "{label}");
+        assert_eq!(reviews.len(), 2 * K_B as usize, "{label}");
         assert!(reviews.iter().all(|r| &r.org_id == b.org()), "{label}");
+        // Org B's incident items name org B's incidents, and only those.
+        let mut queued: Vec<String> = reviews
+            .iter()
+            .filter_map(|r| r.incident_id.as_ref().map(|i| i.to_string()))
+            .collect();
+        queued.sort();
+        let mut b_incidents: Vec<String> = store
+            .incidents_page(&b, None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.id.to_string())
+            .collect();
+        b_incidents.sort();
+        assert_eq!(queued, b_incidents, "{label}");
         let audit = store.list_audit(Some(&b), None, 100).await.unwrap();
         assert_eq!(audit.len(), K_B as usize, "{label}");
         assert!(

@@ -1,12 +1,16 @@
 //! The review queue of the caller's org: low-confidence, AI-only,
-//! evidence-less and conflicting mappings waiting for an analyst, who
-//! accepts, rejects or corrects each. Another org's item answers exactly as
-//! a missing one.
+//! evidence-less and conflicting alert mappings, and incidents whose
+//! profile a staleness trigger made stale, waiting for an analyst, who
+//! accepts, rejects or corrects each (an incident's correction is a lead
+//! adjustment). Another org's item answers exactly as a missing one.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use service::{OverrideInput, OverrideOutcome, ReviewDecision, ReviewItem};
+use service::{
+    IncidentProfileView, OverrideInput, OverrideOutcome, ReviewCorrection, ReviewDecision,
+    ReviewItem,
+};
 
 use super::{Param, ParamType, page_envelope, page_request};
 use crate::AppState;
@@ -43,8 +47,12 @@ pub(super) struct DecideBody {
 pub(super) struct Correction {
     /// The item, now `corrected`.
     review: ReviewItem,
-    /// The override that corrected the mapping.
-    r#override: OverrideOutcome,
+    /// An alert's item: the override that corrected the mapping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r#override: Option<OverrideOutcome>,
+    /// An incident's item: the incident after the lead adjustment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incident: Option<IncidentProfileView>,
 }
 
 /// `GET /api/v1/review`: oldest first, so the queue is worked in order.
@@ -92,19 +100,28 @@ pub(super) async fn decide(
     Ok(Envelope::ok(item))
 }
 
-/// `POST /api/v1/review/{id}/correct`: correct the mapping with an override
-/// (reason code required) and resolve the item.
+/// `POST /api/v1/review/{id}/correct`: correct an alert's mapping with an
+/// override, or an incident's profile with a lead adjustment (reason code
+/// required), and resolve the item.
 pub(super) async fn correct(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<OverrideInput>,
 ) -> Result<Envelope<Correction>, ApiError> {
-    let (review, r#override) = state
+    let (review, correction) = state
         .app
         .review_correct(&principal.actor(), &principal.org_name, &id, input)
         .await?;
-    Ok(Envelope::ok(Correction { review, r#override }))
+    let (r#override, incident) = match correction {
+        ReviewCorrection::Override(outcome) => (Some(*outcome), None),
+        ReviewCorrection::Adjustment(view) => (None, Some(*view)),
+    };
+    Ok(Envelope::ok(Correction {
+        review,
+        r#override,
+        incident,
+    }))
 }
 
 /// JSON Schema of the decision body.

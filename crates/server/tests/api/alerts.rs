@@ -590,3 +590,111 @@ async fn overrides_keep_history_and_review_items_leave_the_open_queue() {
         assert_eq!(techniques(&view["canonical"]["entries"]), now, "{backend}");
     }
 }
+
+/// A stale incident shares the review queue with the alerts: the list
+/// names it (subject, incident id, stale reasons; no alert), alert items
+/// keep their shape, and correcting the item is a lead adjustment of the
+/// incident that resolves it.
+#[tokio::test]
+async fn stale_incidents_are_listed_and_corrected_through_the_review_queue() {
+    let first: Value = serde_json::from_str(&feed()[0]).expect("first alert");
+
+    for backend in backends() {
+        let app = TestApp::new(backend).await;
+        app.with_enterprise_and_sigma("acme").await;
+        let engineer = app.token("acme", Role::Engineer).await;
+        let lead = app.token("acme", Role::Lead).await;
+        let analyst = app.token("acme", Role::Analyst).await;
+        let created = app
+            .post_json("/api/v1/alerts", &engineer, first.clone())
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text());
+        let alert = created.json()["data"]["mapping"]["alert"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let answer = app
+            .post_json(
+                "/api/v1/incidents",
+                &analyst,
+                json!({"title": "host-1", "alerts": [alert]}),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{backend}: {}", answer.text());
+        let incident = answer.json()["data"]["id"].as_str().unwrap().to_string();
+        let alert_items = app
+            .all_pages(&analyst, "/api/v1/review?state=open", 50)
+            .await;
+
+        for (path, body) in [
+            ("severity", json!({"severity": "critical"})),
+            (
+                "evidence",
+                json!({"reference": "TICKET-9", "kind": "ticket"}),
+            ),
+        ] {
+            let answer = app
+                .post_json(
+                    &format!("/api/v1/incidents/{incident}/{path}"),
+                    &analyst,
+                    body,
+                )
+                .await;
+            assert_eq!(answer.status, 200, "{backend}: {}", answer.text());
+        }
+        let open = app
+            .all_pages(&analyst, "/api/v1/review?state=open", 50)
+            .await;
+        let incident_items: Vec<&Value> =
+            open.iter().filter(|i| i["subject"] == "incident").collect();
+        assert_eq!(incident_items.len(), 1, "{backend}: {open:?}");
+        let item = incident_items[0];
+        assert_eq!(item["incident_id"], incident.as_str(), "{backend}");
+        assert_eq!(item["alert_id"], Value::Null);
+        assert_eq!(item["reason"], "stale");
+        let reasons: Vec<&str> = item["stale_reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons, ["severity_shift", "evidence_update"], "{backend}");
+        // Alert items: the same fields as before, and the new ones empty.
+        let alerts_now: Vec<&Value> = open.iter().filter(|i| i["subject"] == "alert").collect();
+        assert_eq!(alerts_now.len(), alert_items.len(), "{backend}");
+        for (now, before) in alerts_now.iter().zip(&alert_items) {
+            assert_eq!(*now, before, "{backend}");
+            assert_eq!(now["alert_id"], alert.as_str());
+            assert_eq!(now["incident_id"], Value::Null);
+            assert_eq!(now["stale_reasons"], Value::Null);
+        }
+
+        // Correcting is a lead adjustment: an analyst is refused, a lead's
+        // resolves the item and answers the incident.
+        let id = item["id"].as_str().unwrap();
+        let correction = json!({"action": "add", "technique": "T1078",
+            "reason": "missing_technique", "notes": "valid accounts in the VPN logs"});
+        let path = format!("/api/v1/review/{id}/correct");
+        let refused = app.post_json(&path, &analyst, correction.clone()).await;
+        assert_eq!(refused.status, 403, "{backend}: {}", refused.text());
+        let answer = app.post_json(&path, &lead, correction).await;
+        assert_eq!(answer.status, 200, "{backend}: {}", answer.text());
+        let data = answer.json()["data"].clone();
+        assert_eq!(data["review"]["state"], "corrected", "{backend}");
+        assert_eq!(data["incident"]["id"], incident.as_str());
+        assert_eq!(data["incident"]["stale"], false);
+        assert!(data.get("override").is_none(), "{backend}: {data}");
+        let adjustment = data["incident"]["adjustments"][0]["id"].clone();
+        assert_eq!(
+            data["review"]["resolution"],
+            json!({"adjustment": adjustment})
+        );
+        let still_open = app
+            .all_pages(&analyst, "/api/v1/review?state=open", 50)
+            .await;
+        assert!(
+            still_open.iter().all(|i| i["subject"] != "incident"),
+            "{backend}: {still_open:?}"
+        );
+    }
+}

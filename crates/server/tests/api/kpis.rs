@@ -126,8 +126,11 @@ async fn kpis_match_what_the_test_did_and_stay_in_their_org() {
             .unwrap();
         let mut by_alert: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for item in &queue {
+            let Some(alert) = &item.alert_id else {
+                continue;
+            };
             by_alert
-                .entry(item.alert_id.clone())
+                .entry(alert.clone())
                 .or_default()
                 .push(item.id.clone());
         }
