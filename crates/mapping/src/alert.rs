@@ -423,22 +423,35 @@ fn collect<'v>(value: &'v Value, path: &str, out: &mut Vec<&'v Value>) {
     }
 }
 
-/// The first non-empty string (or number, as text) at any of `paths`.
+/// The first non-empty string (or number, as text) at any of `paths`, with
+/// any NUL character replaced (see [`without_nul`]).
 fn first_text(value: &Value, paths: &[&str]) -> Option<String> {
     paths.iter().find_map(|p| {
         get_all(value, p).into_iter().find_map(|v| match v {
-            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::String(s) if !s.trim().is_empty() => Some(without_nul(s)),
             Value::Number(n) => Some(n.to_string()),
             _ => None,
         })
     })
 }
 
+/// `s` with each NUL character replaced by U+FFFD. JSON may carry NUL
+/// (`\u0000`) but PostgreSQL text cannot, so an alert's title, host or uid
+/// holding one would fail its whole batch there while SQLite took it. The
+/// raw document keeps the original, escaped.
+pub fn without_nul(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_string()
+    }
+}
+
 fn all_text(value: &Value, path: &str) -> Vec<String> {
     get_all(value, path)
         .into_iter()
         .filter_map(|v| match v {
-            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Value::String(s) if !s.trim().is_empty() => Some(without_nul(s.trim())),
             _ => None,
         })
         .collect()
@@ -792,24 +805,25 @@ fn decode_native(v: &Value) -> Result<NormalizedAlert, DecodeError> {
         .map(|m| flatten(&Value::Object(m)))
         .unwrap_or_default();
 
+    let text = |s: Option<String>| s.as_deref().map(without_nul);
     Ok(NormalizedAlert {
         format: AlertFormat::Native,
-        source_uid: alert.uid,
+        source_uid: without_nul(&alert.uid),
         source_uid_derived: false,
         time: alert.time,
-        title: alert.title,
-        description: alert.description,
+        title: without_nul(&alert.title),
+        description: text(alert.description),
         severity: alert
             .severity
             .as_deref()
             .map_or(Severity::Unknown, Severity::from_word),
-        product: alert.product,
-        vendor: alert.vendor,
-        connector: alert.connector,
-        analytic_uid: alert.rule_uid,
-        analytic_name: alert.rule_name,
-        host: alert.host,
-        user: alert.user,
+        product: text(alert.product),
+        vendor: text(alert.vendor),
+        connector: text(alert.connector),
+        analytic_uid: text(alert.rule_uid),
+        analytic_name: text(alert.rule_name),
+        host: text(alert.host),
+        user: text(alert.user),
         fields,
         declared,
         warnings: Vec::new(),

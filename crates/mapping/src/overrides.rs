@@ -222,7 +222,7 @@ pub enum OverrideError {
     #[error("field `confidence`: {0}")]
     Confidence(ConfidenceError),
     /// An incident adjustment without rationale.
-    #[error("a lead adjustment of an incident needs a rationale in `notes`")]
+    #[error("a lead adjustment of an incident needs a rationale (field `rationale`)")]
     MissingRationale,
     /// An add or replace naming a revoked or deprecated technique: it would
     /// put a dead technique into the canonical mapping.

@@ -721,3 +721,55 @@ async fn vendor_declared_techniques_and_changed_alerts() {
         assert_eq!(techniques(&remapped), techniques(&after), "{label}");
     }
 }
+
+/// PostgreSQL text cannot hold a NUL character. An alert carrying one in
+/// its uid, title or host used to fail its whole batch there (SQLite took
+/// it): now both databases store it with U+FFFD in those columns, the
+/// other lines of the batch land, and the same file again is duplicates.
+#[tokio::test]
+async fn a_nul_character_in_an_alert_fails_neither_its_batch_nor_a_database() {
+    let lines = [
+        r#"{"class_uid":2004,"severity_id":3,"time_dt":"2026-01-02T03:04:05Z","finding_info":{"uid":"nul\u0000uid","title":"bad\u0000title"},"device":{"hostname":"h\u0000st"}}"#,
+        r#"{"class_uid":2004,"severity_id":3,"time_dt":"2026-01-02T03:04:05Z","finding_info":{"uid":"plain","title":"plain title"},"device":{"hostname":"host"}}"#,
+        r#"{"schema":"nexus-attack.alert/1","uid":"native-1","title":"native\u0000title","severity":"high"}"#,
+    ];
+    let feed = lines.join("\n");
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let org = app
+            .create_org(&Actor::operator("op"), "acme")
+            .await
+            .unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+        let ingest = || {
+            app.ingest_alerts(
+                &engineer,
+                "acme",
+                Box::new(std::io::Cursor::new(feed.clone().into_bytes())),
+            )
+        };
+        let report = ingest().await.unwrap();
+        assert_eq!(
+            (report.ingested, report.rejected),
+            (3, 0),
+            "{label}: {report:?}"
+        );
+        let view = app
+            .alert_mapping(&engineer, "acme", "nul\u{FFFD}uid")
+            .await
+            .unwrap();
+        assert_eq!(view.alert.title, "bad\u{FFFD}title", "{label}");
+        let native = app
+            .alert_mapping(&engineer, "acme", "native-1")
+            .await
+            .unwrap();
+        assert_eq!(native.alert.title, "native\u{FFFD}title", "{label}");
+        let again = ingest().await.unwrap();
+        assert_eq!(
+            (again.ingested, again.duplicates),
+            (0, 3),
+            "{label}: {again:?}"
+        );
+    }
+}

@@ -27,21 +27,32 @@ pub(crate) enum Val {
     Real(f64),
 }
 
+/// Text as both databases can store it: PostgreSQL refuses a NUL character
+/// in text (and with it the whole statement), so it becomes U+FFFD on
+/// both, and the two keep the same values.
+fn storable(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    }
+}
+
 impl From<String> for Val {
     fn from(s: String) -> Self {
-        Val::Text(Some(s))
+        Val::Text(Some(storable(s)))
     }
 }
 
 impl From<&str> for Val {
     fn from(s: &str) -> Self {
-        Val::Text(Some(s.to_string()))
+        Val::Text(Some(storable(s.to_string())))
     }
 }
 
 impl From<Option<String>> for Val {
     fn from(s: Option<String>) -> Self {
-        Val::Text(s)
+        Val::Text(s.map(storable))
     }
 }
 
