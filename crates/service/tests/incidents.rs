@@ -12,16 +12,13 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use service::{
-    Actor, AdjustmentInput, App, AppConfig, ErrorKind, IncidentInput, IncidentProfileView,
-    LoadOptions, PageRequest, Role, ServiceError, check_schema, incident_profile_schema,
+    Actor, AdjustmentInput, App, ErrorKind, IncidentInput, IncidentProfileView, PageRequest, Role,
+    ServiceError, check_schema, incident_profile_schema,
 };
-use store::testing::{TestDatabase, databases};
+use store::testing::databases;
 
-fn shared() -> PathBuf {
-    std::env::var_os("NEXUS_ATTACK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+mod support;
+use support::{activate_release, app_with_18_1, member, shared};
 
 const PACK: &str = "sigma-rules-c5e6d0ecd.tar.gz";
 
@@ -146,45 +143,6 @@ fn shape(view: &IncidentProfileView) -> Vec<Shape> {
             )
         })
         .collect()
-}
-
-fn steward(name: &str) -> Actor {
-    Actor {
-        name: name.into(),
-        org: None,
-        role: Role::Steward,
-    }
-}
-
-async fn app_with_18_1(db: &TestDatabase) -> App {
-    let app = App::connect(AppConfig::new(db.url.clone())).await.unwrap();
-    let file = shared().join("attack/enterprise-attack-18.1.json.gz");
-    let dataset = app
-        .load_dataset(
-            &steward("alice"),
-            &file.display().to_string(),
-            &LoadOptions::default(),
-        )
-        .await
-        .unwrap();
-    app.validate_dataset(&steward("alice"), &dataset.id)
-        .await
-        .unwrap();
-    app.approve_dataset(&steward("bob"), &dataset.id)
-        .await
-        .unwrap();
-    app.activate_dataset(&steward("bob"), &dataset.id)
-        .await
-        .unwrap();
-    app
-}
-
-fn member(org: &service::Org, name: &str, role: Role) -> Actor {
-    Actor {
-        name: name.into(),
-        org: Some(org.id.clone()),
-        role,
-    }
 }
 
 fn field(error: &ServiceError) -> Option<&str> {
@@ -985,24 +943,7 @@ async fn activating_a_release_queues_incidents_mapped_under_the_old_one() {
         let before = queued_incidents(&app, &analyst, "acme").await;
         assert_eq!(before.len(), 1, "{label}: {before:?}");
 
-        let file = shared().join("attack/enterprise-attack-17.1.json.gz");
-        let dataset = app
-            .load_dataset(
-                &steward("alice"),
-                &file.display().to_string(),
-                &LoadOptions::default(),
-            )
-            .await
-            .unwrap();
-        app.validate_dataset(&steward("alice"), &dataset.id)
-            .await
-            .unwrap();
-        app.approve_dataset(&steward("bob"), &dataset.id)
-            .await
-            .unwrap();
-        app.activate_dataset(&steward("bob"), &dataset.id)
-            .await
-            .unwrap();
+        activate_release(&app, "enterprise-attack-17.1.json.gz").await;
 
         let after = queued_incidents(&app, &analyst, "acme").await;
         let got: Vec<(String, Vec<String>)> = after

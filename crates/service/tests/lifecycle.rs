@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
-use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use service::{
@@ -14,11 +13,8 @@ use service::{
 use store::testing::{TestDatabase, databases};
 use taxonomy::Domain;
 
-fn shared() -> PathBuf {
-    std::env::var_os("NEXUS_ATTACK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+mod support;
+use support::{shared, steward};
 
 fn attack(name: &str) -> String {
     shared().join("attack").join(name).display().to_string()
@@ -55,14 +51,6 @@ fn live(object: &Value) -> bool {
 
 async fn app(db: &TestDatabase) -> App {
     App::connect(AppConfig::new(db.url.clone())).await.unwrap()
-}
-
-fn steward(name: &str) -> Actor {
-    Actor {
-        name: name.into(),
-        org: None,
-        role: Role::Steward,
-    }
 }
 
 /// Loads, validates, approves (by someone else) and activates a release.

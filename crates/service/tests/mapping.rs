@@ -10,16 +10,12 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use service::{
-    Actor, App, AppConfig, ErrorKind, LoadOptions, OverrideInput, ReviewDecision, Role,
-    ServiceError,
+    Actor, App, ErrorKind, LoadOptions, OverrideInput, ReviewDecision, Role, ServiceError,
 };
-use store::testing::{TestDatabase, databases};
+use store::testing::databases;
 
-fn shared() -> PathBuf {
-    std::env::var_os("NEXUS_ATTACK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+mod support;
+use support::{app_with_18_1, member, shared, steward};
 
 fn sigma_pack(name: &str) -> PathBuf {
     shared().join("sigma").join(name)
@@ -96,45 +92,6 @@ fn raw_alerts() -> Vec<Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-fn steward(name: &str) -> Actor {
-    Actor {
-        name: name.into(),
-        org: None,
-        role: Role::Steward,
-    }
-}
-
-async fn app_with_18_1(db: &TestDatabase) -> App {
-    let app = App::connect(AppConfig::new(db.url.clone())).await.unwrap();
-    let file = shared().join("attack/enterprise-attack-18.1.json.gz");
-    let dataset = app
-        .load_dataset(
-            &steward("alice"),
-            &file.display().to_string(),
-            &LoadOptions::default(),
-        )
-        .await
-        .unwrap();
-    app.validate_dataset(&steward("alice"), &dataset.id)
-        .await
-        .unwrap();
-    app.approve_dataset(&steward("bob"), &dataset.id)
-        .await
-        .unwrap();
-    app.activate_dataset(&steward("bob"), &dataset.id)
-        .await
-        .unwrap();
-    app
-}
-
-fn member(app_org: &service::Org, name: &str, role: Role) -> Actor {
-    Actor {
-        name: name.into(),
-        org: Some(app_org.id.clone()),
-        role,
-    }
 }
 
 fn techniques(view: &service::AlertMappingView) -> BTreeSet<String> {

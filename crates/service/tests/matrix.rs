@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, Read};
-use std::path::PathBuf;
 
 use serde_json::Value;
 use service::{
@@ -16,11 +15,8 @@ use service::{
 use store::testing::{TestDatabase, databases};
 use taxonomy::{Domain, Release};
 
-fn shared() -> PathBuf {
-    std::env::var_os("NEXUS_ATTACK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+mod support;
+use support::{activate_release, member, shared, steward};
 
 const PACK: &str = "sigma/sigma-rules-c5e6d0ecd.tar.gz";
 const ALERTS: &str = "alerts/sigma-regression-alerts.ndjson";
@@ -144,30 +140,9 @@ fn expected(release: &Release) -> Expected {
     Expected { techniques, cells }
 }
 
-fn steward(name: &str) -> Actor {
-    Actor {
-        name: name.into(),
-        org: None,
-        role: Role::Steward,
-    }
-}
-
 async fn app_with_activity(db: &TestDatabase) -> (App, service::Org) {
     let app = App::connect(AppConfig::new(db.url.clone())).await.unwrap();
-    let file = shared().join(RELEASE).display().to_string();
-    let dataset = app
-        .load_dataset(&steward("alice"), &file, &LoadOptions::default())
-        .await
-        .unwrap();
-    app.validate_dataset(&steward("alice"), &dataset.id)
-        .await
-        .unwrap();
-    app.approve_dataset(&steward("bob"), &dataset.id)
-        .await
-        .unwrap();
-    app.activate_dataset(&steward("bob"), &dataset.id)
-        .await
-        .unwrap();
+    activate_release(&app, "enterprise-attack-18.1.json.gz").await;
     let org = app
         .create_org(&Actor::operator("op"), "acme")
         .await
@@ -187,14 +162,6 @@ async fn app_with_activity(db: &TestDatabase) -> (App, service::Org) {
         .unwrap();
     assert_eq!(report.ingested, 111);
     (app, org)
-}
-
-fn member(org: &service::Org, name: &str, role: Role) -> Actor {
-    Actor {
-        name: name.into(),
-        org: Some(org.id.clone()),
-        role,
-    }
 }
 
 /// Rollup rows in a stable order, with the float rounded so that sums made

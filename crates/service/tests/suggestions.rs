@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::PathBuf;
 
 use mapping::{Source, Subject};
 use serde_json::{Value, json};
@@ -15,11 +14,8 @@ use store::testing::databases;
 use suggest::SuggestInput;
 use taxonomy::Domain;
 
-fn shared() -> PathBuf {
-    std::env::var_os("NEXUS_ATTACK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+mod support;
+use support::shared;
 
 fn attack(name: &str) -> String {
     shared().join("attack").join(name).display().to_string()
