@@ -9,14 +9,13 @@ use std::io::{BufReader, Read};
 
 use serde_json::Value;
 use service::{
-    Actor, App, AppConfig, ErrorKind, ExclusionInput, LoadOptions, MatrixFilter, OverrideInput,
-    Role,
+    Actor, App, AppConfig, ErrorKind, ExclusionInput, MatrixFilter, OverrideInput, Role,
 };
 use store::testing::{TestDatabase, databases};
 use taxonomy::{Domain, Release};
 
 mod support;
-use support::{activate_release, member, shared, steward};
+use support::{activate_release, member, shared};
 
 const PACK: &str = "sigma/sigma-rules-c5e6d0ecd.tar.gz";
 const ALERTS: &str = "alerts/sigma-regression-alerts.ndjson";
@@ -527,25 +526,6 @@ async fn drilldown_and_exports_follow_the_cell_and_the_role() {
     }
 }
 
-/// Loads, validates, approves and activates a shared Enterprise release
-/// through `app`, with two stewards (four eyes).
-async fn activate(app: &App, file: &str) {
-    let path = shared().join("attack").join(file).display().to_string();
-    let dataset = app
-        .load_dataset(&steward("alice"), &path, &LoadOptions::default())
-        .await
-        .unwrap();
-    app.validate_dataset(&steward("alice"), &dataset.id)
-        .await
-        .unwrap();
-    app.approve_dataset(&steward("bob"), &dataset.id)
-        .await
-        .unwrap();
-    app.activate_dataset(&steward("bob"), &dataset.id)
-        .await
-        .unwrap();
-}
-
 /// A warm matrix request reads the org by name from memory and the active
 /// release by id from memory: what another `serve` node changes must still
 /// show at once.
@@ -555,7 +535,7 @@ async fn a_warm_matrix_follows_what_another_node_changes() {
         let label = db.label();
         let app = App::connect(AppConfig::new(db.url.clone())).await.unwrap();
         let other = App::connect(AppConfig::new(db.url.clone())).await.unwrap();
-        activate(&app, "enterprise-attack-18.1.json.gz").await;
+        activate_release(&app, "enterprise-attack-18.1.json.gz").await;
         let operator = Actor::operator("op");
         let org = app.create_org(&operator, "acme").await.unwrap();
         let viewer = member(&org, "vic", Role::Viewer);
@@ -567,7 +547,7 @@ async fn a_warm_matrix_follows_what_another_node_changes() {
 
         // Another node activates another release: the next request here
         // lays the matrix out by it.
-        activate(&other, "enterprise-attack-17.1.json.gz").await;
+        activate_release(&other, "enterprise-attack-17.1.json.gz").await;
         let view = app
             .matrix(&viewer, "acme", Domain::Enterprise, MatrixFilter::default())
             .await
