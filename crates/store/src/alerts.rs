@@ -617,7 +617,8 @@ impl Tx {
             .await
             .context(|| format!("updating the mapping of alert {}", u.alert_id))?;
         }
-        Ok(())
+        let alerts: Vec<&AlertId> = updates.iter().map(|u| &u.alert_id).collect();
+        self.refresh_mapping_copies(scope, &alerts).await
     }
 
     /// Replaces the content of an alert that was sent again with changes

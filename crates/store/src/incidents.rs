@@ -6,12 +6,13 @@
 //! and the service aggregates them, so the profile cannot drift from the
 //! alerts' mappings.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 
 use crate::alerts::{get, get_opt_ts, get_ts, p};
 use crate::batch::{Val, in_list, insert_rows};
@@ -130,11 +131,11 @@ pub struct AdjustmentRecord {
 /// the profile reads them ([`Store::incident_profile_rows`]): one row per
 /// (alert, entry), and one row without an entry for an alert that has none.
 ///
-/// Held as columns of text, each value a range of its column, so that
-/// reading 10,000 alerts allocates a dozen strings instead of one per value.
+/// Held as one text, each value a range of it, so that reading 10,000
+/// alerts allocates a few buffers instead of a string per value.
 #[derive(Debug, Clone, Default)]
 pub struct ProfileRows {
-    columns: Vec<Column>,
+    columns: Columns,
     confidence: Vec<Option<f64>>,
     /// Row indices ordered by alert id, then technique and tactic.
     order: Vec<usize>,
@@ -192,37 +193,78 @@ const PROFILE_COLUMNS: [&str; 10] = [
 /// the counts disagree and the rows are read one by one instead.
 const SEPARATOR: char = '\u{1e}';
 
-/// One column of many values: the text, and each value's range in it.
+/// The values of [`ProfileRows`]: one text, and for each column of
+/// [`PROFILE_COLUMNS`] each row's range in it.
 #[derive(Debug, Clone, Default)]
-struct Column {
+struct Columns {
     text: String,
-    ranges: Vec<(usize, usize)>,
+    ranges: Vec<Vec<(usize, usize)>>,
 }
 
-impl Column {
-    /// Splits an aggregated column; `None` unless it holds exactly `rows`
-    /// values.
-    fn split(text: String, rows: usize) -> Option<Column> {
-        let mut ranges = Vec::with_capacity(rows);
-        let mut start = 0;
-        for (at, _) in text.match_indices(SEPARATOR) {
-            ranges.push((start, at));
-            start = at + SEPARATOR.len_utf8();
+impl Columns {
+    fn new() -> Columns {
+        Columns {
+            text: String::new(),
+            ranges: vec![Vec::new(); PROFILE_COLUMNS.len()],
         }
-        if rows > 0 {
-            ranges.push((start, text.len()));
-        }
-        (ranges.len() == rows).then_some(Column { text, ranges })
     }
 
-    fn push(&mut self, value: &str) {
+    /// The rows of the profile's aggregated read (one text per attachment:
+    /// alert id, source uid and mapping copy joined by [`UNIT_SEPARATOR`],
+    /// attachments joined by [`SEPARATOR`]), as ranges of that text: an
+    /// alert without entries gives one row without an entry, an alert with
+    /// entries a row per entry. `None` unless it holds exactly
+    /// `attachments` copies, each with the fields it should.
+    fn from_copies(text: String, attachments: usize) -> Option<Columns> {
+        let mut ranges = vec![Vec::with_capacity(attachments * 3 / 2); PROFILE_COLUMNS.len()];
+        let base = text.as_ptr() as usize;
+        let at = |part: &str| {
+            let start = part.as_ptr() as usize - base;
+            (start, start + part.len())
+        };
+        let mut seen = 0;
+        for copy in text.split(SEPARATOR).filter(|_| attachments > 0) {
+            seen += 1;
+            // Neither an alert id nor a copy holds the unit separator; a
+            // source uid may, so it is what lies between the first and last.
+            let (alert, rest) = copy.split_once(UNIT_SEPARATOR)?;
+            let (uid, mapping) = rest.rsplit_once(UNIT_SEPARATOR)?;
+            if mapping.is_empty() {
+                ranges[0].push(at(alert));
+                ranges[1].push(at(uid));
+                for column in &mut ranges[2..] {
+                    column.push((0, 0));
+                }
+                continue;
+            }
+            for entry in mapping.split(ENTRY_SEPARATOR) {
+                ranges[0].push(at(alert));
+                ranges[1].push(at(uid));
+                let mut fields = entry.split(FIELD_SEPARATOR);
+                for column in &mut ranges[2..] {
+                    column.push(at(fields.next()?));
+                }
+                let (technique_start, technique_end) = ranges[2][ranges[2].len() - 1];
+                if fields.next().is_some() || technique_start == technique_end {
+                    return None;
+                }
+            }
+        }
+        (seen == attachments).then_some(Columns { text, ranges })
+    }
+
+    fn push(&mut self, column: usize, value: &str) {
         let start = self.text.len();
         self.text.push_str(value);
-        self.ranges.push((start, self.text.len()));
+        self.ranges[column].push((start, self.text.len()));
     }
 
-    fn get(&self, row: usize) -> &str {
-        let (start, end) = self.ranges[row];
+    fn rows(&self) -> usize {
+        self.ranges.first().map_or(0, Vec::len)
+    }
+
+    fn get(&self, column: usize, row: usize) -> &str {
+        let (start, end) = self.ranges[column][row];
         &self.text[start..end]
     }
 }
@@ -230,10 +272,10 @@ impl Column {
 impl ProfileRows {
     /// Builds the rows from their columns, in [`PROFILE_COLUMNS`] order:
     /// ordered by alert id, then technique and tactic, each row once.
-    fn new(columns: Vec<Column>) -> Result<ProfileRows, StoreError> {
-        let rows = columns.first().map_or(0, |c| c.ranges.len());
+    fn new(columns: Columns) -> Result<ProfileRows, StoreError> {
+        let rows = columns.rows();
         let confidence = (0..rows)
-            .map(|row| match columns[5].get(row) {
+            .map(|row| match columns.get(5, row) {
                 "" => Ok(None),
                 text => text
                     .parse::<f64>()
@@ -248,7 +290,7 @@ impl ProfileRows {
         // incident and to one merged into it comes twice, identically, and
         // counts once.
         let key = |row: &usize| {
-            let col = |i: usize| columns[i].get(*row);
+            let col = |i: usize| columns.get(i, *row);
             (col(0), col(2), col(3))
         };
         let mut order: Vec<usize> = (0..rows).collect();
@@ -277,7 +319,7 @@ impl ProfileRows {
     }
 
     fn row(&self, row: usize) -> ProfileRowRef<'_> {
-        let col = |i: usize| self.columns[i].get(row);
+        let col = |i: usize| self.columns.get(i, row);
         let entry = match (col(2), self.confidence[row]) {
             ("", _) | (_, None) => None,
             (technique, Some(confidence)) => Some(ProfileEntryRef {
@@ -358,13 +400,15 @@ const ADJUSTMENT_COLUMNS: [&str; 19] = [
     "created_at",
 ];
 
-const ATTACH_COLUMNS: [&str; 6] = [
+const ATTACH_COLUMNS: [&str; 8] = [
     "id",
     "org_id",
     "incident_id",
     "alert_id",
     "attached_at",
     "attached_by",
+    "source_uid",
+    "mapping",
 ];
 
 fn incident_from_row(row: &AnyRow) -> Result<IncidentRecord, StoreError> {
@@ -448,6 +492,49 @@ fn in_ids(backend: Backend, column: &str, offset: usize, ids: &[String]) -> Stri
     format!("{column} IN ({})", in_list(backend, offset, ids.len()))
 }
 
+/// Separates the alert id, source uid and mapping copy of one attachment
+/// in the profile's read.
+const UNIT_SEPARATOR: char = '\u{1c}';
+/// Separates the fields of one entry in an attachment's mapping copy.
+const FIELD_SEPARATOR: char = '\u{1f}';
+/// Separates the entries of an attachment's mapping copy.
+const ENTRY_SEPARATOR: char = '\u{1d}';
+
+/// The current canonical entries of alert `alert` of org `org` (column
+/// names of the outer statement), as its attachment keeps them (migration 0012): technique, tactic,
+/// source, confidence (exact text), candidate ids, override ids, producers
+/// and release joined by [`FIELD_SEPARATOR`], entries by
+/// [`ENTRY_SEPARATOR`]; empty when the alert has none.
+fn mapping_copy(backend: Backend, org: &str, alert: &str) -> String {
+    let (chr, confidence) = match backend {
+        Backend::Sqlite => ("char", "printf('%!.17g', m.confidence)"),
+        Backend::Postgres => ("chr", "CAST(m.confidence AS TEXT)"),
+    };
+    let fields = [
+        "m.technique",
+        "COALESCE(m.tactic, '')",
+        "m.source",
+        confidence,
+        "m.candidate_ids",
+        "m.override_ids",
+        "m.producers",
+        "m.release",
+    ]
+    .join(&format!(" || {chr}({}) || ", u32::from(FIELD_SEPARATOR)));
+    format!(
+        "COALESCE((SELECT string_agg({fields}, {chr}({})) \
+         FROM alerts a JOIN canonical_mappings m ON m.org_id = a.org_id \
+         AND m.alert_id = a.id AND m.version = a.canonical_version \
+         WHERE a.org_id = {org} AND a.id = {alert}), '')",
+        u32::from(ENTRY_SEPARATOR)
+    )
+}
+
+/// The key of the advisory lock that orders, within an org, the writing of
+/// attachments' mapping copies against changes of alerts' current
+/// canonical versions on PostgreSQL (see [`Tx::attach_alerts`]).
+const COPY_LOCK: &str = "hashtext('nexus.incident_mapping_copy'), hashtext($1)";
+
 impl Tx {
     /// Inserts a new incident.
     pub async fn insert_incident(&mut self, i: &IncidentRecord) -> Result<(), StoreError> {
@@ -509,6 +596,9 @@ impl Tx {
 
     /// Attaches alerts to an incident (the caller leaves out alerts already
     /// attached; a duplicate live attachment is refused as a conflict).
+    /// Each attachment gets its copy of the alert's source uid and current
+    /// canonical entries (migration 0012), written with the row: filled in
+    /// by an update instead, every row would be written twice.
     pub async fn attach_alerts(
         &mut self,
         scope: &OrgScope,
@@ -518,9 +608,50 @@ impl Tx {
         at: &DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let backend = self.backend;
+        // On PostgreSQL another transaction could be changing one of these
+        // alerts' mapping right now: its refresh of the copies
+        // (Tx::set_current_mapping) cannot see these rows before this one
+        // commits, and the copies read here cannot see its change before
+        // that one commits. The lock makes one wait for the other, so the
+        // later one always sees the earlier one's rows; mapping changes take
+        // it shared and never wait for each other.
+        if backend == Backend::Postgres {
+            sqlx::query(&format!("SELECT 1 FROM pg_advisory_xact_lock({COPY_LOCK})"))
+                .bind(scope.org().as_str())
+                .execute(self.conn())
+                .await
+                .context(|| format!("locking the mapping copies of org {}", scope.org()))?;
+        }
+        let copy = mapping_copy(backend, "b.org_id", "b.id");
+        let mut copies: HashMap<String, (String, String)> = HashMap::with_capacity(alerts.len());
+        for chunk in alerts.chunks(1000) {
+            let sql = format!(
+                "SELECT b.id, b.source_uid, {copy} AS mapping FROM alerts b \
+                 WHERE b.org_id = {} AND b.id IN ({})",
+                p(backend, 1),
+                in_list(backend, 1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(scope.org().as_str());
+            for a in chunk {
+                query = query.bind(a.as_str());
+            }
+            let rows = query
+                .fetch_all(self.conn())
+                .await
+                .context(|| format!("reading the mappings of the alerts attached to {incident}"))?;
+            for row in &rows {
+                let t = "alerts";
+                copies.insert(
+                    get(row, t, "id")?,
+                    (get(row, t, "source_uid")?, get(row, t, "mapping")?),
+                );
+            }
+        }
         let rows = alerts
             .iter()
             .map(|a| {
+                // An alert not read here is refused by the foreign key.
+                let (uid, mapping) = copies.remove(a.as_str()).unzip();
                 vec![
                     uuid::Uuid::now_v7().to_string().into(),
                     scope.org().0.clone().into(),
@@ -528,6 +659,8 @@ impl Tx {
                     a.0.clone().into(),
                     ts(at).into(),
                     by.into(),
+                    uid.into(),
+                    mapping.into(),
                 ]
             })
             .collect();
@@ -540,6 +673,52 @@ impl Tx {
             false,
         )
         .await
+    }
+
+    /// Rewrites the mapping copies of the live attachments of `alerts`
+    /// (migration 0012) after their current canonical version changed, in
+    /// the transaction of the change.
+    pub(crate) async fn refresh_mapping_copies(
+        &mut self,
+        scope: &OrgScope,
+        alerts: &[&AlertId],
+    ) -> Result<(), StoreError> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let backend = self.backend;
+        // Shared: see Tx::attach_alerts.
+        if backend == Backend::Postgres {
+            sqlx::query(&format!(
+                "SELECT 1 FROM pg_advisory_xact_lock_shared({COPY_LOCK})"
+            ))
+            .bind(scope.org().as_str())
+            .execute(self.conn())
+            .await
+            .context(|| format!("locking the mapping copies of org {}", scope.org()))?;
+        }
+        let copy = mapping_copy(
+            backend,
+            "incident_alerts.org_id",
+            "incident_alerts.alert_id",
+        );
+        for chunk in alerts.chunks(500) {
+            let sql = format!(
+                "UPDATE incident_alerts SET mapping = {copy} \
+                 WHERE org_id = {} AND detached_at IS NULL AND alert_id IN ({})",
+                p(backend, 1),
+                in_list(backend, 1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(scope.org().as_str());
+            for a in chunk {
+                query = query.bind(a.as_str());
+            }
+            query
+                .execute(self.conn())
+                .await
+                .context(|| "refreshing the mapping copies of incident attachments".to_string())?;
+        }
+        Ok(())
     }
 
     /// Ends the live attachments of `alerts` to an incident (its own, and
@@ -981,144 +1160,57 @@ impl Store {
         scope: &OrgScope,
         incident: &IncidentId,
     ) -> Result<ProfileRows, StoreError> {
-        // The driver's cost per row and per value, not the database's, was
-        // most of the time (about 0.5 us a value through the Any driver, 11
-        // values a row, 12,000 rows): so the database joins each column's
-        // values into one text (`string_agg`, which SQLite 3.44+ has too),
-        // and the rows are split apart here. The aggregates of one plain
-        // aggregate query see the same rows in the same order, so the
-        // columns line up. A confidence crosses as exact text: PostgreSQL
-        // prints the shortest text that reads back the same float (sqlx
-        // sets extra_float_digits), SQLite's CAST keeps 15 digits only, so
-        // it prints 17.
-        //
-        // SQLite takes a CROSS JOIN as a fixed join order, so it starts
-        // from the incident's attachments (a range of incident_alerts_live
-        // per holding incident) instead of scanning every alert of the org;
-        // the alert columns come from the covering index
-        // alerts_incident_lookup. PostgreSQL gets the alert ids first (see
-        // below).
-        let confidence = match self.backend {
-            Backend::Sqlite => "printf('%!.17g', m.confidence)",
-            Backend::Postgres => "CAST(m.confidence AS TEXT)",
-        };
+        // The attachments carry each alert's source uid and current
+        // canonical entries (migration 0012), so this reads one range of the
+        // live-attachment index per holding incident and no alert or mapping
+        // row: the join per alert it replaces took 60 to 140 ms for 10,000
+        // alerts on PostgreSQL. The driver's cost per value (about 0.5 us
+        // through the Any driver), not the database's, made one aggregated
+        // row cheaper than a row per alert: the database joins each column's
+        // values into one text and they are split apart here. The
+        // aggregates of one plain aggregate query see the same rows in the
+        // same order, so the columns line up.
         let mut conn = self.conn_in(scope).await?;
         let held_by = holder_ids(&mut conn, scope, incident).await?;
         if held_by.is_empty() {
             return Ok(ProfileRows::default());
         }
-        let backend = self.backend;
-        let value = |column: &str| {
-            let expr = match column {
-                "alert_id" => "ia.alert_id".to_string(),
-                "source_uid" => "a.source_uid".to_string(),
-                "confidence" => format!("COALESCE({confidence}, '')"),
-                other => format!("COALESCE(m.{other}, '')"),
-            };
-            // SQLite numbers each `?` apart: the separator is bound once per
-            // column there, once in all ($1) on PostgreSQL.
-            let separator = match backend {
-                Backend::Sqlite => "?",
-                Backend::Postgres => "$1",
-            };
-            format!("string_agg({expr}, {separator})")
+        // One aggregate of one text per attachment: alert id, source uid
+        // and mapping copy joined by U+001C (each aggregate costs about a
+        // microsecond per row on PostgreSQL here).
+        let (chr, separator, org, offset) = match self.backend {
+            Backend::Sqlite => ("char", "?", "?", 1),
+            Backend::Postgres => ("chr", "$1", "$2", 2),
         };
-        let columns = PROFILE_COLUMNS.map(value).join(", ");
-        let mappings = "LEFT JOIN canonical_mappings m ON m.org_id = a.org_id \
-             AND m.alert_id = a.id AND m.version = a.canonical_version";
-        let row = match backend {
-            Backend::Sqlite => {
-                let sql = format!(
-                    "SELECT COUNT(*) AS n, {columns} \
-                     FROM incident_alerts ia CROSS JOIN alerts a {mappings} \
-                     WHERE ia.org_id = ? AND {} AND ia.detached_at IS NULL \
-                     AND a.org_id = ia.org_id AND a.id = ia.alert_id",
-                    in_ids(backend, "ia.incident_id", 0, &held_by)
-                );
-                let mut query = sqlx::query(&sql);
-                for _ in PROFILE_COLUMNS {
-                    query = query.bind(SEPARATOR.to_string());
-                }
-                query = query.bind(scope.org().as_str());
-                for h in &held_by {
-                    query = query.bind(h.as_str());
-                }
-                query.fetch_one(&mut *conn).await
-            }
-            Backend::Postgres => {
-                // The alert ids first, then joined as a list whose length
-                // the planner sees (a parameter is a constant in a plan made
-                // for one execution, and `unnest` of a constant array is
-                // counted): it joins by hashing when the incident is a
-                // large part of the org and by index probes when it is a
-                // small one. Joined from the attachments themselves, it
-                // could not know how many alerts an incident it has no
-                // statistics for holds, and probed two indexes per alert:
-                // 60 to 100 ms for 10,000 alerts here, two to three times
-                // the hash join.
-                // An alert attached to two of the holders comes twice
-                // unless made distinct; one holder attaches it once.
-                let distinct = if held_by.len() > 1 { "DISTINCT" } else { "" };
-                let sql = format!(
-                    "SELECT COUNT(*) AS n, string_agg(alert_id, $1) AS ids FROM \
-                     (SELECT {distinct} alert_id FROM incident_alerts \
-                     WHERE org_id = $2 AND {} AND detached_at IS NULL) held",
-                    in_ids(backend, "incident_id", 2, &held_by)
-                );
-                let mut query = sqlx::query(&sql)
-                    .bind(SEPARATOR.to_string())
-                    .bind(scope.org().as_str());
-                for h in &held_by {
-                    query = query.bind(h.as_str());
-                }
-                let held = query
-                    .fetch_one(&mut *conn)
-                    .await
-                    .context(|| format!("reading the alerts of incident {incident}"))?;
-                let count = get::<i64>(&held, "incident_alerts", "n")?;
-                let ids: Option<String> = get(&held, "incident_alerts", "ids")?;
-                let Some(ids) = ids else {
-                    return Ok(ProfileRows::default());
-                };
-                // An id holding the separator would be split in two.
-                if i64::try_from(ids.split(SEPARATOR).count()) != Ok(count) {
-                    drop(conn);
-                    return self.incident_profile_rows_one_by_one(scope, incident).await;
-                }
-                let sql = format!(
-                    "SELECT COUNT(*) AS n, {columns} \
-                     FROM unnest(string_to_array($3, $1)) AS ia (alert_id) \
-                     JOIN alerts a ON a.org_id = $2 AND a.id = ia.alert_id {mappings}"
-                );
-                sqlx::query(&sql)
-                    .bind(SEPARATOR.to_string())
-                    .bind(scope.org().as_str())
-                    .bind(ids)
-                    // Planned for this execution, with the list's length.
-                    .persistent(false)
-                    .fetch_one(&mut *conn)
-                    .await
-            }
+        let unit = format!("{chr}({})", u32::from(UNIT_SEPARATOR));
+        let sql = format!(
+            "SELECT COUNT(*) AS n, \
+             string_agg(alert_id || {unit} || source_uid || {unit} || mapping, {separator}) AS copies \
+             FROM incident_alerts WHERE org_id = {org} AND {} AND detached_at IS NULL",
+            in_ids(self.backend, "incident_id", offset, &held_by)
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(SEPARATOR.to_string())
+            .bind(scope.org().as_str());
+        for h in &held_by {
+            query = query.bind(h.as_str());
         }
-        .context(|| format!("reading the mappings of incident {incident}"))?;
+        let row = query
+            .fetch_one(&mut *conn)
+            .await
+            .context(|| format!("reading the mappings of incident {incident}"))?;
         drop(conn);
 
-        let t = "canonical_mappings";
+        let t = "incident_alerts";
         let rows = usize::try_from(get::<i64>(&row, t, "n")?).unwrap_or(0);
-        let mut columns = Vec::with_capacity(PROFILE_COLUMNS.len());
-        for (i, name) in PROFILE_COLUMNS.iter().enumerate() {
-            // COUNT(*) comes first; NULL: no row at all.
-            let text: Option<String> = row.try_get(i + 1).map_err(|e| StoreError::Corrupt {
-                what: format!("{t}.{name}"),
-                reason: e.to_string(),
-            })?;
-            match Column::split(text.unwrap_or_default(), rows) {
-                Some(column) => columns.push(column),
-                // A value held the separator: read the rows one by one.
-                None => return self.incident_profile_rows_one_by_one(scope, incident).await,
-            }
+        let copies: Option<String> = get(&row, t, "copies")?;
+        // `string_agg` skips NULL: an attachment whose copy was never
+        // written, or a source uid holding the separator, makes the count
+        // disagree, and the join answers instead.
+        match Columns::from_copies(copies.unwrap_or_default(), rows) {
+            Some(columns) => ProfileRows::new(columns),
+            None => self.incident_profile_rows_one_by_one(scope, incident).await,
         }
-        ProfileRows::new(columns)
     }
 
     /// [`Store::incident_profile_rows`] a row at a time, for the rare
@@ -1154,7 +1246,7 @@ impl Store {
             .context(|| format!("reading the mappings of incident {incident}"))?;
 
         let t = "canonical_mappings";
-        let mut columns = vec![Column::default(); PROFILE_COLUMNS.len()];
+        let mut columns = Columns::new();
         for row in &rows {
             for (i, name) in PROFILE_COLUMNS.iter().enumerate() {
                 let value = if *name == "confidence" {
@@ -1162,7 +1254,7 @@ impl Store {
                 } else {
                     get::<Option<String>>(row, t, name)?
                 };
-                columns[i].push(value.as_deref().unwrap_or_default());
+                columns.push(i, value.as_deref().unwrap_or_default());
             }
         }
         ProfileRows::new(columns)

@@ -8,10 +8,12 @@
 //! current canonical version counts, and after a merge the survivor holds
 //! its own alerts and the absorbed incident's, each once.
 
+use std::time::Duration;
+
 use store::testing::databases;
 use store::{
-    AlertId, AlertRecord, CanonicalEntryRecord, CanonicalRecord, CanonicalSetRecord, IncidentId,
-    IncidentRecord, Org, OrgId, OrgScope, ProfileRows, Store,
+    AlertId, AlertRecord, Backend, CanonicalEntryRecord, CanonicalRecord, CanonicalSetRecord,
+    IncidentId, IncidentRecord, MappingUpdate, Org, OrgId, OrgScope, ProfileRows, Store,
 };
 
 /// One canonical entry as seeded and as read back: technique, tactic,
@@ -92,8 +94,9 @@ fn seeded() -> Vec<Seeded> {
                 "18.1",
             )],
         ),
-        // Unmapped: a row without an entry.
-        ("uid-2", vec![]),
+        // Unmapped: a row without an entry. Its uid holds the separators
+        // of the attachments' mapping copies, which it must come back with.
+        ("uid\u{1c}2\u{1f}\u{1d}\u{1c}", vec![]),
         // The column separator inside a value: read one row at a time.
         (
             "uid\u{1e}3",
@@ -427,5 +430,160 @@ async fn profile_rows_are_exact_and_merged_attachments_serve_the_survivor() {
             "{label}"
         );
         assert_eq!(alert_count(&store, &scope, &z.id).await, 3, "{label}");
+    }
+}
+
+/// Points `alert` at a new canonical version holding `entries`.
+async fn remap(store: &Store, scope: &OrgScope, alert: &Seeded, version: i64, entries: &[Entry]) {
+    let mut tx = store.begin_in(scope).await.unwrap();
+    remap_in(&mut tx, scope, alert, version, entries).await;
+    tx.commit().await.unwrap();
+}
+
+async fn remap_in(
+    tx: &mut store::Tx,
+    scope: &OrgScope,
+    alert: &Seeded,
+    version: i64,
+    entries: &[Entry],
+) {
+    tx.insert_canonical(vec![canonical(scope.org(), &alert.id, version, entries)])
+        .await
+        .unwrap();
+    let state = if entries.is_empty() {
+        "unmapped"
+    } else {
+        "mapped"
+    };
+    tx.set_current_mapping(
+        scope,
+        &[MappingUpdate {
+            alert_id: alert.id.clone(),
+            canonical_version: version,
+            mapping_state: state.into(),
+        }],
+    )
+    .await
+    .unwrap();
+}
+
+/// `alert` as it reads once its current entries are `entries`.
+fn with_entries(alert: &Seeded, entries: &[Entry]) -> Seeded {
+    Seeded {
+        id: alert.id.clone(),
+        uid: alert.uid,
+        entries: entries.to_vec(),
+    }
+}
+
+/// The attachments keep a copy of each alert's current canonical entries
+/// (migration 0012); a new current version of an alert must reach the
+/// profile of every incident holding it, and an alert attached while its
+/// mapping changes in another transaction must not keep the old copy.
+#[tokio::test]
+async fn a_new_canonical_version_reaches_every_incident_holding_the_alert() {
+    for db in databases().await {
+        let label = db.label();
+        let store = db.store().await;
+        let org = Org {
+            id: OrgId::generate(),
+            name: "acme".into(),
+            created_at: store::now(),
+        };
+        let scope = OrgScope::new(org.id.clone());
+        let alerts = seeded();
+        let [a0, a1] = [&alerts[0], &alerts[1]];
+        let a = incident(&org.id, "a");
+        let b = incident(&org.id, "b");
+
+        let mut tx = store.begin_in(&scope).await.unwrap();
+        tx.insert_org(&org).await.unwrap();
+        tx.insert_alerts(alerts.iter().map(|s| alert_record(&org.id, s)).collect())
+            .await
+            .unwrap();
+        let sets = alerts
+            .iter()
+            .map(|s| canonical(&org.id, &s.id, 2, &s.entries))
+            .collect();
+        tx.insert_canonical(sets).await.unwrap();
+        let now = store::now();
+        for (i, held) in [(&a, vec![a0, a1]), (&b, vec![a1])] {
+            tx.insert_incident(i).await.unwrap();
+            let ids: Vec<AlertId> = held.iter().map(|s| s.id.clone()).collect();
+            tx.attach_alerts(&scope, &i.id, &ids, "ann", &now)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        let third: Vec<Entry> = vec![(
+            "T1059.001",
+            Some("execution"),
+            "manual",
+            1.0 / 3.0,
+            r#"["c-3"]"#,
+            r#"["o-3"]"#,
+            r#"["lead:lee"]"#,
+            "18.1",
+        )];
+        remap(&store, &scope, a1, 3, &third).await;
+        let a1_third = with_entries(a1, &third);
+        assert_eq!(
+            rows_of(&store, &scope, &a.id).await,
+            expected(&[a0, &a1_third]),
+            "{label}"
+        );
+        assert_eq!(
+            rows_of(&store, &scope, &b.id).await,
+            expected(&[&a1_third]),
+            "{label}"
+        );
+        // A version without entries: the alert stays, unmapped.
+        remap(&store, &scope, a1, 4, &[]).await;
+        let a1_none = with_entries(a1, &[]);
+        assert_eq!(
+            rows_of(&store, &scope, &b.id).await,
+            expected(&[&a1_none]),
+            "{label}"
+        );
+
+        // PostgreSQL runs the two at once: the attachment of a0 to C made
+        // while a0's new version is not yet committed must end up with that
+        // version, not the one its transaction could see when it began.
+        if db.backend == Backend::Postgres {
+            let fifth: Vec<Entry> = vec![(
+                "T1021",
+                None,
+                "rule",
+                0.7,
+                r#"["c-5"]"#,
+                "[]",
+                r#"["rule:r5@1"]"#,
+                "18.1",
+            )];
+            let c = incident(&org.id, "c");
+            let mut changing = store.begin_in(&scope).await.unwrap();
+            remap_in(&mut changing, &scope, a0, 5, &fifth).await;
+            let attaching = {
+                let (store, scope, c, a0) =
+                    (store.clone(), scope.clone(), c.clone(), a0.id.clone());
+                tokio::spawn(async move {
+                    let mut tx = store.begin_in(&scope).await.unwrap();
+                    tx.insert_incident(&c).await.unwrap();
+                    tx.attach_alerts(&scope, &c.id, &[a0], "ann", &store::now())
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            changing.commit().await.unwrap();
+            attaching.await.unwrap();
+            assert_eq!(
+                rows_of(&store, &scope, &c.id).await,
+                expected(&[&with_entries(a0, &fifth)]),
+                "{label}: attached while the mapping changed"
+            );
+        }
     }
 }
