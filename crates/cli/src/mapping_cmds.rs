@@ -295,6 +295,21 @@ pub async fn alerts(app: &App, command: AlertsCommand) -> anyhow::Result<ExitCod
                     report.updated,
                     report.queued_for_review
                 );
+                let d = &report.declarations;
+                if d.alerts > 0 {
+                    text.push_str(&format!(
+                        "\ndeclared techniques not mapped as declared, in {} alerts: unknown {}, \
+                         revoked {} ({} mapped to their replacement), deprecated {}, malformed {}, \
+                         tactic left out {} (`alerts show` lists them)",
+                        d.alerts,
+                        d.unknown,
+                        d.revoked,
+                        d.replaced,
+                        d.deprecated,
+                        d.malformed,
+                        d.tactic_not_kept
+                    ));
+                }
                 for e in &report.errors {
                     text.push_str(&format!("\nline {}: [{}] {}", e.line, e.code, e.message));
                 }
@@ -329,6 +344,15 @@ pub async fn alerts(app: &App, command: AlertsCommand) -> anyhow::Result<ExitCod
                     ));
                 }
                 text.push_str(&format!("\ncandidates: {}", view.candidates.len()));
+                if !view.declarations.is_empty() {
+                    text.push_str("\ndeclared by the alert, not mapped as declared:");
+                }
+                for d in &view.declarations {
+                    text.push_str(&format!(
+                        "\n  {} in {} [{}]: {}",
+                        d.technique, d.field, d.status, d.message
+                    ));
+                }
                 text
             })?;
         }

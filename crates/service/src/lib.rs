@@ -64,10 +64,10 @@ pub use access::{Action, Role};
 pub use alert_view::{
     ALERT_MAPPING_SCHEMA_VERSION, AlertFilter, AlertIngestOutcome, AlertIngestResult,
     AlertListItem, AlertMappingView, AlertSummary, CandidateView, CanonicalEntryView,
-    CanonicalView, EvidenceView, HistoryView, LineageView, OverrideView, alert_mapping_schema,
-    check_schema,
+    CanonicalView, DECLARATION_STATUSES, DeclarationView, EvidenceView, HistoryView, LineageView,
+    OverrideView, alert_mapping_schema, check_schema,
 };
-pub use alerts::{IngestError, IngestReport, MappingConfig};
+pub use alerts::{DeclarationCounts, IngestError, IngestReport, MappingConfig};
 pub use error::{ErrorKind, ServiceError, echo};
 pub use exports::{
     DEFAULT_EXPORT_TTL, DOWNLOAD_PATH, ExportFile, ExportKey, ExportKind, ExportRequest,
