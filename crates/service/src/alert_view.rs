@@ -353,9 +353,14 @@ impl App {
         let scope = self.scope(actor, org).await?;
         let filter = store_filter(filter)?;
         let limit = page.effective_limit();
+        let before = page
+            .cursor
+            .as_deref()
+            .map(crate::id_cursor)
+            .transpose()?
+            .map(AlertId);
 
         // One row more than the page tells whether another page follows.
-        let before = page.cursor.as_deref().map(AlertId::from);
         let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
         let mut alerts = self
             .store

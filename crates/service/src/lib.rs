@@ -446,6 +446,19 @@ impl PageRequest {
     }
 }
 
+/// The id inside the cursor of a list keyed on time-ordered ids (alerts,
+/// review items, drilldown rows): a UUID, spelled as stored (lower-case,
+/// hyphenated). Anything else is refused: compared as text it would
+/// silently page from an arbitrary place, or show nothing.
+pub(crate) fn id_cursor(cursor: &str) -> Result<String> {
+    uuid::Uuid::parse_str(cursor.trim())
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| ServiceError::InvalidInput {
+            field: "cursor".into(),
+            message: "not a cursor returned by this API; start again without a cursor".into(),
+        })
+}
+
 /// One page of results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {

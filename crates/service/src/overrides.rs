@@ -514,12 +514,13 @@ impl App {
             }
         };
         let limit = page.effective_limit();
+        let after = page.cursor.as_deref().map(crate::id_cursor).transpose()?;
 
         // One row more than the page tells whether another page follows.
         let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
         let mut rows = self
             .store
-            .reviews_after(&scope, state, page.cursor.as_deref(), fetch)
+            .reviews_after(&scope, state, after.as_deref(), fetch)
             .await?;
         let next_cursor = if rows.len() > limit {
             rows.truncate(limit);

@@ -876,3 +876,55 @@ async fn declared_techniques_the_release_does_not_take_are_shown_per_alert_and_c
         assert_eq!(techniques(&plain_view["canonical"]["entries"]), rules[rule]);
     }
 }
+
+#[tokio::test]
+async fn a_list_cursor_this_api_did_not_issue_is_refused() {
+    for backend in backends() {
+        let app = TestApp::new(backend).await;
+        app.with_enterprise_and_sigma("acme").await;
+        let engineer = app.token("acme", Role::Engineer).await;
+        let body: String = feed().iter().take(3).map(|l| format!("{l}\n")).collect();
+        let answer = post_ndjson(&app, &engineer, "application/x-ndjson", body).await;
+        assert_eq!(answer.status, 200, "{backend}: {}", answer.text());
+
+        // The API's cursors are base64url of the use case's own: a cursor
+        // that decodes, but to no alert id, is as bad as one that does not.
+        let encoded = |inner: &str| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(inner)
+        };
+        for list in ["/api/v1/alerts", "/api/v1/review"] {
+            for cursor in [
+                "%%%".to_string(),
+                encoded("not-an-alert-id"),
+                encoded("' OR 1=1 --"),
+            ] {
+                let path = format!("{list}?cursor={}", crate::helpers::encode_query(&cursor));
+                let answer = app.get(&path, &engineer).await;
+                assert_eq!(answer.status, 400, "{backend}: {path}: {}", answer.text());
+                let error = error_of(&answer);
+                assert_eq!(error["code"], "invalid_input", "{backend}: {path}");
+                assert_eq!(error["details"]["field"], "cursor", "{backend}: {path}");
+            }
+        }
+
+        // A cursor the API issued still pages, and the pages add up.
+        let first = app.get("/api/v1/alerts?limit=2", &engineer).await.json();
+        let next = first["meta"]["next_cursor"]
+            .as_str()
+            .expect("a second page");
+        let second = app
+            .get(
+                &format!(
+                    "/api/v1/alerts?limit=2&cursor={}",
+                    crate::helpers::encode_query(next)
+                ),
+                &engineer,
+            )
+            .await;
+        assert_eq!(second.status, 200, "{backend}: {}", second.text());
+        let count = first["data"].as_array().unwrap().len()
+            + second.json()["data"].as_array().unwrap().len();
+        assert_eq!(count, 3, "{backend}");
+    }
+}
