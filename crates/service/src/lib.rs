@@ -620,6 +620,18 @@ impl App {
         })
     }
 
+    /// The role check every use case makes first (a denial is audited), for
+    /// a caller that must answer it before reading the rest of a request:
+    /// an actor without the role is refused whatever else it sent.
+    pub async fn check_permission(
+        &self,
+        actor: &Actor,
+        action: Action,
+        target: (&str, &str),
+    ) -> Result<()> {
+        self.authorize(actor, action, target).await
+    }
+
     /// Appends one audit event in its own transaction (refusals and
     /// failures, which change nothing else).
     pub(crate) async fn audit_outcome(
