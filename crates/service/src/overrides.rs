@@ -22,8 +22,10 @@ use crate::alert_view::{OverrideView, override_view};
 use crate::alerts::{Engine, override_from_record};
 use crate::{Action, Actor, App, Outcome, Result, ServiceError, access};
 
-/// An override as asked for.
+/// An override as asked for. Unknown fields are refused: a misspelt
+/// `note` would otherwise drop the analyst's notes without a word.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OverrideInput {
     /// `add`, `remove` or `replace`.
     pub action: String,
