@@ -416,13 +416,35 @@ pub async fn rules(app: &App, command: RulesCommand) -> anyhow::Result<ExitCode>
             let text = read_text(&file)?;
             let simulation = app.simulate_rule(&actor, &org.org, &text).await?;
             print(org.json, &simulation, || {
-                format!(
+                let pairs = |pairs: &[(String, Option<String>)]| {
+                    if pairs.is_empty() {
+                        return "(unmapped)".to_string();
+                    }
+                    pairs
+                        .iter()
+                        .map(|(t, tactic)| match tactic {
+                            Some(tactic) => format!("{t}/{tactic}"),
+                            None => t.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let mut text = format!(
                     "rule {} v{}: {} of {} alerts would change",
                     simulation.rule_id,
                     simulation.version,
                     simulation.changes.len(),
                     simulation.alerts_scanned
-                )
+                );
+                for c in &simulation.changes {
+                    text.push_str(&format!(
+                        "\n  {}: {} -> {}",
+                        c.source_uid,
+                        pairs(&c.before),
+                        pairs(&c.after)
+                    ));
+                }
+                text
             })?;
         }
         RulesCommand::Rollback { id, org } => {
