@@ -893,13 +893,17 @@ async fn a_list_cursor_this_api_did_not_issue_is_refused() {
             use base64::Engine as _;
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(inner)
         };
-        for list in ["/api/v1/alerts", "/api/v1/review"] {
+        for list in [
+            "/api/v1/alerts?",
+            "/api/v1/review?",
+            "/api/v1/matrix/drilldown?tactic=TA0002&technique=T1059&",
+        ] {
             for cursor in [
                 "%%%".to_string(),
                 encoded("not-an-alert-id"),
                 encoded("' OR 1=1 --"),
             ] {
-                let path = format!("{list}?cursor={}", crate::helpers::encode_query(&cursor));
+                let path = format!("{list}cursor={}", crate::helpers::encode_query(&cursor));
                 let answer = app.get(&path, &engineer).await;
                 assert_eq!(answer.status, 400, "{backend}: {path}: {}", answer.text());
                 let error = error_of(&answer);
