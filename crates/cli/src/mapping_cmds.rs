@@ -295,6 +295,21 @@ pub async fn alerts(app: &App, command: AlertsCommand) -> anyhow::Result<ExitCod
                     report.updated,
                     report.queued_for_review
                 );
+                let d = &report.declarations;
+                if d.alerts > 0 {
+                    text.push_str(&format!(
+                        "\ndeclared techniques not mapped as declared, in {} alerts: unknown {}, \
+                         revoked {} ({} mapped to their replacement), deprecated {}, malformed {}, \
+                         tactic left out {} (`alerts show` lists them)",
+                        d.alerts,
+                        d.unknown,
+                        d.revoked,
+                        d.replaced,
+                        d.deprecated,
+                        d.malformed,
+                        d.tactic_not_kept
+                    ));
+                }
                 for e in &report.errors {
                     text.push_str(&format!("\nline {}: [{}] {}", e.line, e.code, e.message));
                 }
@@ -329,6 +344,15 @@ pub async fn alerts(app: &App, command: AlertsCommand) -> anyhow::Result<ExitCod
                     ));
                 }
                 text.push_str(&format!("\ncandidates: {}", view.candidates.len()));
+                if !view.declarations.is_empty() {
+                    text.push_str("\ndeclared by the alert, not mapped as declared:");
+                }
+                for d in &view.declarations {
+                    text.push_str(&format!(
+                        "\n  {} in {} [{}]: {}",
+                        d.technique, d.field, d.status, d.message
+                    ));
+                }
                 text
             })?;
         }
@@ -392,13 +416,35 @@ pub async fn rules(app: &App, command: RulesCommand) -> anyhow::Result<ExitCode>
             let text = read_text(&file)?;
             let simulation = app.simulate_rule(&actor, &org.org, &text).await?;
             print(org.json, &simulation, || {
-                format!(
+                let pairs = |pairs: &[(String, Option<String>)]| {
+                    if pairs.is_empty() {
+                        return "(unmapped)".to_string();
+                    }
+                    pairs
+                        .iter()
+                        .map(|(t, tactic)| match tactic {
+                            Some(tactic) => format!("{t}/{tactic}"),
+                            None => t.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let mut text = format!(
                     "rule {} v{}: {} of {} alerts would change",
                     simulation.rule_id,
                     simulation.version,
                     simulation.changes.len(),
                     simulation.alerts_scanned
-                )
+                );
+                for c in &simulation.changes {
+                    text.push_str(&format!(
+                        "\n  {}: {} -> {}",
+                        c.source_uid,
+                        pairs(&c.before),
+                        pairs(&c.after)
+                    ));
+                }
+                text
             })?;
         }
         RulesCommand::Rollback { id, org } => {

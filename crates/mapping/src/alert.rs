@@ -237,6 +237,19 @@ pub struct NormalizedAlert {
     /// Declarations that could not be read (a malformed technique id), kept
     /// so they are reported rather than silently dropped.
     pub warnings: Vec<String>,
+    /// The same malformed declarations, as the alert gave them, for the
+    /// per-alert report of declarations not kept.
+    #[serde(default)]
+    pub malformed: Vec<MalformedDeclaration>,
+}
+
+/// A technique declaration whose id is not a technique id (`T1059-001`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MalformedDeclaration {
+    /// The value as the alert gave it.
+    pub value: String,
+    /// Where in the alert it was declared (`finding_info.attacks`).
+    pub field: String,
 }
 
 /// A value seen by the rule language: a normalized attribute or raw fields.
@@ -538,15 +551,24 @@ fn flatten(value: &Value) -> FieldMap {
 /// same technique.
 fn declare(
     declared: &mut Vec<DeclaredTechnique>,
-    warnings: &mut Vec<String>,
+    malformed: &mut Vec<MalformedDeclaration>,
     raw: &str,
     tactics: &[String],
     field: &str,
 ) {
     let technique = match TechniqueId::parse(raw) {
         Ok(t) => t,
-        Err(e) => {
-            warnings.push(format!("{field}: {e}"));
+        Err(_) => {
+            let value = raw.to_string();
+            if !malformed
+                .iter()
+                .any(|m| m.value == value && m.field == field)
+            {
+                malformed.push(MalformedDeclaration {
+                    value,
+                    field: field.to_string(),
+                });
+            }
             return;
         }
     };
@@ -563,6 +585,17 @@ fn declare(
         tactics: tactics.to_vec(),
         field: field.to_string(),
     });
+}
+
+/// The decoding warnings of malformed declarations (`field: why`).
+fn warnings_of(malformed: &[MalformedDeclaration]) -> Vec<String> {
+    malformed
+        .iter()
+        .filter_map(|m| {
+            let e = TechniqueId::parse(&m.value).err()?;
+            Some(format!("{}: {e}", m.field))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------- OCSF
@@ -587,7 +620,7 @@ fn decode_ocsf(v: &Value) -> Result<NormalizedAlert, DecodeError> {
     };
 
     let mut declared = Vec::new();
-    let mut warnings = Vec::new();
+    let mut malformed = Vec::new();
     for field in ["finding_info.attacks", "attacks"] {
         for attack in get_all(v, field) {
             let mut tactics = all_text(attack, "tactic.uid");
@@ -597,10 +630,10 @@ fn decode_ocsf(v: &Value) -> Result<NormalizedAlert, DecodeError> {
             tactics.extend(all_text(attack, "tactics.name"));
             tactics.dedup();
             for raw in all_text(attack, "technique.uid") {
-                declare(&mut declared, &mut warnings, &raw, &tactics, field);
+                declare(&mut declared, &mut malformed, &raw, &tactics, field);
             }
             for raw in all_text(attack, "sub_technique.uid") {
-                declare(&mut declared, &mut warnings, &raw, &tactics, field);
+                declare(&mut declared, &mut malformed, &raw, &tactics, field);
             }
         }
     }
@@ -629,8 +662,9 @@ fn decode_ocsf(v: &Value) -> Result<NormalizedAlert, DecodeError> {
         host: first_text(v, &["device.hostname", "device.name", "device.ip"]),
         user: first_text(v, &["actor.user.name", "user.name", "actor.user.uid"]),
         fields: flatten(v),
+        warnings: warnings_of(&malformed),
         declared,
-        warnings,
+        malformed,
     })
 }
 
@@ -652,7 +686,7 @@ fn decode_ecs(v: &Value) -> Result<NormalizedAlert, DecodeError> {
     };
 
     let mut declared = Vec::new();
-    let mut warnings = Vec::new();
+    let mut malformed = Vec::new();
     for prefix in ["threat", "kibana.alert.rule.threat"] {
         let entries = get_all(v, prefix);
         let entries: Vec<(&Value, String)> = if entries.iter().any(|e| e.is_object()) {
@@ -671,10 +705,10 @@ fn decode_ecs(v: &Value) -> Result<NormalizedAlert, DecodeError> {
             tactics.extend(all_text(entry, &format!("{base}tactic.name")));
             tactics.dedup();
             for raw in all_text(entry, &format!("{base}technique.id")) {
-                declare(&mut declared, &mut warnings, &raw, &tactics, prefix);
+                declare(&mut declared, &mut malformed, &raw, &tactics, prefix);
             }
             for raw in all_text(entry, &format!("{base}technique.subtechnique.id")) {
-                declare(&mut declared, &mut warnings, &raw, &tactics, prefix);
+                declare(&mut declared, &mut malformed, &raw, &tactics, prefix);
             }
         }
     }
@@ -723,8 +757,9 @@ fn decode_ecs(v: &Value) -> Result<NormalizedAlert, DecodeError> {
         host: first_text(v, &["host.name", "host.hostname"]),
         user: first_text(v, &["user.name"]),
         fields: flatten(v),
+        warnings: warnings_of(&malformed),
         declared,
-        warnings,
+        malformed,
     })
 }
 
@@ -827,6 +862,7 @@ fn decode_native(v: &Value) -> Result<NormalizedAlert, DecodeError> {
         fields,
         declared,
         warnings: Vec::new(),
+        malformed: Vec::new(),
     })
 }
 
@@ -970,6 +1006,13 @@ mod tests {
         );
         assert_eq!(a.warnings.len(), 1);
         assert!(a.warnings[0].contains("T1059-001"), "{:?}", a.warnings);
+        assert_eq!(
+            a.malformed,
+            vec![MalformedDeclaration {
+                value: "T1059-001".into(),
+                field: "attacks".into()
+            }]
+        );
     }
 
     #[test]

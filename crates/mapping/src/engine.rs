@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use taxonomy::{Release, TacticId};
+use taxonomy::{Release, TacticId, TechniqueId};
 
 use crate::alert::{DeclaredTechnique, NormalizedAlert};
 use crate::candidate::{
@@ -33,14 +33,54 @@ pub struct Mapper<'r> {
     vendor_confidence: Confidence,
 }
 
+/// Why a technique the alert declared was not mapped as declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclarationStatus {
+    /// Not in the release at all (a newer release's technique, or a typo).
+    Unknown,
+    /// Revoked in the release; mapped to its replacement when ATT&CK names a
+    /// live one.
+    Revoked,
+    /// Deprecated in the release: not mapped (ATT&CK names no replacement).
+    Deprecated,
+    /// Not a technique id at all (`T1059-001`).
+    Malformed,
+    /// The technique was mapped, but a tactic named beside it is not one of
+    /// its tactics in the release and was left out.
+    TacticNotKept,
+}
+
+impl DeclarationStatus {
+    /// The status word (`unknown`, `revoked`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeclarationStatus::Unknown => "unknown",
+            DeclarationStatus::Revoked => "revoked",
+            DeclarationStatus::Deprecated => "deprecated",
+            DeclarationStatus::Malformed => "malformed",
+            DeclarationStatus::TacticNotKept => "tactic_not_kept",
+        }
+    }
+}
+
 /// A declared technique the mapper could not use as declared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeclarationProblem {
     /// Where in the alert.
     pub field: String,
-    /// The technique declared.
+    /// The technique as declared.
     pub technique: String,
-    /// What is wrong (unknown, revoked with replacement, deprecated, tactic).
+    /// What is wrong with it in the release.
+    pub status: DeclarationStatus,
+    /// For a revoked technique: the live technique ATT&CK replaced it with,
+    /// when it names one.
+    pub replaced_by: Option<String>,
+    /// The technique the declaration was mapped to: its replacement for a
+    /// revoked one, itself when only a tactic was left out, none when the
+    /// declaration was dropped.
+    pub mapped_to: Option<String>,
+    /// The problem in words.
     pub problem: String,
 }
 
@@ -103,7 +143,18 @@ impl<'r> Mapper<'r> {
         for hit in self.rules.evaluate(alert) {
             self.rule_candidates(subject, &hit, &mut candidates);
         }
-        let mut problems = Vec::new();
+        let mut problems: Vec<DeclarationProblem> = alert
+            .malformed
+            .iter()
+            .map(|m| DeclarationProblem {
+                field: m.field.clone(),
+                technique: m.value.clone(),
+                status: DeclarationStatus::Malformed,
+                replaced_by: None,
+                mapped_to: None,
+                problem: "not a technique id (T followed by 4 digits, optionally .NNN)".into(),
+            })
+            .collect();
         for d in &alert.declared {
             self.declared_candidates(subject, d, &mut candidates, &mut problems);
         }
@@ -174,9 +225,12 @@ impl<'r> Mapper<'r> {
     }
 
     /// A declared technique becomes one rule-source candidate per declared
-    /// tactic that is one of its tactics in the release (or one without tactic).
-    /// Techniques not live in the release are reported, not mapped: the
-    /// release is what mappings are validated against.
+    /// tactic that is one of its tactics in the release (or one without
+    /// tactic). A technique the release revoked is mapped to the live
+    /// technique ATT&CK replaced it with, and says so; an unknown or
+    /// deprecated one, or a revoked one without live replacement, is
+    /// reported, not mapped: the release is what mappings are validated
+    /// against. Every declaration not mapped as declared is in `problems`.
     fn declared_candidates(
         &self,
         subject: &Subject,
@@ -184,17 +238,64 @@ impl<'r> Mapper<'r> {
         out: &mut Vec<MappingCandidate>,
         problems: &mut Vec<DeclarationProblem>,
     ) {
-        let problem = |text: String| DeclarationProblem {
-            field: d.field.clone(),
-            technique: d.technique.to_string(),
-            problem: text,
+        let problem = |status, replaced_by: Option<&str>, mapped_to: Option<&TechniqueId>, text| {
+            DeclarationProblem {
+                field: d.field.clone(),
+                technique: d.technique.to_string(),
+                status,
+                replaced_by: replaced_by.map(str::to_string),
+                mapped_to: mapped_to.map(TechniqueId::to_string),
+                problem: text,
+            }
         };
         let status = check_reference(d.technique.as_str(), self.release);
-        if status != RefStatus::Live {
-            problems.push(problem(status.describe(self.release)));
-            return;
-        }
-        let Some(technique) = self.release.technique(d.technique.as_str()) else {
+        let at = format!("{} {}", self.release.domain, self.release.version);
+        // The technique the declaration maps to, and what the evidence says
+        // about the substitution, if any.
+        let (mapped, substitution) = match &status {
+            RefStatus::Live => (d.technique.clone(), None),
+            RefStatus::Revoked {
+                replaced_by: Some(replacement),
+            } => match TechniqueId::parse(replacement)
+                .ok()
+                .filter(|r| check_reference(r.as_str(), self.release) == RefStatus::Live)
+            {
+                Some(r) => {
+                    let note = format!("revoked in {at}, replaced by {r}: mapped to {r}");
+                    problems.push(problem(
+                        DeclarationStatus::Revoked,
+                        Some(replacement),
+                        Some(&r),
+                        note.clone(),
+                    ));
+                    (r, Some(note))
+                }
+                None => {
+                    let text = format!(
+                        "{}; the replacement is not live there, so it is not mapped",
+                        status.describe(self.release)
+                    );
+                    problems.push(problem(
+                        DeclarationStatus::Revoked,
+                        Some(replacement),
+                        None,
+                        text,
+                    ));
+                    return;
+                }
+            },
+            other => {
+                let kind = match other {
+                    RefStatus::Deprecated => DeclarationStatus::Deprecated,
+                    RefStatus::Revoked { .. } => DeclarationStatus::Revoked,
+                    _ => DeclarationStatus::Unknown,
+                };
+                let text = format!("{}: not mapped", other.describe(self.release));
+                problems.push(problem(kind, None, None, text));
+                return;
+            }
+        };
+        let Some(technique) = self.release.technique(mapped.as_str()) else {
             return;
         };
 
@@ -209,12 +310,16 @@ impl<'r> Mapper<'r> {
             match fits.and_then(|t| TacticId::parse(&t.id).ok()) {
                 Some(id) if !tactics.contains(&id) => tactics.push(id),
                 Some(_) => {}
-                None => problems.push(problem(format!(
-                    "tactic `{raw}` is not one of its tactics in {} {} ({}); kept without it",
-                    self.release.domain,
-                    self.release.version,
-                    technique.tactics.join(", ")
-                ))),
+                None => problems.push(problem(
+                    DeclarationStatus::TacticNotKept,
+                    None,
+                    Some(&mapped),
+                    format!(
+                        "tactic `{raw}` is not one of the tactics of {mapped} in {at} ({}); \
+                         kept without it",
+                        technique.tactics.join(", ")
+                    ),
+                )),
             }
         }
         let tactic_choices: Vec<Option<TacticId>> = if tactics.is_empty() {
@@ -223,22 +328,36 @@ impl<'r> Mapper<'r> {
             tactics.into_iter().map(Some).collect()
         };
 
+        let (matched, explanation) = match &substitution {
+            None => (
+                "declared by the alert".to_string(),
+                format!(
+                    "the alert declares {} ({}) in `{}`",
+                    d.technique, technique.name, d.field
+                ),
+            ),
+            Some(note) => (
+                format!("declared by the alert as {}, {note}", d.technique),
+                format!(
+                    "the alert declares {} in `{}`, which ATT&CK revoked and replaced by {} ({}) \
+                     in {at}: mapped to the replacement",
+                    d.technique, d.field, mapped, technique.name
+                ),
+            ),
+        };
         for tactic in tactic_choices {
             let draft = CandidateDraft {
                 subject: subject.clone(),
-                technique: d.technique.clone(),
+                technique: mapped.clone(),
                 tactic,
                 source: Source::Rule,
                 confidence: self.vendor_confidence,
                 evidence: vec![Evidence {
                     field: d.field.clone(),
                     value: d.technique.to_string(),
-                    matched: "declared by the alert".into(),
+                    matched: matched.clone(),
                 }],
-                explanation: format!(
-                    "the alert declares {} ({}) in `{}`",
-                    d.technique, technique.name, d.field
-                ),
+                explanation: explanation.clone(),
                 producer: Producer::default(),
                 vendor_declared: true,
             };
@@ -249,6 +368,15 @@ impl<'r> Mapper<'r> {
             ));
         }
     }
+}
+
+/// The declarations of `alert` that `release` does not take as declared
+/// (the `problems` of [`Mapper::candidates`] without running any rule), for
+/// reporting them beside a stored mapping.
+pub fn declaration_problems(release: &Release, alert: &NormalizedAlert) -> Vec<DeclarationProblem> {
+    let mapper = Mapper::new(release, RuleSet::default(), None);
+    let subject = Subject::alert(alert.source_uid.as_str());
+    mapper.candidates(&subject, alert).problems
 }
 
 /// How one alert's canonical mapping would change under a new rule set.
@@ -329,6 +457,8 @@ mod tests {
                 {"technique": {"uid": "T1078"}, "tactics": [{"name": "Persistence"}, {"uid": "TA0001"}, {"name": "Execution"}]},
                 {"technique": {"uid": "T1086"}},
                 {"technique": {"uid": "T1685"}},
+                {"technique": {"uid": "T1064"}},
+                {"technique": {"uid": "T1059-001"}},
                 {"technique": {"uid": "T1059"}}
             ]}
         }))
@@ -341,28 +471,59 @@ mod tests {
                 // Tactic ids are read before names.
                 ("T1078".into(), Some("TA0001".into()), true, 0.7),
                 ("T1078".into(), Some("TA0003".into()), true, 0.7),
+                // T1086 is revoked in the release and replaced by T1059.001.
+                ("T1059.001".into(), None, true, 0.7),
                 ("T1059".into(), None, true, 0.7),
             ]
         );
-        let problems: Vec<(&str, &str)> = mapping
+        let problems: Vec<(&str, &str, Option<&str>, Option<&str>)> = mapping
             .problems
             .iter()
-            .map(|p| (p.technique.as_str(), p.problem.as_str()))
+            .map(|p| {
+                (
+                    p.technique.as_str(),
+                    p.status.as_str(),
+                    p.replaced_by.as_deref(),
+                    p.mapped_to.as_deref(),
+                )
+            })
             .collect();
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(
+            problems,
+            vec![
+                ("T1059-001", "malformed", None, None),
+                ("T1078", "tactic_not_kept", None, Some("T1078")),
+                ("T1086", "revoked", Some("T1059.001"), Some("T1059.001")),
+                ("T1685", "unknown", None, None),
+                ("T1064", "deprecated", None, None),
+            ]
+        );
         assert!(
-            problems[0]
-                .1
-                .contains("`Execution` is not one of its tactics")
+            mapping.problems[1]
+                .problem
+                .contains("`Execution` is not one of the tactics of T1078"),
+            "{}",
+            mapping.problems[1].problem
         );
         assert_eq!(
-            problems[1],
-            (
-                "T1086",
-                "revoked in enterprise-attack 18.1, replaced by T1059.001"
-            )
+            mapping.problems[2].problem,
+            "revoked in enterprise-attack 18.1, replaced by T1059.001: mapped to T1059.001"
         );
-        assert_eq!(problems[2], ("T1685", "unknown in enterprise-attack 18.1"));
+        assert_eq!(
+            mapping.problems[3].problem,
+            "unknown in enterprise-attack 18.1: not mapped"
+        );
+        // The replacement's candidate says what was declared and why it moved.
+        let replaced = &mapping.candidates[2];
+        assert_eq!(replaced.evidence[0].value, "T1086");
+        assert!(
+            replaced.explanation.contains("declares T1086")
+                && replaced.explanation.contains("replaced by T1059.001"),
+            "{}",
+            replaced.explanation
+        );
+        // The same report without rules, as the alert view asks for it.
+        assert_eq!(declaration_problems(&r, &alert), mapping.problems);
 
         assert_eq!(set.decided_by, Some(Source::Rule));
         assert!(
@@ -376,6 +537,29 @@ mod tests {
             mapping.candidates[0].evidence[0].field,
             "finding_info.attacks"
         );
+    }
+
+    #[test]
+    fn a_revoked_declaration_without_live_replacement_is_not_mapped() {
+        let mut r = tiny_release();
+        // T1086's replacement revoked in turn, with no replacement of its own.
+        for t in r.techniques.iter_mut() {
+            if t.id.as_str() == "T1059.001" {
+                t.status.revoked = true;
+            }
+        }
+        let mapper = Mapper::new(&r, RuleSet::default(), None);
+        let alert = decode_alert(&json!({
+            "uid": "n1", "title": "t", "techniques": [{"id": "T1086"}]
+        }))
+        .unwrap();
+        let mapping = mapper.candidates(&Subject::alert("n1"), &alert);
+        assert!(mapping.candidates.is_empty(), "{:?}", mapping.candidates);
+        assert_eq!(mapping.problems.len(), 1);
+        let p = &mapping.problems[0];
+        assert_eq!(p.status, DeclarationStatus::Revoked);
+        assert_eq!(p.replaced_by.as_deref(), Some("T1059.001"));
+        assert_eq!(p.mapped_to, None);
     }
 
     #[test]

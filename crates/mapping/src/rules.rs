@@ -324,6 +324,14 @@ fn parse_techniques(
         let (raw, tactic) = match item {
             Value::String(s) => (s.as_str(), None),
             Value::Object(m) => {
+                // A misspelt key (`tactc`, a per-technique `confidance`)
+                // would otherwise be dropped without a word.
+                if let Some(k) = m.keys().find(|k| !matches!(k.as_str(), "id" | "tactic")) {
+                    return Err(RuleError::invalid(
+                        format!("{path}.{k}"),
+                        "unknown key (a technique has `id` and an optional `tactic`)",
+                    ));
+                }
                 let raw = m.get("id").and_then(Value::as_str).ok_or_else(|| {
                     RuleError::invalid(format!("{path}.id"), "missing technique id")
                 })?;
@@ -384,10 +392,13 @@ fn parse_condition(value: &Value, path: &str) -> Result<Condition, RuleError> {
         .filter(|k| obj.contains_key(*k))
         .collect();
     if !combinators.is_empty() {
-        if obj.len() != 1 {
+        if let Some(extra) = obj.keys().find(|k| k.as_str() != combinators[0]) {
             return Err(RuleError::invalid(
-                path,
-                format!("`{}` must be the only key of its mapping", combinators[0]),
+                format!("{path}.{extra}"),
+                format!(
+                    "unknown key beside `{}`, which must be the only key of its mapping",
+                    combinators[0]
+                ),
             ));
         }
         let (key, inner) = obj
@@ -435,6 +446,21 @@ fn parse_predicate(obj: &Map<String, Value>, path: &str) -> Result<Predicate, Ru
     let mut ops = obj
         .keys()
         .filter(|k| !matches!(k.as_str(), "field" | "case_sensitive"));
+    // Beside a known operator, any other key is a mistake to name (a
+    // misspelt `case_sensitve` must not read as "two operators").
+    let has_operator = obj.keys().any(|k| OPERATORS.contains(&k.as_str()));
+    if let Some(k) = ops
+        .clone()
+        .find(|k| has_operator && !OPERATORS.contains(&k.as_str()))
+    {
+        return Err(RuleError::invalid(
+            format!("{path}.{k}"),
+            format!(
+                "unknown key (a predicate has `field`, `case_sensitive` and one operator of: {})",
+                OPERATORS.join(", ")
+            ),
+        ));
+    }
     let (Some(op_key), None) = (ops.next(), ops.next()) else {
         return Err(RuleError::invalid(
             path,
@@ -1094,6 +1120,56 @@ techniques:
             "effective_date"
         );
         assert!(matches!(err("{ not yaml"), RuleError::Syntax(_)));
+    }
+
+    #[test]
+    fn misspelt_keys_are_named_wherever_they_are() {
+        let cases = [
+            // Top level.
+            (
+                RULE.replace("confidence: 0.8", "confidance: 0.8"),
+                "confidance",
+            ),
+            // Beside the right spelling.
+            (
+                RULE.replace("confidence: 0.8", "confidence: 0.8\nconfidance: 0.9"),
+                "confidance",
+            ),
+            // In a technique.
+            (
+                RULE.replace(
+                    "{ id: T1059.001, tactic: execution }",
+                    "{ id: T1059.001, tactc: execution }",
+                ),
+                "techniques[0].tactc",
+            ),
+            (
+                RULE.replace(
+                    "{ id: T1059.001, tactic: execution }",
+                    "{ id: T1059.001, confidance: 0.9 }",
+                ),
+                "techniques[0].confidance",
+            ),
+            // In a predicate, beside its operator.
+            (
+                RULE.replace(
+                    "suffix: \\powershell.exe",
+                    "suffix: \\powershell.exe\n      case_sensitve: true",
+                ),
+                "match.all[0].case_sensitve",
+            ),
+            // Beside a combinator.
+            (
+                RULE.replace("match:\n  all:", "match:\n  confidance: 1\n  all:"),
+                "match.confidance",
+            ),
+        ];
+        for (text, path) in cases {
+            assert_ne!(text, RULE, "the case for {path} changes the rule");
+            let e = err(&text);
+            assert_eq!(path_of(&e), path, "{e}");
+            assert!(e.to_string().contains("unknown key"), "{e}");
+        }
     }
 
     fn path_of(e: &RuleError) -> String {

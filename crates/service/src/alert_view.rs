@@ -20,6 +20,15 @@ use crate::{
 /// Version of the alert mapping output; bumped on a breaking change.
 pub const ALERT_MAPPING_SCHEMA_VERSION: &str = "1";
 
+/// The statuses of [`DeclarationView::status`].
+pub const DECLARATION_STATUSES: [&str; 5] = [
+    "unknown",
+    "revoked",
+    "deprecated",
+    "malformed",
+    "tactic_not_kept",
+];
+
 /// The alert in the mapping view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertSummary {
@@ -225,6 +234,31 @@ pub struct AlertMappingView {
     pub overrides: Vec<OverrideView>,
     /// Every canonical version, oldest first.
     pub history: Vec<HistoryView>,
+    /// Techniques the alert declares itself (OCSF `attacks`, ECS `threat`)
+    /// that the release of the current canonical mapping does not take as
+    /// declared, with what became of each. Left out when there are none
+    /// (an optional field of schema version 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declarations: Vec<DeclarationView>,
+}
+
+/// A technique the alert declared that was not mapped as declared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeclarationView {
+    /// Where in the alert (`finding_info.attacks`, `threat`, ...).
+    pub field: String,
+    /// The technique as declared.
+    pub technique: String,
+    /// `unknown`, `revoked`, `deprecated`, `malformed` or `tactic_not_kept`.
+    pub status: String,
+    /// For a revoked technique: its replacement, when ATT&CK names one.
+    pub replaced_by: Option<String>,
+    /// What the declaration was mapped to instead (the replacement of a
+    /// revoked technique; the technique itself when only a tactic was left
+    /// out); null when it was not mapped.
+    pub mapped_to: Option<String>,
+    /// The problem in words, naming the release.
+    pub message: String,
 }
 
 /// One alert in a list: the alert and its current canonical entries.
@@ -319,9 +353,14 @@ impl App {
         let scope = self.scope(actor, org).await?;
         let filter = store_filter(filter)?;
         let limit = page.effective_limit();
+        let before = page
+            .cursor
+            .as_deref()
+            .map(crate::id_cursor)
+            .transpose()?
+            .map(AlertId);
 
         // One row more than the page tells whether another page follows.
-        let before = page.cursor.as_deref().map(AlertId::from);
         let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
         let mut alerts = self
             .store
@@ -381,7 +420,48 @@ impl App {
         let candidates = self.store.candidates(scope, &alert.id).await?;
         let overrides = self.store.overrides_of(scope, &alert.id).await?;
         let history = self.store.canonical_history(scope, &alert.id).await?;
-        Ok(view(&alert, &canonical, &candidates, &overrides, &history))
+        let declarations = self.declarations(&alert, &canonical).await?;
+
+        let mut view = view(&alert, &canonical, &candidates, &overrides, &history);
+        view.declarations = declarations;
+        Ok(view)
+    }
+
+    /// The alert's declarations that the release of its current canonical
+    /// mapping does not take as declared. Computed when asked rather than
+    /// stored: they follow from the stored document and that release alone,
+    /// so they can never disagree with the mapping shown beside them.
+    async fn declarations(
+        &self,
+        alert: &AlertRecord,
+        canonical: &CanonicalRecord,
+    ) -> Result<Vec<DeclarationView>> {
+        let normalized = crate::alerts::decode_stored(alert)?;
+        if normalized.declared.is_empty() && normalized.malformed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(dataset_id) = canonical.set.dataset_id.as_deref() else {
+            return Ok(Vec::new());
+        };
+        let Some(dataset) = self
+            .store
+            .dataset(&store::DatasetId::from(dataset_id))
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let release = self.release_of(&dataset).await?;
+        Ok(mapping::engine::declaration_problems(&release, &normalized)
+            .into_iter()
+            .map(|p| DeclarationView {
+                field: p.field,
+                technique: p.technique,
+                status: p.status.as_str().to_string(),
+                replaced_by: p.replaced_by,
+                mapped_to: p.mapped_to,
+                message: p.problem,
+            })
+            .collect())
     }
 }
 
@@ -467,6 +547,7 @@ fn view(
                 computed_at: ts(&h.computed_at),
             })
             .collect(),
+        declarations: Vec::new(),
     }
 }
 
@@ -659,6 +740,16 @@ pub fn alert_mapping_schema() -> Value {
         "alert": alert, "canonical": canonical, "candidates": array(candidate),
         "overrides": array(override_row), "history": array(history),
     }));
+    // Added within version 1, so optional: the view leaves it out when
+    // empty, and every document valid before stays valid.
+    let declaration = object(json!({
+        "field": text, "technique": text,
+        "status": {"type": "string", "enum": DECLARATION_STATUSES},
+        "replaced_by": opt_text, "mapped_to": opt_text, "message": text,
+    }));
+    if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        properties.insert("declarations".into(), array(declaration));
+    }
     if let Some(map) = schema.as_object_mut() {
         map.insert(
             "$schema".into(),
@@ -785,6 +876,85 @@ mod tests {
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("missing `b`")));
         assert!(problems.iter().any(|p| p.contains("unexpected `c`")));
+    }
+
+    /// Where `new` would break a reader of documents valid under `old`, or
+    /// refuse a document `old` accepted: a property removed or made
+    /// required, a type, enum, const, pattern or bound changed, or objects
+    /// opened or closed. Properties `new` adds must be optional.
+    fn breaking_changes(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) {
+        for key in [
+            "type",
+            "enum",
+            "const",
+            "pattern",
+            "minimum",
+            "maximum",
+            "additionalProperties",
+        ] {
+            if old.get(key) != new.get(key) {
+                out.push(format!("{path}: `{key}` changed"));
+            }
+        }
+        if old.get("required") != new.get("required") {
+            out.push(format!("{path}: `required` changed"));
+        }
+        if let Some(properties) = old.get("properties").and_then(Value::as_object) {
+            for (name, schema) in properties {
+                match new.get("properties").and_then(|p| p.get(name)) {
+                    Some(now) => breaking_changes(schema, now, &format!("{path}.{name}"), out),
+                    None => out.push(format!("{path}: `{name}` removed")),
+                }
+            }
+        }
+        match (old.get("items"), new.get("items")) {
+            (Some(was), Some(now)) => breaking_changes(was, now, &format!("{path}[]"), out),
+            (None, None) => {}
+            _ => out.push(format!("{path}: `items` changed")),
+        }
+    }
+
+    #[test]
+    fn version_1_only_grows_by_optional_fields() {
+        // The schema as version 1 was first published: every later change
+        // within version 1 must keep its documents valid and its readers
+        // working, or come with version 2.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/alert-mapping.v1.as-published.json");
+        let published: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut breaking = Vec::new();
+        breaking_changes(&published, &alert_mapping_schema(), "$", &mut breaking);
+        assert_eq!(breaking, Vec::<String>::new());
+
+        // The checker sees a breaking change: a field removed, one made
+        // required, a type changed.
+        let mut broken = alert_mapping_schema();
+        broken["properties"]["alert"]["properties"]
+            .as_object_mut()
+            .unwrap()
+            .remove("host");
+        broken["required"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("declarations"));
+        broken["properties"]["canonical"]["properties"]["version"]["type"] = json!("string");
+        let mut found = Vec::new();
+        breaking_changes(&published, &broken, "$", &mut found);
+        assert_eq!(
+            found,
+            vec![
+                "$: `required` changed",
+                "$.alert: `host` removed",
+                "$.canonical.version: `type` changed",
+            ]
+        );
+        // The field added within version 1 names the statuses the view uses.
+        let declarations = &alert_mapping_schema()["properties"]["declarations"];
+        assert_eq!(
+            declarations["items"]["properties"]["status"]["enum"],
+            json!(DECLARATION_STATUSES)
+        );
     }
 
     #[test]

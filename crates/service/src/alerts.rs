@@ -87,8 +87,70 @@ pub struct IngestReport {
     pub updated: usize,
     /// Review items opened.
     pub queued_for_review: usize,
+    /// Techniques the stored alerts declared themselves (OCSF `attacks`, ECS
+    /// `threat`) that the active release did not take as declared; each
+    /// alert's view lists its own.
+    pub declarations: DeclarationCounts,
     /// Why each refused line was refused.
     pub errors: Vec<IngestError>,
+}
+
+/// Declarations of the alerts stored by one ingestion that were not mapped
+/// as declared, by status (see `docs/alert-formats.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclarationCounts {
+    /// Alerts with at least one such declaration.
+    pub alerts: usize,
+    /// Techniques unknown in the release: not mapped.
+    pub unknown: usize,
+    /// Revoked techniques.
+    pub revoked: usize,
+    /// Of the revoked, those mapped to the live technique ATT&CK replaced
+    /// them with.
+    pub replaced: usize,
+    /// Deprecated techniques: not mapped.
+    pub deprecated: usize,
+    /// Values that are not technique ids: not mapped.
+    pub malformed: usize,
+    /// Techniques mapped without a tactic the alert named beside them,
+    /// which is not one of their tactics in the release.
+    pub tactic_not_kept: usize,
+}
+
+impl DeclarationCounts {
+    /// Counts one alert's problems.
+    fn add(&mut self, problems: &[mapping::engine::DeclarationProblem]) {
+        use mapping::engine::DeclarationStatus as S;
+        if problems.is_empty() {
+            return;
+        }
+        self.alerts += 1;
+        for p in problems {
+            match p.status {
+                S::Unknown => self.unknown += 1,
+                S::Revoked => {
+                    self.revoked += 1;
+                    if p.mapped_to.is_some() {
+                        self.replaced += 1;
+                    }
+                }
+                S::Deprecated => self.deprecated += 1,
+                S::Malformed => self.malformed += 1,
+                S::TacticNotKept => self.tactic_not_kept += 1,
+            }
+        }
+    }
+
+    /// Adds another batch's counts.
+    fn merge(&mut self, other: &DeclarationCounts) {
+        self.alerts += other.alerts;
+        self.unknown += other.unknown;
+        self.revoked += other.revoked;
+        self.replaced += other.replaced;
+        self.deprecated += other.deprecated;
+        self.malformed += other.malformed;
+        self.tactic_not_kept += other.tactic_not_kept;
+    }
 }
 
 /// The compiled rules of one org under one dataset.
@@ -330,6 +392,7 @@ impl App {
         split(&mut phases.lookup);
 
         let (mut ingested, mut mapped) = (0, 0);
+        let mut declarations = DeclarationCounts::default();
         let mut candidates = Vec::new();
         let mut sets = Vec::new();
         let mut reviews = Vec::new();
@@ -352,6 +415,7 @@ impl App {
             if !p.set.is_unmapped() {
                 mapped += 1;
             }
+            declarations.add(&p.mapping.problems);
             reviews.extend(records.reviews);
             candidates.extend(records.candidates);
             sets.push(records.canonical);
@@ -396,6 +460,7 @@ impl App {
         report.unmapped += ingested - mapped;
         report.duplicates += duplicates;
         report.queued_for_review += queued;
+        report.declarations.merge(&declarations);
 
         for (id, p) in updates {
             let id = match id {
@@ -405,8 +470,10 @@ impl App {
                     None => continue,
                 },
             };
+            let problems = p.mapping.problems.clone();
             if self.update_alert(actor, scope, engine, &id, p).await? {
                 report.updated += 1;
+                report.declarations.add(&problems);
             } else {
                 report.duplicates += 1;
             }

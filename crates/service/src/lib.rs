@@ -64,10 +64,10 @@ pub use access::{Action, Role};
 pub use alert_view::{
     ALERT_MAPPING_SCHEMA_VERSION, AlertFilter, AlertIngestOutcome, AlertIngestResult,
     AlertListItem, AlertMappingView, AlertSummary, CandidateView, CanonicalEntryView,
-    CanonicalView, EvidenceView, HistoryView, LineageView, OverrideView, alert_mapping_schema,
-    check_schema,
+    CanonicalView, DECLARATION_STATUSES, DeclarationView, EvidenceView, HistoryView, LineageView,
+    OverrideView, alert_mapping_schema, check_schema,
 };
-pub use alerts::{IngestError, IngestReport, MappingConfig};
+pub use alerts::{DeclarationCounts, IngestError, IngestReport, MappingConfig};
 pub use error::{ErrorKind, ServiceError, echo};
 pub use exports::{
     DEFAULT_EXPORT_TTL, DOWNLOAD_PATH, ExportFile, ExportKey, ExportKind, ExportRequest,
@@ -446,6 +446,19 @@ impl PageRequest {
     }
 }
 
+/// The id inside the cursor of a list keyed on time-ordered ids (alerts,
+/// review items, drilldown rows): a UUID, spelled as stored (lower-case,
+/// hyphenated). Anything else is refused: compared as text it would
+/// silently page from an arbitrary place, or show nothing.
+pub(crate) fn id_cursor(cursor: &str) -> Result<String> {
+    uuid::Uuid::parse_str(cursor.trim())
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| ServiceError::InvalidInput {
+            field: "cursor".into(),
+            message: "not a cursor returned by this API; start again without a cursor".into(),
+        })
+}
+
 /// One page of results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {
@@ -605,6 +618,18 @@ impl App {
             role: actor.role,
             action,
         })
+    }
+
+    /// The role check every use case makes first (a denial is audited), for
+    /// a caller that must answer it before reading the rest of a request:
+    /// an actor without the role is refused whatever else it sent.
+    pub async fn check_permission(
+        &self,
+        actor: &Actor,
+        action: Action,
+        target: (&str, &str),
+    ) -> Result<()> {
+        self.authorize(actor, action, target).await
     }
 
     /// Appends one audit event in its own transaction (refusals and

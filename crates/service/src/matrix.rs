@@ -764,8 +764,9 @@ impl App {
             .collect();
 
         let limit = limit.clamp(1, 500);
+        let cursor = cursor.map(crate::id_cursor).transpose()?;
         let (rows, next_cursor) = self
-            .cell_page(&scope, &technique, &filter, cursor, limit)
+            .cell_page(&scope, &technique, &filter, cursor.as_deref(), limit)
             .await?;
 
         // Evidence and override history of the whole page in two reads,

@@ -22,8 +22,10 @@ use crate::alert_view::{OverrideView, override_view};
 use crate::alerts::{Engine, override_from_record};
 use crate::{Action, Actor, App, Outcome, Result, ServiceError, access};
 
-/// An override as asked for.
+/// An override as asked for. Unknown fields are refused: a misspelt
+/// `note` would otherwise drop the analyst's notes without a word.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OverrideInput {
     /// `add`, `remove` or `replace`.
     pub action: String,
@@ -514,12 +516,13 @@ impl App {
             }
         };
         let limit = page.effective_limit();
+        let after = page.cursor.as_deref().map(crate::id_cursor).transpose()?;
 
         // One row more than the page tells whether another page follows.
         let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
         let mut rows = self
             .store
-            .reviews_after(&scope, state, page.cursor.as_deref(), fetch)
+            .reviews_after(&scope, state, after.as_deref(), fetch)
             .await?;
         let next_cursor = if rows.len() > limit {
             rows.truncate(limit);

@@ -309,6 +309,7 @@ pub(super) fn override_schema() -> Value {
     json!({
         "type": "object",
         "required": ["action", "technique", "reason"],
+        "additionalProperties": false,
         "properties": {
             "action": {"type": "string", "enum": ["add", "remove", "replace"]},
             "technique": {"type": "string", "description": "Technique added, removed or put in"},

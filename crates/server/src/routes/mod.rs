@@ -985,11 +985,13 @@ pub fn route_table() -> Vec<RouteSpec> {
     routes().into_iter().map(|r| r.spec).collect()
 }
 
-/// JSON Schema of an object with one required string property.
+/// JSON Schema of an object with one required string property and no
+/// other (the bodies using it refuse unknown fields).
 fn one_string_schema(name: &str, description: &str) -> Value {
     json!({
         "type": "object",
         "required": [name],
+        "additionalProperties": false,
         "properties": { name: { "type": "string", "description": description } }
     })
 }

@@ -9,6 +9,7 @@
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use service::access::Action;
 use service::{MAX_SUGGESTIONS, SubjectSuggestions, SuggestionList};
 use suggest::{SuggestInput, Suggestion};
 
@@ -277,8 +278,16 @@ fn list_meta(
 pub(super) async fn suggest(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiJson(body): ApiJson<SuggestBody>,
+    body: Result<ApiJson<SuggestBody>, ApiError>,
 ) -> Result<Envelope<Vec<Suggestion>>, ApiError> {
+    // The role before the body: a caller who may not ask is told so,
+    // whatever it sent.
+    state
+        .app
+        .check_permission(&principal.actor(), Action::Suggest, ("suggester", "text"))
+        .await?;
+    let ApiJson(body) = body?;
+
     let domain = domain_of(body.domain.as_deref())?;
     let limit = body.limit;
     let input = body.input().into_input("")?;
@@ -296,8 +305,14 @@ pub(super) async fn suggest(
 pub(super) async fn batch(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiJson(body): ApiJson<BatchBody>,
+    body: Result<ApiJson<BatchBody>, ApiError>,
 ) -> Result<Envelope<Vec<Value>>, ApiError> {
+    state
+        .app
+        .check_permission(&principal.actor(), Action::Suggest, ("suggester", "batch"))
+        .await?;
+    let ApiJson(body) = body?;
+
     let domain = domain_of(body.domain.as_deref())?;
     if body.inputs.len() > MAX_BATCH_INPUTS {
         return Err(ApiError::invalid_field(
@@ -359,8 +374,13 @@ pub(super) async fn alert(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(query): ApiQuery<SubjectQuery>,
+    query: Result<ApiQuery<SubjectQuery>, ApiError>,
 ) -> Result<Envelope<Vec<Suggestion>>, ApiError> {
+    state
+        .app
+        .check_permission(&principal.actor(), Action::Suggest, ("alert", &id))
+        .await?;
+    let ApiQuery(query) = query?;
     let limit = query.limit()?;
 
     let found = state
@@ -377,8 +397,13 @@ pub(super) async fn incident(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(query): ApiQuery<SubjectQuery>,
+    query: Result<ApiQuery<SubjectQuery>, ApiError>,
 ) -> Result<Envelope<Vec<Suggestion>>, ApiError> {
+    state
+        .app
+        .check_permission(&principal.actor(), Action::Suggest, ("incident", &id))
+        .await?;
+    let ApiQuery(query) = query?;
     let limit = query.limit()?;
 
     let found = state

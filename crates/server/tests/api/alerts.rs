@@ -698,3 +698,237 @@ async fn stale_incidents_are_listed_and_corrected_through_the_review_queue() {
         );
     }
 }
+
+/// Where an ATT&CK id stands in Enterprise 18.1, read from the raw bundle:
+/// `("live" | "revoked" | "deprecated" | "unknown", replaced_by)`, the
+/// replacement from the `revoked-by` relationship.
+fn status_in_18_1(id: &str) -> (&'static str, Option<String>) {
+    let objects = crate::helpers::enterprise_18_raw()["objects"]
+        .as_array()
+        .expect("objects");
+    let attack_id = |o: &Value| -> Option<String> {
+        o["external_references"]
+            .as_array()?
+            .iter()
+            .find(|r| r["source_name"] == "mitre-attack")?["external_id"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let Some(found) = objects
+        .iter()
+        .find(|o| o["type"] == "attack-pattern" && attack_id(o).as_deref() == Some(id))
+    else {
+        return ("unknown", None);
+    };
+    if found["revoked"] == json!(true) {
+        let replaced_by = objects
+            .iter()
+            .find(|o| {
+                o["type"] == "relationship"
+                    && o["relationship_type"] == "revoked-by"
+                    && o["source_ref"] == found["id"]
+            })
+            .and_then(|r| {
+                objects
+                    .iter()
+                    .find(|o| o["id"] == r["target_ref"])
+                    .and_then(attack_id)
+            });
+        return ("revoked", replaced_by);
+    }
+    if found["x_mitre_deprecated"] == json!(true) {
+        return ("deprecated", None);
+    }
+    ("live", None)
+}
+
+#[tokio::test]
+async fn declared_techniques_the_release_does_not_take_are_shown_per_alert_and_counted() {
+    let rules = sigma_techniques();
+    let lines = feed();
+    let base: Value = serde_json::from_str(&lines[0]).expect("first alert");
+    let rule = base["finding_info"]["analytic"]["uid"].as_str().unwrap();
+    // A real alert whose vendor also declares techniques: one revoked, one
+    // deprecated, one unknown in 18.1.
+    let declared = ["T1086", "T1064", "T1685"];
+    let with_attacks = |uid: &str| {
+        let mut alert = base.clone();
+        alert["finding_info"]["uid"] = json!(uid);
+        alert["finding_info"]["attacks"] = json!([
+            {"technique": {"uid": "T1086"}, "tactic": {"uid": "TA0002"}},
+            {"technique": {"uid": "T1064"}},
+            {"technique": {"uid": "T1685"}}
+        ]);
+        alert
+    };
+    let expected: Vec<(String, &str, Option<String>)> = declared
+        .iter()
+        .map(|id| {
+            let (status, replaced_by) = status_in_18_1(id);
+            (id.to_string(), status, replaced_by)
+        })
+        .collect();
+    assert_eq!(
+        expected.iter().map(|e| e.1).collect::<Vec<_>>(),
+        ["revoked", "deprecated", "unknown"],
+        "the release's own statuses"
+    );
+    let replacement = expected[0]
+        .2
+        .clone()
+        .expect("ATT&CK names T1086's replacement");
+    assert_eq!(status_in_18_1(&replacement).0, "live");
+
+    for backend in backends() {
+        let app = TestApp::new(backend).await;
+        app.with_enterprise_and_sigma("acme").await;
+        let engineer = app.token("acme", Role::Engineer).await;
+
+        let answer = app
+            .post_json("/api/v1/alerts", &engineer, with_attacks("declared-1"))
+            .await;
+        assert_eq!(answer.status, 201, "{backend}: {}", answer.text());
+        let view = answer.json()["data"]["mapping"].clone();
+        let problems = service::check_schema(&service::alert_mapping_schema(), &view);
+        assert!(problems.is_empty(), "{backend}: {problems:?}");
+
+        // Each declaration not taken as declared is listed, with what
+        // became of it.
+        let listed: Vec<(String, &str, Option<String>, Option<String>)> = view["declarations"]
+            .as_array()
+            .expect("declarations")
+            .iter()
+            .map(|d| {
+                assert_eq!(d["field"], "finding_info.attacks");
+                assert!(
+                    d["message"].as_str().is_some_and(|m| m.contains("18.1")),
+                    "{d}"
+                );
+                (
+                    d["technique"].as_str().unwrap().to_string(),
+                    d["status"].as_str().unwrap(),
+                    d["replaced_by"].as_str().map(str::to_string),
+                    d["mapped_to"].as_str().map(str::to_string),
+                )
+            })
+            .collect();
+        let wanted: Vec<(String, &str, Option<String>, Option<String>)> = expected
+            .iter()
+            .map(|(id, status, replaced_by)| {
+                let mapped_to = (*status == "revoked").then(|| replacement.clone());
+                (id.clone(), *status, replaced_by.clone(), mapped_to)
+            })
+            .collect();
+        assert_eq!(listed, wanted, "{backend}");
+
+        // The revoked one maps to its replacement, vendor-declared, beside
+        // the Sigma rule's techniques; the others map to nothing.
+        let mut canonical = rules[rule].clone();
+        canonical.insert(replacement.clone());
+        assert_eq!(
+            techniques(&view["canonical"]["entries"]),
+            canonical,
+            "{backend}"
+        );
+        let vendor: Vec<&Value> = view["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["vendor_declared"] == true)
+            .collect();
+        assert_eq!(vendor.len(), 1, "{backend}: {vendor:?}");
+        assert_eq!(vendor[0]["technique"], replacement.as_str());
+        assert_eq!(vendor[0]["tactic"], "TA0002");
+        assert_eq!(vendor[0]["evidence"][0]["value"], "T1086");
+        assert!(
+            vendor[0]["explanation"]
+                .as_str()
+                .is_some_and(|e| e.contains("T1086") && e.contains("replaced by")),
+            "{}",
+            vendor[0]["explanation"]
+        );
+        let shown = app.get("/api/v1/alerts/declared-1", &engineer).await;
+        assert_eq!(shown.json()["data"]["declarations"], view["declarations"]);
+
+        // Bulk: counted in the summary, beside the contract keys; an alert
+        // with nothing to report has no `declarations` in its view.
+        let mut plain = base.clone();
+        plain["finding_info"]["uid"] = json!("plain-1");
+        let body = format!("{}\n{}\n", with_attacks("declared-2"), plain);
+        let answer = post_ndjson(&app, &engineer, "application/x-ndjson", body).await;
+        assert_eq!(answer.status, 200, "{backend}: {}", answer.text());
+        let summary = answer.json()["data"].clone();
+        for key in ["ingested", "mapped", "unmapped", "rejected", "errors"] {
+            assert!(summary.get(key).is_some(), "{backend}: {key} in {summary}");
+        }
+        assert_eq!(summary["ingested"], 2);
+        assert_eq!(
+            summary["declarations"],
+            json!({"alerts": 1, "unknown": 1, "revoked": 1, "replaced": 1,
+                   "deprecated": 1, "malformed": 0, "tactic_not_kept": 0}),
+            "{backend}"
+        );
+        let plain_view = app.get("/api/v1/alerts/plain-1", &engineer).await.json()["data"].clone();
+        assert!(
+            plain_view.get("declarations").is_none(),
+            "{backend}: {plain_view}"
+        );
+        assert_eq!(techniques(&plain_view["canonical"]["entries"]), rules[rule]);
+    }
+}
+
+#[tokio::test]
+async fn a_list_cursor_this_api_did_not_issue_is_refused() {
+    for backend in backends() {
+        let app = TestApp::new(backend).await;
+        app.with_enterprise_and_sigma("acme").await;
+        let engineer = app.token("acme", Role::Engineer).await;
+        let body: String = feed().iter().take(3).map(|l| format!("{l}\n")).collect();
+        let answer = post_ndjson(&app, &engineer, "application/x-ndjson", body).await;
+        assert_eq!(answer.status, 200, "{backend}: {}", answer.text());
+
+        // The API's cursors are base64url of the use case's own: a cursor
+        // that decodes, but to no alert id, is as bad as one that does not.
+        let encoded = |inner: &str| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(inner)
+        };
+        for list in [
+            "/api/v1/alerts?",
+            "/api/v1/review?",
+            "/api/v1/matrix/drilldown?tactic=TA0002&technique=T1059&",
+        ] {
+            for cursor in [
+                "%%%".to_string(),
+                encoded("not-an-alert-id"),
+                encoded("' OR 1=1 --"),
+            ] {
+                let path = format!("{list}cursor={}", crate::helpers::encode_query(&cursor));
+                let answer = app.get(&path, &engineer).await;
+                assert_eq!(answer.status, 400, "{backend}: {path}: {}", answer.text());
+                let error = error_of(&answer);
+                assert_eq!(error["code"], "invalid_input", "{backend}: {path}");
+                assert_eq!(error["details"]["field"], "cursor", "{backend}: {path}");
+            }
+        }
+
+        // A cursor the API issued still pages, and the pages add up.
+        let first = app.get("/api/v1/alerts?limit=2", &engineer).await.json();
+        let next = first["meta"]["next_cursor"]
+            .as_str()
+            .expect("a second page");
+        let second = app
+            .get(
+                &format!(
+                    "/api/v1/alerts?limit=2&cursor={}",
+                    crate::helpers::encode_query(next)
+                ),
+                &engineer,
+            )
+            .await;
+        assert_eq!(second.status, 200, "{backend}: {}", second.text());
+        let count = first["data"].as_array().unwrap().len()
+            + second.json()["data"].as_array().unwrap().len();
+        assert_eq!(count, 3, "{backend}");
+    }
+}

@@ -827,3 +827,81 @@ async fn suggestions_for_stored_alerts_and_incidents() {
         assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{backend}");
     }
 }
+
+#[tokio::test]
+async fn a_rule_with_a_misspelt_key_is_refused_naming_it_and_nothing_is_stored() {
+    for backend in backends() {
+        let app = TestApp::new(backend).await;
+        with_release(&app).await;
+        let engineer = app.token("acme", Role::Engineer).await;
+        let good = needle_rule(1, "cmd.exe");
+        assert!(good.contains("confidence: 0.8\n") && good.contains("  - id: T1480\n"));
+
+        let cases = [
+            (
+                good.replace("confidence: 0.8\n", "confidance: 0.8\n"),
+                "rule.confidance",
+            ),
+            (
+                good.replace("confidence: 0.8\n", "confidence: 0.8\nconfidance: 0.9\n"),
+                "rule.confidance",
+            ),
+            (
+                good.replace("  - id: T1480\n", "  - id: T1480\n    confidance: 0.9\n"),
+                "rule.techniques[0].confidance",
+            ),
+            (
+                good.replace(
+                    "  contains: \"cmd.exe\"\n",
+                    "  contains: \"cmd.exe\"\n  case_sensitve: true\n",
+                ),
+                "rule.match.case_sensitve",
+            ),
+        ];
+        for (text, field) in &cases {
+            for route in ["/api/v1/rules", "/api/v1/rules/simulate"] {
+                let answer = app
+                    .post_json(route, &engineer, json!({ "rule": text }))
+                    .await;
+                assert_eq!(
+                    answer.status,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "{backend}: {route} {field}: {}",
+                    answer.text()
+                );
+                let error = error_of(&answer);
+                assert_eq!(error["code"], "invalid_rule");
+                assert_eq!(
+                    error["details"]["field"], *field,
+                    "{backend}: {route}: {error}"
+                );
+                assert!(
+                    error["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("unknown key")),
+                    "{error}"
+                );
+            }
+            // The same rule as a JSON object names the same field.
+            let object: Value = serde_yaml::from_str(text).expect("the case is YAML");
+            let answer = app
+                .post_json("/api/v1/rules", &engineer, json!({ "rule": object }))
+                .await;
+            assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(error_of(&answer)["details"]["field"], *field);
+        }
+        let rules = app.get("/api/v1/rules", &engineer).await;
+        assert_eq!(rules.json()["data"], json!([]), "{backend}: nothing stored");
+
+        // Spelt right, it is stored.
+        let stored = app
+            .post_json("/api/v1/rules", &engineer, json!({ "rule": good }))
+            .await;
+        assert_eq!(
+            stored.status,
+            StatusCode::CREATED,
+            "{backend}: {}",
+            stored.text()
+        );
+    }
+}

@@ -231,3 +231,86 @@ async fn suggest_answers_ranked_live_techniques_and_refuses_bad_input_clearly() 
         assert_eq!(error_of(&refused)["details"]["field"], "inputs");
     }
 }
+
+#[tokio::test]
+async fn a_caller_without_the_suggest_role_is_refused_whatever_the_body() {
+    for backend in backends() {
+        let app = TestApp::new(backend).await;
+        let viewer = app.token("acme", Role::Viewer).await;
+        let analyst = app.token("acme", Role::Analyst).await;
+        let admin = app.token("acme", Role::Admin).await;
+
+        // Bodies each of which an allowed caller gets a 400 for.
+        let bodies: [(&str, &str, Vec<u8>); 7] = [
+            ("/api/v1/suggest", "not JSON", b"{\"text\": ".to_vec()),
+            (
+                "/api/v1/suggest",
+                "unknown field",
+                br#"{"txet": "mimikatz"}"#.to_vec(),
+            ),
+            ("/api/v1/suggest", "wrong type", br#"{"text": 5}"#.to_vec()),
+            (
+                "/api/v1/suggest",
+                "bad domain",
+                br#"{"text": "x", "domain": "moon"}"#.to_vec(),
+            ),
+            (
+                "/api/v1/suggest",
+                "bad event id",
+                br#"{"event_id": [1]}"#.to_vec(),
+            ),
+            ("/api/v1/suggest/batch", "no inputs", b"{}".to_vec()),
+            (
+                "/api/v1/suggest/batch",
+                "bad input",
+                br#"{"inputs": [{"nope": 1}]}"#.to_vec(),
+            ),
+        ];
+        for (path, what, body) in &bodies {
+            let allowed = app
+                .send(
+                    Method::POST,
+                    path,
+                    Some(&analyst),
+                    Some(("application/json", body.clone())),
+                )
+                .await;
+            assert_eq!(allowed.status, 400, "{backend}: {what}: {}", allowed.text());
+
+            let denied = app
+                .send(
+                    Method::POST,
+                    path,
+                    Some(&viewer),
+                    Some(("application/json", body.clone())),
+                )
+                .await;
+            assert_eq!(denied.status, 403, "{backend}: {what}: {}", denied.text());
+            let error = error_of(&denied);
+            assert_eq!(error["code"], "forbidden", "{backend}: {what}");
+            assert_eq!(error["details"]["action"], "suggest", "{backend}: {what}");
+        }
+
+        // The suggestions of a stored subject: the role before the query.
+        for path in [
+            "/api/v1/alerts/a-1/suggestions?limit=0",
+            "/api/v1/incidents/i-1/suggestions?bogus=1",
+        ] {
+            let denied = app.get(path, &viewer).await;
+            assert_eq!(denied.status, 403, "{backend}: {path}: {}", denied.text());
+            let allowed = app.get(path, &analyst).await;
+            assert_eq!(allowed.status, 400, "{backend}: {path}: {}", allowed.text());
+        }
+
+        // Each refusal is audited as a denial of `suggest`.
+        let audit = app.get("/api/v1/audit?limit=500", &admin).await;
+        assert_eq!(audit.status, 200, "{}", audit.text());
+        let denials = audit.json()["data"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["action"] == "suggest" && e["outcome"] == "denied")
+            .count();
+        assert_eq!(denials, bodies.len() + 2, "{backend}");
+    }
+}
