@@ -1124,10 +1124,11 @@ async fn resolving_or_closing_an_incident_resolves_its_review_item() {
 }
 
 /// Staleness triggers on one incident at the same time each keep their
-/// reason, on the incident and in its one review item: each change reads
-/// the incident inside its transaction with the row locked. Reading it
-/// before the transaction let the last writer overwrite the others'
-/// reasons on PostgreSQL.
+/// reason, on the incident and in its one review item, and two lead
+/// adjustments at the same time both land: each change reads the incident
+/// inside its transaction with the row locked. Reading it before the
+/// transaction let the last writer overwrite the others' reasons, and two
+/// adjustments count the same version.
 #[tokio::test]
 async fn concurrent_staleness_triggers_keep_every_reason() {
     for db in databases().await {
@@ -1136,6 +1137,7 @@ async fn concurrent_staleness_triggers_keep_every_reason() {
         let operator = Actor::operator("op");
         let acme = app.create_org(&operator, "acme").await.unwrap();
         let analyst = member(&acme, "ann", Role::Analyst);
+        let lead = member(&acme, "lea", Role::Lead);
         for round in 0..6 {
             let input = IncidentInput {
                 title: format!("round {round}"),
@@ -1184,6 +1186,20 @@ async fn concurrent_staleness_triggers_keep_every_reason() {
                 .collect();
             held.sort();
             assert_eq!(held, want, "{label} round {round}: in the review item");
+
+            // Two lead adjustments at the same time: both land, with
+            // consecutive versions, and the last clears every reason.
+            let (first, second) = tokio::join!(
+                app.adjust_incident(&lead, "acme", &x.id, adjustment("add", "T1078", Some("a"))),
+                app.adjust_incident(&lead, "acme", &x.id, adjustment("add", "T1133", Some("b"))),
+            );
+            first.unwrap();
+            second.unwrap();
+            let now = app.incident_profile(&analyst, "acme", &x.id).await.unwrap();
+            let mut versions: Vec<i64> = now.adjustments.iter().map(|a| a.version).collect();
+            versions.sort();
+            assert_eq!(versions, [1, 2], "{label} round {round}");
+            assert!(!now.stale && now.stale_reasons.is_empty(), "{label}");
         }
     }
 }
