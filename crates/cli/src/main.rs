@@ -474,11 +474,14 @@ fn docs(command: DocsCommand) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `error[code]: message` on one line, with the cause chain joined.
+/// `error[code]: message` on one line, with the cause chain joined. A
+/// conflict ends with the structured details the API answers in
+/// `error.details`, as compact JSON (`; details: {...}`), so a script reads
+/// the state it met (the survivor of a merged incident, a review item's
+/// state) without parsing the message.
 fn one_line(error: &anyhow::Error) -> String {
-    let code = error
-        .chain()
-        .find_map(|e| e.downcast_ref::<ServiceError>())
+    let service = error.chain().find_map(|e| e.downcast_ref::<ServiceError>());
+    let code = service
         .map(|e| format!("[{}]", e.code()))
         .unwrap_or_default();
     let mut message = error.to_string();
@@ -490,7 +493,11 @@ fn one_line(error: &anyhow::Error) -> String {
         }
     }
     let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
-    format!("error{code}: {message}")
+    let conflict = service.filter(|e| e.kind() == service::ErrorKind::Conflict);
+    match conflict.and_then(ServiceError::details) {
+        Some(details) => format!("error{code}: {message}; details: {details}"),
+        None => format!("error{code}: {message}"),
+    }
 }
 
 /// Logs go to stderr, JSON when `NEXUS_ATTACK_LOG_FORMAT=json`. The level

@@ -214,6 +214,25 @@ async fn incident_commands_keep_the_issue_4_contract() {
             merged["alerts"].as_array().unwrap().len(),
             first.len() + second.len()
         );
+        // B takes no further change: the refusal names the survivor, on
+        // its one line, as the API's details do.
+        let refused = go(with(
+            &["incidents", "severity", &b],
+            &["--severity", "low", "--json"],
+        ));
+        assert!(!refused.ok);
+        let lines: Vec<&str> = refused.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", refused.stderr);
+        let (head, details) = lines[0]
+            .split_once("; details: ")
+            .unwrap_or_else(|| panic!("details in: {}", lines[0]));
+        assert!(head.starts_with("error[conflict]: "), "{head}");
+        let details: Value = serde_json::from_str(details).unwrap();
+        assert_eq!(
+            details,
+            serde_json::json!({"incident": b, "state": "merged", "merged_into": a, "survivor": a})
+        );
+
         let split = go(with(
             &["incidents", "split", &a],
             &["--alerts", &second_alerts, "--json"],

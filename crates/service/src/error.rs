@@ -91,6 +91,19 @@ pub enum ServiceError {
     /// concurrent change).
     #[error("{0}")]
     Conflict(String),
+    /// The change conflicts with the current state of one object, which
+    /// `details` describes: the incident a merged incident's alerts serve
+    /// now, the state a review item or an override proposal is in, the
+    /// version stored meanwhile. A client decides what to do next from
+    /// them instead of parsing the message. Answered like
+    /// [`ServiceError::Conflict`] (`conflict`, 409).
+    #[error("{message}")]
+    StateConflict {
+        /// What conflicts, for a person.
+        message: String,
+        /// The current state, as a JSON object.
+        details: serde_json::Value,
+    },
     /// The bundle could not be parsed.
     #[error("cannot parse {}: {message}", echo(source_name))]
     Parse {
@@ -162,7 +175,7 @@ impl ServiceError {
             ServiceError::Forbidden { .. } => "forbidden",
             ServiceError::SelfApproval { .. } => "four_eyes",
             ServiceError::Unauthenticated(_) => "unauthenticated",
-            ServiceError::Conflict(_) => "conflict",
+            ServiceError::Conflict(_) | ServiceError::StateConflict { .. } => "conflict",
             ServiceError::Parse { .. } => "parse_error",
             ServiceError::TooLarge { .. } => "too_large",
             ServiceError::ValidationFailed { .. } => "validation_failed",
@@ -191,7 +204,7 @@ impl ServiceError {
                 ErrorKind::Forbidden
             }
             ServiceError::Unauthenticated(_) => ErrorKind::Unauthenticated,
-            ServiceError::Conflict(_) => ErrorKind::Conflict,
+            ServiceError::Conflict(_) | ServiceError::StateConflict { .. } => ErrorKind::Conflict,
             ServiceError::ValidationFailed { .. } => ErrorKind::Unprocessable,
             ServiceError::Fetch { .. } => ErrorKind::InvalidInput,
             ServiceError::Store(store::StoreError::Conflict { .. }) => ErrorKind::Conflict,
@@ -235,6 +248,7 @@ impl ServiceError {
             ServiceError::Forbidden { role, action } => {
                 Some(serde_json::json!({"role": role.as_str(), "action": action.as_str()}))
             }
+            ServiceError::StateConflict { details, .. } => Some(details.clone()),
             _ => None,
         }
     }

@@ -363,6 +363,16 @@ fn mark_stale(record: &mut IncidentRecord, reason: &StaleReason) {
 /// The review reason of an incident's item.
 const STALE: &str = "stale";
 
+/// Who resolves an incident's open review item when the incident is
+/// resolved or closed (the audit event names the person who changed the
+/// status).
+const STATUS_RESOLVER: &str = "system:status";
+
+/// True for the statuses of a finished incident (`resolved`, `closed`).
+fn is_done(status: &str) -> bool {
+    matches!(status, "resolved" | "closed")
+}
+
 /// Puts stale incidents in the review queue inside `tx`, the transaction of
 /// the change that made them stale: an incident without an open `stale`
 /// item gets one whose detail is `reasons`; one with an open item keeps it,
@@ -433,6 +443,66 @@ struct StaleResolution<'a> {
     at: chrono::DateTime<chrono::Utc>,
 }
 
+/// Notification kind of an incident's review item rejected by an analyst.
+pub const INCIDENT_REVIEW_REJECTED: &str = "incident_review_rejected";
+
+/// Tells the org's leads, inside `tx`, that `by` rejected the review item
+/// of an incident's stale profile: the profile needs the lead (the stale
+/// mark stays). Addressed to the role `lead`, like every notification for
+/// leads (they are read by role); the message names the incident's own lead
+/// when it has one, and the subject (`incident:<id>`) the incident. Answers
+/// the notification's id.
+pub(crate) async fn notify_rejected_review(
+    tx: &mut Tx,
+    scope: &OrgScope,
+    incident: &IncidentId,
+    item: &ReviewRecord,
+    by: &str,
+    notes: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String> {
+    let record = tx
+        .lock_incidents(scope, &[incident])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| not_found(incident.as_str()))?;
+    let reasons: Vec<Value> = serde_json::from_str(&item.detail).unwrap_or_default();
+    let reasons: Vec<&str> = reasons
+        .iter()
+        .filter_map(|r| r.get("reason").and_then(Value::as_str))
+        .collect();
+    let lead = match &record.lead {
+        Some(lead) => format!("its lead, {lead}"),
+        None => "a lead".to_string(),
+    };
+    let mut message = format!(
+        "{by} rejected review item {} of incident {} ({}): its profile is stale ({}) and \
+         needs {lead}",
+        item.id,
+        record.id,
+        record.title,
+        reasons.join(", ")
+    );
+    if let Some(notes) = notes.filter(|n| !n.trim().is_empty()) {
+        message.push_str(&format!("; notes: {}", notes.trim()));
+    }
+    let entry = store::NotificationEntry {
+        id: uuid::Uuid::now_v7().to_string(),
+        org_id: Some(scope.org().clone()),
+        recipient: "lead".into(),
+        kind: INCIDENT_REVIEW_REJECTED.into(),
+        subject: Some(format!("incident:{}", record.id)),
+        alert_id: None,
+        message,
+        created_at: now,
+        read_at: None,
+        read_by: None,
+    };
+    tx.insert_notification_entry(&entry).await?;
+    Ok(entry.id)
+}
+
 /// Clears the stale mark of an incident inside `tx` (its review said the
 /// profile still holds).
 pub(crate) async fn clear_stale_mark(
@@ -480,6 +550,37 @@ fn shell(id: &IncidentId, alerts: &[AlertId]) -> Incident {
             })
             .collect(),
         adjustments: Vec::new(),
+    }
+}
+
+/// The refusal of a change to a merged incident, which takes none: its
+/// details name the incident it was merged into and the survivor (the end of
+/// its merge chain, `survivor` as stored, else the incident it was merged
+/// into), which holds its alerts now and is the one to change.
+fn merged_conflict(record: &IncidentRecord, survivor: Option<IncidentId>) -> ServiceError {
+    let Some(into) = &record.merged_into else {
+        return ServiceError::Internal(format!("incident {} is not merged", record.id));
+    };
+    let survivor = survivor.unwrap_or_else(|| into.clone());
+    let message = if &survivor == into {
+        format!(
+            "incident {} was merged into {into}: change that one",
+            record.id
+        )
+    } else {
+        format!(
+            "incident {} was merged into {into}, itself merged into {survivor}: change that one",
+            record.id
+        )
+    };
+    ServiceError::StateConflict {
+        message,
+        details: json!({
+            "incident": record.id,
+            "state": "merged",
+            "merged_into": into,
+            "survivor": survivor,
+        }),
     }
 }
 
@@ -751,10 +852,35 @@ impl App {
 
     async fn open_incident(&self, scope: &OrgScope, id: &str) -> Result<IncidentRecord> {
         let record = self.existing_incident(scope, id).await?;
-        if let Some(into) = &record.merged_into {
-            return Err(ServiceError::Conflict(format!(
-                "incident {id} was merged into {into}: change that one"
-            )));
+        if record.merged_into.is_some() {
+            let survivor = self.store.incident_survivor(scope, &record.id).await?;
+            return Err(merged_conflict(&record, survivor));
+        }
+        Ok(record)
+    }
+
+    /// An incident that may still change, read inside `tx` with its row
+    /// locked until the transaction ends: a change decides on, and writes
+    /// over, the record as it is now, so two concurrent changes (two
+    /// staleness triggers each adding a reason, say) cannot undo each
+    /// other. PostgreSQL locks the row (`FOR UPDATE`); SQLite's write
+    /// transaction holds the database's write lock from its start.
+    async fn lock_open_incident(
+        &self,
+        tx: &mut Tx,
+        scope: &OrgScope,
+        id: &str,
+    ) -> Result<IncidentRecord> {
+        let id = IncidentId(id.to_string());
+        let record = tx
+            .lock_incidents(scope, &[&id])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| not_found(id.as_str()))?;
+        if record.merged_into.is_some() {
+            let survivor = tx.incident_survivor(scope, &record.id).await?;
+            return Err(merged_conflict(&record, survivor));
         }
         Ok(record)
     }
@@ -857,12 +983,15 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let (mut record, wanted, held) = self.alert_change(&scope, id, alerts).await?;
+        let (record, wanted, held) = self.alert_change(&scope, id, alerts).await?;
         let new: Vec<AlertId> = wanted.into_iter().filter(|a| !held.contains(a)).collect();
 
         let now = store::now();
-        record.updated_at = now;
         let mut tx = self.store.begin_in(&scope).await?;
+        let mut record = self
+            .lock_open_incident(&mut tx, &scope, record.id.as_str())
+            .await?;
+        record.updated_at = now;
         tx.attach_alerts(&scope, &record.id, &new, &actor.name, &now)
             .await?;
         tx.update_incident(&scope, &record).await?;
@@ -893,7 +1022,7 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let (mut record, wanted, held) = self.alert_change(&scope, id, alerts).await?;
+        let (record, wanted, held) = self.alert_change(&scope, id, alerts).await?;
         let missing: Vec<&str> = wanted
             .iter()
             .filter(|a| !held.contains(*a))
@@ -911,8 +1040,11 @@ impl App {
         }
 
         let now = store::now();
-        record.updated_at = now;
         let mut tx = self.store.begin_in(&scope).await?;
+        let mut record = self
+            .lock_open_incident(&mut tx, &scope, record.id.as_str())
+            .await?;
+        record.updated_at = now;
         tx.detach_alerts(&scope, &record.id, &wanted, &actor.name, &now)
             .await?;
         tx.update_incident(&scope, &record).await?;
@@ -1020,23 +1152,20 @@ impl App {
         // since the reads above.
         let mut tx = self.store.begin_in(&scope).await?;
         let locked = tx.lock_incidents(&scope, &[&kept.id, &gone.id]).await?;
-        let current = |id: &IncidentId| -> Result<IncidentRecord> {
+        let mut current = Vec::with_capacity(2);
+        for id in [&kept.id, &gone.id] {
             let record = locked
                 .iter()
                 .find(|r| &r.id == id)
                 .cloned()
-                .ok_or_else(|| ServiceError::NotFound {
-                    kind: "incident",
-                    id: id.to_string(),
-                })?;
-            match &record.merged_into {
-                Some(into) => Err(ServiceError::Conflict(format!(
-                    "incident {id} was merged into {into}: change that one"
-                ))),
-                None => Ok(record),
+                .ok_or_else(|| not_found(id.as_str()))?;
+            if record.merged_into.is_some() {
+                let survivor = tx.incident_survivor(&scope, &record.id).await?;
+                return Err(merged_conflict(&record, survivor));
             }
-        };
-        let (mut kept, mut gone) = (current(&kept.id)?, current(&gone.id)?);
+            current.push(record);
+        }
+        let (mut kept, mut gone) = (current.remove(0), current.remove(0));
         let now = store::now();
         kept.updated_at = now;
         mark_stale(&mut kept, &StaleReason::Merged);
@@ -1102,7 +1231,7 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let mut original = self.open_incident(&scope, id).await?;
+        let original = self.open_incident(&scope, id).await?;
         let moved = self.resolve_alerts(&scope, alerts).await?;
         let held = self.store.incident_alert_ids(&scope, &original.id).await?;
         let new_id = IncidentId::generate();
@@ -1116,6 +1245,10 @@ impl App {
             .collect();
 
         let now = store::now();
+        let mut tx = self.store.begin_in(&scope).await?;
+        let mut original = self
+            .lock_open_incident(&mut tx, &scope, original.id.as_str())
+            .await?;
         let mut record = IncidentRecord {
             id: new_id,
             org_id: scope.org().clone(),
@@ -1134,7 +1267,6 @@ impl App {
         mark_stale(&mut record, &StaleReason::Split);
         original.updated_at = now;
         mark_stale(&mut original, &StaleReason::Split);
-        let mut tx = self.store.begin_in(&scope).await?;
         tx.insert_incident(&record).await?;
         tx.detach_alerts(&scope, &original.id, &moving, &actor.name, &now)
             .await?;
@@ -1195,7 +1327,7 @@ impl App {
         self.authorize(actor, Action::IncidentAdjust, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let mut record = self.open_incident(&scope, id).await?;
+        let record = self.open_incident(&scope, id).await?;
         let engine = self.engine(&scope).await?;
         let evidence: Vec<String> = input
             .evidence
@@ -1214,12 +1346,11 @@ impl App {
             evidence
         };
 
-        let mut own = vec![record.id.clone()];
-        own.extend(self.store.incidents_merged_into(&scope, &record.id).await?);
-        let rows = self.store.incident_adjustments(&scope, &own).await?;
-        let version = rows
+        let version = self
+            .store
+            .incident_adjustments(&scope, std::slice::from_ref(&record.id))
+            .await?
             .iter()
-            .filter(|a| a.incident_id == record.id)
             .map(|a| a.version)
             .max()
             .unwrap_or(0)
@@ -1277,7 +1408,7 @@ impl App {
             }
         };
 
-        let row = AdjustmentRecord {
+        let mut row = AdjustmentRecord {
             id: adjustment_id,
             org_id: scope.org().clone(),
             incident_id: record.id.clone(),
@@ -1301,10 +1432,17 @@ impl App {
             supersedes: None,
             created_at: now,
         };
+        let mut tx = self.store.begin_in(&scope).await?;
+        let mut record = self
+            .lock_open_incident(&mut tx, &scope, record.id.as_str())
+            .await?;
+        // Counted again under the lock: a concurrent adjustment may have
+        // taken the version counted above, and adjustments of one incident
+        // hold the lock while they count and insert theirs.
+        row.version = tx.last_adjustment_version(&scope, &record.id).await? + 1;
         record.updated_at = now;
         record.stale = false;
         record.stale_reasons = "[]".into();
-        let mut tx = self.store.begin_in(&scope).await?;
         tx.insert_adjustment(&row).await?;
         tx.update_incident(&scope, &record).await?;
         let resolution = json!({"adjustment": row.id}).to_string();
@@ -1340,7 +1478,11 @@ impl App {
 
     /// Changes the incident's status. Reopening (to `reopened`, or from
     /// `resolved` or `closed` back to `open` or `contained`) marks the
-    /// profile stale.
+    /// profile stale and queues it for review. Resolving or closing it
+    /// resolves its open review item in the same transaction (`accepted` by
+    /// `system:status`, the resolution naming the new status): a finished
+    /// incident's profile waits for nobody's review. The stale mark and its
+    /// reasons stay, so reopening queues them again with `reopened`.
     pub async fn set_incident_status(
         &self,
         actor: &Actor,
@@ -1351,19 +1493,49 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let mut record = self.open_incident(&scope, id).await?;
         let status = normalized(status, &INCIDENT_STATUSES, "status")?;
-        let was_done = matches!(record.status.as_str(), "resolved" | "closed");
+
+        let now = store::now();
+        let mut tx = self.store.begin_in(&scope).await?;
+        let mut record = self.lock_open_incident(&mut tx, &scope, id).await?;
+        let was_done = is_done(&record.status);
         let reopened =
             status == "reopened" || (was_done && matches!(status.as_str(), "open" | "contained"));
         let before = std::mem::replace(&mut record.status, status);
         if reopened {
             mark_stale(&mut record, &StaleReason::Reopened);
         }
-        record.updated_at = store::now();
-        let details = json!({"from": before, "to": record.status, "stale": reopened});
-        self.save_incident(actor, &scope, &record, "incident_status", details, reopened)
-            .await?;
+        record.updated_at = now;
+        tx.update_incident(&scope, &record).await?;
+        if reopened {
+            let queued = [(record.id.clone(), stale_reasons(&record))];
+            queue_stale(&mut tx, &scope, &queued, now).await?;
+        }
+        let mut resolved = Vec::new();
+        if is_done(&record.status) {
+            let resolution = json!({"incident_status": record.status}).to_string();
+            let how = StaleResolution {
+                state: "accepted",
+                by: STATUS_RESOLVER,
+                resolution: &resolution,
+                at: now,
+            };
+            resolved = self
+                .resolve_stale_items(&mut tx, actor, &scope, &record.id, &how, None)
+                .await?;
+        }
+        let details = json!({"from": before, "to": record.status, "stale": reopened,
+            "resolved_reviews": resolved});
+        tx.append_audit(&self.org_event(
+            actor,
+            &scope,
+            "incident_status",
+            ("incident", record.id.as_str()),
+            details,
+        ))
+        .await?;
+        tx.commit().await?;
+
         self.profile_view(&scope, &record).await
     }
 
@@ -1378,8 +1550,11 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let mut record = self.open_incident(&scope, id).await?;
         let severity = normalized(severity, &INCIDENT_SEVERITIES, "severity")?;
+
+        let now = store::now();
+        let mut tx = self.store.begin_in(&scope).await?;
+        let mut record = self.lock_open_incident(&mut tx, &scope, id).await?;
         let before = std::mem::replace(&mut record.severity, severity);
         let shifted = before != record.severity;
         if shifted {
@@ -1389,17 +1564,19 @@ impl App {
             };
             mark_stale(&mut record, &reason);
         }
-        record.updated_at = store::now();
+        record.updated_at = now;
         let details = json!({"from": before, "to": record.severity, "stale": shifted});
         self.save_incident(
+            &mut tx,
             actor,
             &scope,
             &record,
-            "incident_severity",
-            details,
+            ("incident_severity", details),
             shifted,
         )
         .await?;
+        tx.commit().await?;
+
         self.profile_view(&scope, &record).await
     }
 
@@ -1416,7 +1593,6 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let mut record = self.open_incident(&scope, id).await?;
         let reference = reference.trim();
         if reference.is_empty() {
             return Err(invalid("evidence", "an evidence reference cannot be empty"));
@@ -1427,6 +1603,8 @@ impl App {
         };
 
         let now = store::now();
+        let mut tx = self.store.begin_in(&scope).await?;
+        let mut record = self.lock_open_incident(&mut tx, &scope, id).await?;
         let evidence = EvidenceRecord {
             id: uuid::Uuid::now_v7().to_string(),
             org_id: scope.org().clone(),
@@ -1443,40 +1621,38 @@ impl App {
                 fields: vec![format!("evidence.{kind}")],
             },
         );
-        let mut tx = self.store.begin_in(&scope).await?;
         tx.insert_evidence(&evidence).await?;
-        tx.update_incident(&scope, &record).await?;
-        let queued = [(record.id.clone(), stale_reasons(&record))];
-        queue_stale(&mut tx, &scope, &queued, now).await?;
-        tx.append_audit(&self.org_event(
+        let details = json!({"evidence": evidence.id, "kind": kind, "reference": reference});
+        self.save_incident(
+            &mut tx,
             actor,
             &scope,
-            "incident_evidence",
-            ("incident", record.id.as_str()),
-            json!({"evidence": evidence.id, "kind": kind, "reference": reference}),
-        ))
+            &record,
+            ("incident_evidence", details),
+            true,
+        )
         .await?;
         tx.commit().await?;
 
         self.profile_view(&scope, &record).await
     }
 
-    /// Saves the record and its audit event together, and queues the
-    /// incident for review when the change made it `stale`.
+    /// Saves the record (read locked inside `tx`) and its audit event
+    /// `(action, details)` in `tx`, and queues the incident for review when
+    /// the change made it `stale`.
     async fn save_incident(
         &self,
+        tx: &mut Tx,
         actor: &Actor,
         scope: &OrgScope,
         record: &IncidentRecord,
-        action: &str,
-        details: Value,
+        (action, details): (&str, Value),
         stale: bool,
     ) -> Result<()> {
-        let mut tx = self.store.begin_in(scope).await?;
         tx.update_incident(scope, record).await?;
         if stale {
             let queued = [(record.id.clone(), stale_reasons(record))];
-            queue_stale(&mut tx, scope, &queued, record.updated_at).await?;
+            queue_stale(tx, scope, &queued, record.updated_at).await?;
         }
         tx.append_audit(&self.org_event(
             actor,
@@ -1486,7 +1662,6 @@ impl App {
             details,
         ))
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -1514,9 +1689,11 @@ impl App {
             .open_incident_reviews(scope, STALE, std::slice::from_ref(incident))
             .await?;
         if let Some(id) = expected.filter(|id| !open.iter().any(|r| r.id == *id)) {
-            return Err(ServiceError::Conflict(format!(
-                "review item {id} is no longer open for incident {incident}"
-            )));
+            let message = format!("review item {id} is no longer open for incident {incident}");
+            return Err(match tx.review(scope, id).await? {
+                Some(current) => crate::overrides::review_conflict(message, &current),
+                None => ServiceError::Conflict(message),
+            });
         }
         let mut resolved = Vec::with_capacity(open.len());
         for item in open {

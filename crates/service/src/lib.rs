@@ -76,9 +76,9 @@ pub use exports::{
 };
 pub use incidents::{
     ADJUSTMENT_REASONS, AdjustmentInput, AdjustmentView, AlertLineage,
-    INCIDENT_PROFILE_SCHEMA_VERSION, INCIDENT_SEVERITIES, INCIDENT_STATUSES, IncidentAlertView,
-    IncidentEvidenceView, IncidentInput, IncidentProfileView, IncidentSummary, ProfileEntryView,
-    SplitOutcome, incident_profile_schema,
+    INCIDENT_PROFILE_SCHEMA_VERSION, INCIDENT_REVIEW_REJECTED, INCIDENT_SEVERITIES,
+    INCIDENT_STATUSES, IncidentAlertView, IncidentEvidenceView, IncidentInput, IncidentProfileView,
+    IncidentSummary, ProfileEntryView, SplitOutcome, incident_profile_schema,
 };
 pub use kpis::{
     KPI_DEFINITIONS, Kpi, KpiDefinition, KpiDimension, KpiReport, KpiRequest, KpiSegment,

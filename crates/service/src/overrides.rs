@@ -140,6 +140,29 @@ fn ts(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A refusal of a change to a review item that is not open (any more):
+/// its details name the item, its subject, its state, and who resolved it
+/// and when.
+pub(crate) fn review_conflict(message: String, item: &store::ReviewRecord) -> ServiceError {
+    ServiceError::StateConflict {
+        message,
+        details: json!({
+            "review": item.id,
+            "alert": item.alert_id,
+            "incident": item.incident_id,
+            "state": item.state,
+            "resolved_by": item.resolved_by,
+            "resolved_at": item.resolved_at.as_ref().map(ts),
+        }),
+    }
+}
+
+/// The notes of a stored resolution (`{"notes": ...}`), if any.
+fn notes_of(resolution: Option<&str>) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(resolution?).ok()?;
+    value.get("notes")?.as_str().map(str::to_string)
+}
+
 fn review_item(r: &store::ReviewRecord) -> ReviewItem {
     let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
     ReviewItem {
@@ -190,10 +213,13 @@ impl App {
         let record = self.existing_alert(&scope, alert).await?;
         let applies = access::allows(actor.role, Action::OverrideApprove);
         if record.locked && !applies {
-            return Err(ServiceError::Conflict(format!(
-                "alert {} is locked for arbitration: a lead decides",
-                record.id
-            )));
+            return Err(ServiceError::StateConflict {
+                message: format!(
+                    "alert {} is locked for arbitration: a lead decides",
+                    record.id
+                ),
+                details: json!({"alert": record.id, "state": "locked"}),
+            });
         }
 
         let rows = self.store.overrides_of(&scope, &record.id).await?;
@@ -297,11 +323,22 @@ impl App {
         let rows = self.store.overrides_of(&scope, &proposal.alert_id).await?;
         let decided = rows.iter().any(|o| o.supersedes.as_deref() == Some(id));
         if proposal.status != "proposed" || decided {
-            return Err(ServiceError::Conflict(format!(
-                "override {id} is not an open proposal (status {}{})",
-                proposal.status,
-                if decided { ", already decided" } else { "" }
-            )));
+            // The row deciding it, when there is one, says how.
+            let decision = rows.iter().find(|o| o.supersedes.as_deref() == Some(id));
+            return Err(ServiceError::StateConflict {
+                message: format!(
+                    "override {id} is not an open proposal (status {}{})",
+                    proposal.status,
+                    if decided { ", already decided" } else { "" }
+                ),
+                details: json!({
+                    "override": id,
+                    "status": proposal.status,
+                    "decision": decision.map(|d| json!({
+                        "id": d.id, "status": d.status, "by": d.approved_by,
+                    })),
+                }),
+            });
         }
         if proposal
             .actor
@@ -641,10 +678,10 @@ impl App {
                 id: id.to_string(),
             })?;
         if item.state != "open" {
-            return Err(ServiceError::Conflict(format!(
-                "review item {id} is already {}",
-                item.state
-            )));
+            return Err(review_conflict(
+                format!("review item {id} is already {}", item.state),
+                &item,
+            ));
         }
         Ok(item)
     }
@@ -679,12 +716,31 @@ impl App {
             .resolve_review(scope, id, state, &actor.name, &now, resolution.as_deref())
             .await?
         {
-            return Err(ServiceError::Conflict(format!(
-                "review item {id} was resolved concurrently"
-            )));
+            drop(tx);
+            let message = format!("review item {id} was resolved concurrently");
+            return Err(match self.store.review(scope, id).await? {
+                Some(current) => review_conflict(message, &current),
+                None => ServiceError::Conflict(message),
+            });
         }
         if let (true, Some(incident)) = (clears_stale, &item.incident_id) {
             crate::incidents::clear_stale_mark(&mut tx, scope, incident, now).await?;
+        }
+        // Rejecting an incident's item says its stale profile needs the
+        // lead: the leads hear of it, as they hear of an alert locked for
+        // arbitration, instead of finding it in the queue's history.
+        if let (true, Some(incident)) = (state == "rejected", &item.incident_id) {
+            let notified = crate::incidents::notify_rejected_review(
+                &mut tx,
+                scope,
+                incident,
+                &item,
+                &actor.name,
+                notes_of(resolution.as_deref()),
+                now,
+            )
+            .await?;
+            details["notification"] = json!(notified);
         }
         tx.append_audit(&self.org_event(actor, scope, "review_resolve", ("review", id), details))
             .await?;

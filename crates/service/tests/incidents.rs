@@ -975,3 +975,453 @@ async fn activating_a_release_queues_incidents_mapped_under_the_old_one() {
         );
     }
 }
+
+/// The milliseconds between an item's opening and its resolution, read from
+/// the timestamps it shows.
+fn shown_time_to_validate(item: &service::ReviewItem) -> i64 {
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    let resolved = item.resolved_at.as_deref().expect("resolved");
+    (at(resolved) - at(&item.opened_at)).num_milliseconds()
+}
+
+/// Resolving or closing an incident resolves its open review item in the
+/// same change (`accepted` by `system:status`, the resolution naming the
+/// status, audited with its time to validate); the stale mark stays, and
+/// reopening queues the incident again with every reason. A status change
+/// that finds no open item resolves none.
+#[tokio::test]
+async fn resolving_or_closing_an_incident_resolves_its_review_item() {
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let analyst = member(&acme, "ann", Role::Analyst);
+        let admin = member(&acme, "ada", Role::Admin);
+        let input = IncidentInput {
+            title: "x".into(),
+            ..IncidentInput::default()
+        };
+        let x = app.create_incident(&analyst, "acme", input).await.unwrap();
+
+        app.set_incident_severity(&analyst, "acme", &x.id, "critical")
+            .await
+            .unwrap();
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(queued.len(), 1, "{label}: {queued:?}");
+        let first = queued[0].1.clone();
+
+        // Resolved: the item is resolved with the status as its reason.
+        let resolved = app
+            .set_incident_status(&analyst, "acme", &x.id, "resolved")
+            .await
+            .unwrap();
+        assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
+        let item = review_item(&app, &analyst, "acme", &first).await;
+        assert_eq!(item.state, "accepted", "{label}");
+        assert_eq!(item.resolved_by.as_deref(), Some("system:status"));
+        assert_eq!(
+            item.resolution,
+            Some(serde_json::json!({"incident_status": "resolved"})),
+            "{label}"
+        );
+        assert_eq!(
+            item.time_to_validate_ms,
+            Some(shown_time_to_validate(&item))
+        );
+        assert!(resolved.stale, "{label}: nobody reviewed the profile");
+        let reasons: Vec<&str> = resolved
+            .stale_reasons
+            .iter()
+            .map(|r| r["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons, ["severity_shift"], "{label}");
+
+        // Reopened: a new item holding every reason since the last review.
+        app.set_incident_status(&analyst, "acme", &x.id, "reopened")
+            .await
+            .unwrap();
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(queued.len(), 1, "{label}: {queued:?}");
+        assert_eq!(queued[0].0, x.id, "{label}");
+        assert_ne!(queued[0].1, first, "{label}: a new item");
+        assert_eq!(
+            queued[0].2,
+            strings(&["severity_shift", "reopened"]),
+            "{label}"
+        );
+        let second = queued[0].1.clone();
+
+        // Closed: that item is resolved too; closing again finds none.
+        app.set_incident_status(&analyst, "acme", &x.id, "closed")
+            .await
+            .unwrap();
+        assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
+        let item = review_item(&app, &analyst, "acme", &second).await;
+        assert_eq!(
+            (item.state.as_str(), item.resolved_by.as_deref()),
+            ("accepted", Some("system:status")),
+            "{label}"
+        );
+        assert_eq!(
+            item.resolution,
+            Some(serde_json::json!({"incident_status": "closed"}))
+        );
+        app.set_incident_status(&analyst, "acme", &x.id, "closed")
+            .await
+            .unwrap();
+
+        // Audited: each resolution with its time to validate, and each
+        // status change with the items it resolved.
+        let events = app
+            .audit_list(
+                &admin,
+                &PageRequest {
+                    cursor: None,
+                    limit: Some(500),
+                },
+            )
+            .await
+            .unwrap()
+            .items;
+        for id in [&first, &second] {
+            let item = review_item(&app, &analyst, "acme", id).await;
+            let event = events
+                .iter()
+                .find(|e| e.action == "review_resolve" && &e.target_id == id)
+                .unwrap_or_else(|| panic!("{label}: no review_resolve event for {id}"));
+            assert_eq!(event.actor, "ann", "{label}");
+            assert_eq!(event.details["resolved_by"], "system:status");
+            assert_eq!(
+                event.details["time_to_validate_ms"],
+                shown_time_to_validate(&item),
+                "{label}"
+            );
+        }
+        // Listed newest first.
+        let status_changes: Vec<(String, Value)> = events
+            .iter()
+            .rev()
+            .filter(|e| e.action == "incident_status")
+            .map(|e| {
+                (
+                    e.details["to"].as_str().unwrap().to_string(),
+                    e.details["resolved_reviews"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            status_changes,
+            vec![
+                ("resolved".to_string(), serde_json::json!([first])),
+                ("reopened".to_string(), serde_json::json!([])),
+                ("closed".to_string(), serde_json::json!([second])),
+                ("closed".to_string(), serde_json::json!([])),
+            ],
+            "{label}"
+        );
+    }
+}
+
+/// Staleness triggers on one incident at the same time each keep their
+/// reason, on the incident and in its one review item, and two lead
+/// adjustments at the same time both land: each change reads the incident
+/// inside its transaction with the row locked. Reading it before the
+/// transaction let the last writer overwrite the others' reasons, and two
+/// adjustments count the same version.
+#[tokio::test]
+async fn concurrent_staleness_triggers_keep_every_reason() {
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let analyst = member(&acme, "ann", Role::Analyst);
+        let lead = member(&acme, "lea", Role::Lead);
+        for round in 0..6 {
+            let input = IncidentInput {
+                title: format!("round {round}"),
+                ..IncidentInput::default()
+            };
+            let x = app.create_incident(&analyst, "acme", input).await.unwrap();
+            let (severity, ticket, url) = tokio::join!(
+                app.set_incident_severity(&analyst, "acme", &x.id, "critical"),
+                app.add_incident_evidence(&analyst, "acme", &x.id, "ticket", "INC-1"),
+                app.add_incident_evidence(&analyst, "acme", &x.id, "url", "https://ex/1"),
+            );
+            severity.unwrap();
+            ticket.unwrap();
+            url.unwrap();
+
+            let now = app.incident_profile(&analyst, "acme", &x.id).await.unwrap();
+            let mut kept: Vec<String> = now
+                .stale_reasons
+                .iter()
+                .map(|r| match r["reason"].as_str().unwrap() {
+                    "evidence_update" => r["fields"][0].as_str().unwrap().to_string(),
+                    other => other.to_string(),
+                })
+                .collect();
+            kept.sort();
+            let want = strings(&["evidence.ticket", "evidence.url", "severity_shift"]);
+            assert_eq!(kept, want, "{label} round {round}: on the incident");
+            assert_eq!(now.severity, "critical", "{label} round {round}");
+            assert_eq!(now.evidence.len(), 2, "{label} round {round}");
+
+            let queued: Vec<_> = queued_incidents(&app, &analyst, "acme")
+                .await
+                .into_iter()
+                .filter(|(incident, _, _)| *incident == x.id)
+                .collect();
+            assert_eq!(queued.len(), 1, "{label} round {round}: one item");
+            let item = review_item(&app, &analyst, "acme", &queued[0].1).await;
+            let mut held: Vec<String> = item
+                .stale_reasons
+                .unwrap_or_default()
+                .iter()
+                .map(|r| match r["reason"].as_str().unwrap() {
+                    "evidence_update" => r["fields"][0].as_str().unwrap().to_string(),
+                    other => other.to_string(),
+                })
+                .collect();
+            held.sort();
+            assert_eq!(held, want, "{label} round {round}: in the review item");
+
+            // Two lead adjustments at the same time: both land, with
+            // consecutive versions, and the last clears every reason.
+            let (first, second) = tokio::join!(
+                app.adjust_incident(&lead, "acme", &x.id, adjustment("add", "T1078", Some("a"))),
+                app.adjust_incident(&lead, "acme", &x.id, adjustment("add", "T1133", Some("b"))),
+            );
+            first.unwrap();
+            second.unwrap();
+            let now = app.incident_profile(&analyst, "acme", &x.id).await.unwrap();
+            let mut versions: Vec<i64> = now.adjustments.iter().map(|a| a.version).collect();
+            versions.sort();
+            assert_eq!(versions, [1, 2], "{label} round {round}");
+            assert!(!now.stale && now.stale_reasons.is_empty(), "{label}");
+        }
+    }
+}
+
+/// Rejecting an incident's review item tells the leads that the stale
+/// profile needs them (accepting it does not): a notification for the
+/// role `lead` naming the incident, its lead, the reasons and the
+/// analyst's notes, stored with the resolution and named by its audit
+/// event.
+#[tokio::test]
+async fn rejecting_an_incident_review_notifies_the_leads() {
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let analyst = member(&acme, "ann", Role::Analyst);
+        let lead = member(&acme, "lea", Role::Lead);
+        let admin = member(&acme, "ada", Role::Admin);
+        let page = PageRequest {
+            cursor: None,
+            limit: Some(100),
+        };
+        let create = |title: &str| IncidentInput {
+            title: title.into(),
+            lead: Some("lea".into()),
+            ..IncidentInput::default()
+        };
+        let kept = app
+            .create_incident(&analyst, "acme", create("kept"))
+            .await
+            .unwrap();
+        let rejected = app
+            .create_incident(&analyst, "acme", create("phishing wave"))
+            .await
+            .unwrap();
+        for id in [&kept.id, &rejected.id] {
+            app.set_incident_severity(&analyst, "acme", id, "high")
+                .await
+                .unwrap();
+        }
+        let items = queued_incidents(&app, &analyst, "acme").await;
+        let item_of = |incident: &str| {
+            items
+                .iter()
+                .find(|(i, _, _)| i == incident)
+                .map(|(_, item, _)| item.clone())
+                .unwrap()
+        };
+
+        app.review_decide(
+            &analyst,
+            "acme",
+            &item_of(&kept.id),
+            service::ReviewDecision::Accept,
+            None,
+        )
+        .await
+        .unwrap();
+        let before = app.notification_page(&lead, &page).await.unwrap().items;
+        assert_eq!(before.len(), 0, "{label}: accepting notifies nobody");
+
+        let item = item_of(&rejected.id);
+        let done = app
+            .review_decide(
+                &analyst,
+                "acme",
+                &item,
+                service::ReviewDecision::Reject,
+                Some("T1566 no longer fits the new severity"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.state, "rejected", "{label}");
+        let notes = app.notification_page(&lead, &page).await.unwrap().items;
+        assert_eq!(notes.len(), 1, "{label}: {notes:?}");
+        let note = &notes[0];
+        assert_eq!(note.kind, service::INCIDENT_REVIEW_REJECTED);
+        assert_eq!(note.recipient, "lead");
+        assert_eq!(note.subject, Some(format!("incident:{}", rejected.id)));
+        assert_eq!(note.alert_id, None);
+        for part in [
+            "ann rejected",
+            item.as_str(),
+            rejected.id.as_str(),
+            "phishing wave",
+            "severity_shift",
+            "its lead, lea",
+            "T1566 no longer fits the new severity",
+        ] {
+            assert!(note.message.contains(part), "{label}: `{part}` in {note:?}");
+        }
+        // The stale mark stays for the lead.
+        let now = app
+            .incident_profile(&analyst, "acme", &rejected.id)
+            .await
+            .unwrap();
+        assert!(now.stale, "{label}");
+
+        let events = app.audit_list(&admin, &page).await.unwrap().items;
+        let event = events
+            .iter()
+            .find(|e| e.action == "review_resolve" && e.target_id == item)
+            .unwrap();
+        assert_eq!(event.details["notification"], note.id, "{label}");
+        // The leads' list of the org shows it as well.
+        let listed = app.notifications(&lead, "acme").await.unwrap();
+        assert!(listed.iter().any(|n| n.id == note.id), "{label}");
+    }
+}
+
+/// A refused change answers `conflict` with structured details naming the
+/// state it met: a merged incident names the incident it was merged into
+/// and the survivor at the end of its merge chain; a review item that is no
+/// longer open names its state and who resolved it.
+#[tokio::test]
+async fn conflicts_name_the_state_they_met() {
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let analyst = member(&acme, "ann", Role::Analyst);
+        let lead = member(&acme, "lea", Role::Lead);
+        let create = |title: &str| IncidentInput {
+            title: title.into(),
+            ..IncidentInput::default()
+        };
+        let x = app
+            .create_incident(&analyst, "acme", create("x"))
+            .await
+            .unwrap();
+        let y = app
+            .create_incident(&analyst, "acme", create("y"))
+            .await
+            .unwrap();
+        let z = app
+            .create_incident(&analyst, "acme", create("z"))
+            .await
+            .unwrap();
+
+        // Y into X: a change to Y names X as both.
+        app.merge_incidents(&analyst, "acme", &x.id, &y.id)
+            .await
+            .unwrap();
+        let err = app
+            .set_incident_severity(&analyst, "acme", &y.id, "low")
+            .await
+            .unwrap_err();
+        assert_eq!((err.code(), err.kind()), ("conflict", ErrorKind::Conflict));
+        assert_eq!(
+            err.details(),
+            Some(serde_json::json!({
+                "incident": y.id, "state": "merged", "merged_into": x.id, "survivor": x.id,
+            })),
+            "{label}: {err}"
+        );
+
+        // X into Z: Y's alerts serve Z now, the survivor of its chain.
+        app.merge_incidents(&analyst, "acme", &z.id, &x.id)
+            .await
+            .unwrap();
+        let expected = serde_json::json!({
+            "incident": y.id, "state": "merged", "merged_into": x.id, "survivor": z.id,
+        });
+        let refusals = [
+            app.add_incident_evidence(&analyst, "acme", &y.id, "ticket", "INC-9")
+                .await
+                .unwrap_err(),
+            app.set_incident_status(&analyst, "acme", &y.id, "closed")
+                .await
+                .unwrap_err(),
+            app.attach_alerts(&analyst, "acme", &y.id, &[])
+                .await
+                .unwrap_err(),
+            app.merge_incidents(&analyst, "acme", &z.id, &y.id)
+                .await
+                .unwrap_err(),
+            app.adjust_incident(
+                &lead,
+                "acme",
+                &y.id,
+                adjustment("add", "T1078", Some("valid accounts")),
+            )
+            .await
+            .unwrap_err(),
+        ];
+        for err in refusals {
+            assert_eq!(err.code(), "conflict", "{label}: {err}");
+            assert_eq!(err.details(), Some(expected.clone()), "{label}: {err}");
+            assert!(err.to_string().contains(z.id.as_str()), "{label}: {err}");
+        }
+
+        // A review item decided twice: the second names its state.
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        let item = queued
+            .iter()
+            .find(|(incident, _, _)| *incident == z.id)
+            .map(|(_, item, _)| item.clone())
+            .unwrap();
+        app.review_decide(
+            &analyst,
+            "acme",
+            &item,
+            service::ReviewDecision::Reject,
+            None,
+        )
+        .await
+        .unwrap();
+        let resolved = review_item(&app, &analyst, "acme", &item).await;
+        let err = app
+            .review_decide(&lead, "acme", &item, service::ReviewDecision::Accept, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{label}: {err}");
+        assert_eq!(
+            err.details(),
+            Some(serde_json::json!({
+                "review": item, "alert": null, "incident": z.id, "state": "rejected",
+                "resolved_by": "ann", "resolved_at": resolved.resolved_at,
+            })),
+            "{label}"
+        );
+    }
+}

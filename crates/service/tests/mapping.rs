@@ -508,6 +508,21 @@ async fn overrides_and_review(
         .await
         .unwrap();
     assert!(approved.applied);
+    // Deciding it again is a conflict naming the decision it met.
+    let again = app
+        .decide_override(lead, "acme", &proposal.r#override.id, false)
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::Conflict, "{label}");
+    assert_eq!(
+        again.details(),
+        Some(serde_json::json!({
+            "override": proposal.r#override.id,
+            "status": "proposed",
+            "decision": {"id": approved.r#override.id, "status": "approved", "by": lead.name},
+        })),
+        "{label}"
+    );
     let after = app.alert_mapping(lead, "acme", uid).await.unwrap();
     let mut want = techniques(&before);
     want.insert("T1003".into());
@@ -560,6 +575,12 @@ async fn overrides_and_review(
         .await
         .unwrap_err();
     assert_eq!(blocked.kind(), ErrorKind::Conflict, "{label}");
+    let alert = app.alert_mapping(lead, "acme", uid).await.unwrap();
+    assert_eq!(
+        blocked.details(),
+        Some(serde_json::json!({"alert": alert.alert.id, "state": "locked"})),
+        "{label}"
+    );
 }
 
 #[tokio::test]

@@ -487,6 +487,26 @@ async fn holder_ids(
     rows.iter().map(|row| get(row, "incidents", "id")).collect()
 }
 
+/// The `survivor_id` of an incident (see [`Store::incident_survivor`]).
+async fn survivor_of(
+    conn: &mut AnyConnection,
+    scope: &OrgScope,
+    id: &IncidentId,
+) -> Result<Option<IncidentId>, StoreError> {
+    let row = sqlx::query("SELECT survivor_id FROM incidents WHERE org_id = $1 AND id = $2")
+        .bind(scope.org().as_str())
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await
+        .context(|| format!("reading the survivor of incident {id}"))?;
+    Ok(row
+        .as_ref()
+        .map(|r| get::<Option<String>>(r, "incidents", "survivor_id"))
+        .transpose()?
+        .flatten()
+        .map(IncidentId))
+}
+
 /// `<column> IN (...)` over `ids`, placeholders from `offset + 1` on.
 fn in_ids(backend: Backend, column: &str, offset: usize, ids: &[String]) -> String {
     format!("{column} IN ({})", in_list(backend, offset, ids.len()))
@@ -801,6 +821,36 @@ impl Tx {
         rows.iter().map(incident_from_row).collect()
     }
 
+    /// [`Store::incident_survivor`] inside this transaction.
+    pub async fn incident_survivor(
+        &mut self,
+        scope: &OrgScope,
+        id: &IncidentId,
+    ) -> Result<Option<IncidentId>, StoreError> {
+        survivor_of(self.conn(), scope, id).await
+    }
+
+    /// The highest version of the adjustments made on the incident itself
+    /// (0 when it has none), read inside this transaction: with the
+    /// incident locked ([`Tx::lock_incidents`]), the next adjustment takes
+    /// the version after it without racing a concurrent one.
+    pub async fn last_adjustment_version(
+        &mut self,
+        scope: &OrgScope,
+        incident: &IncidentId,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(version), 0) AS version FROM incident_adjustments \
+             WHERE org_id = $1 AND incident_id = $2",
+        )
+        .bind(scope.org().as_str())
+        .bind(incident.as_str())
+        .fetch_one(self.conn())
+        .await
+        .context(|| format!("reading the last adjustment version of incident {incident}"))?;
+        get(&row, "incident_adjustments", "version")
+    }
+
     /// Merges incident `absorbed` into `survivor` as far as attachments go,
     /// without writing one: the absorbed incident's attachments, and those
     /// of every incident merged into it before, serve the survivor from now
@@ -938,7 +988,19 @@ impl Tx {
         // The attachments serve the end of their incident's merge chain
         // (see `holders`): COALESCE(survivor_id, id) names the incident
         // whose profile the alert feeds.
-        let rows = sqlx::query(
+        //
+        // On PostgreSQL the incidents found are locked, in id order (the
+        // order a merge locks its pair in, so the two never deadlock), as
+        // every other staleness trigger locks its incident before it
+        // queues it: the caller then adds its reason to the review item as
+        // it is once a concurrent trigger has committed, instead of
+        // overwriting that trigger's reason. SQLite's write transaction
+        // already holds the database's write lock.
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE OF i",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
             "SELECT i.id FROM incidents i WHERE i.org_id = $1 AND i.merged_into IS NULL \
              AND i.status <> 'closed' AND i.id IN (\
              SELECT COALESCE(h.survivor_id, h.id) FROM incident_alerts ia \
@@ -948,19 +1010,20 @@ impl Tx {
              AND m.version = a.canonical_version \
              WHERE ia.org_id = $1 AND ia.detached_at IS NULL \
              AND m.domain = $2 AND m.release <> $3) \
-             ORDER BY i.id",
-        )
-        .bind(scope.org().as_str())
-        .bind(domain)
-        .bind(release)
-        .fetch_all(self.conn())
-        .await
-        .context(|| {
-            format!(
-                "finding incidents of org {} mapped outside {release}",
-                scope.org()
-            )
-        })?;
+             ORDER BY i.id{lock}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(domain)
+            .bind(release)
+            .fetch_all(self.conn())
+            .await
+            .context(|| {
+                format!(
+                    "finding incidents of org {} mapped outside {release}",
+                    scope.org()
+                )
+            })?;
         rows.iter()
             .map(|row| Ok(IncidentId(get(row, "incidents", "id")?)))
             .collect()
@@ -985,6 +1048,18 @@ impl Store {
             .await
             .context(|| format!("reading incident {id}"))?;
         row.as_ref().map(incident_from_row).transpose()
+    }
+
+    /// The end of a merged incident's merge chain: the incident its alerts
+    /// serve now (`survivor_id`, which a later merge of the incident it was
+    /// merged into moves on). `None` for an incident that is not merged, or
+    /// not the scope's.
+    pub async fn incident_survivor(
+        &self,
+        scope: &OrgScope,
+        id: &IncidentId,
+    ) -> Result<Option<IncidentId>, StoreError> {
+        survivor_of(&mut *self.conn_in(scope).await?, scope, id).await
     }
 
     /// A page of the scope's incidents, most recently updated first (ties

@@ -18,7 +18,8 @@ pub struct NotificationEntry {
     pub org_id: Option<OrgId>,
     /// The role it is for (`lead`, `admin`, `platform-admin`).
     pub recipient: String,
-    /// Kind (`arbitration_lock`, `audit_chain_broken`, `misuse_override_burst`).
+    /// Kind (`arbitration_lock`, `incident_review_rejected`,
+    /// `audit_chain_broken`, `misuse_override_burst`).
     pub kind: String,
     /// What it is about, for raising it once (the actor, the bad event).
     pub subject: Option<String>,
@@ -133,13 +134,23 @@ impl Tx {
         if existing.is_some() {
             return Ok(false);
         }
+        self.insert_notification_entry(entry).await?;
+        Ok(true)
+    }
 
+    /// Stores `entry` as it is, every column included: for a notification
+    /// of one event that is raised once by nature (a review item is
+    /// rejected once), which needs no check for an earlier one.
+    pub async fn insert_notification_entry(
+        &mut self,
+        entry: &NotificationEntry,
+    ) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(entry.id.as_str())
-        .bind(org)
+        .bind(entry.org_id.as_ref().map(OrgId::as_str))
         .bind(entry.recipient.as_str())
         .bind(entry.kind.as_str())
         .bind(entry.subject.as_deref())
@@ -151,7 +162,7 @@ impl Tx {
         .execute(self.conn())
         .await
         .context(|| format!("notification {}", entry.id))?;
-        Ok(true)
+        Ok(())
     }
 
     /// Marks a notification read by `by`; false when it was already read

@@ -256,6 +256,25 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// One review item, read inside this transaction.
+    pub async fn review(
+        &mut self,
+        scope: &OrgScope,
+        id: &str,
+    ) -> Result<Option<ReviewRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM review_queue WHERE org_id = $1 AND id = $2",
+            REVIEW_COLUMNS.join(", ")
+        );
+        let row = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await
+            .context(|| format!("reading review item {id}"))?;
+        row.as_ref().map(review_from_row).transpose()
+    }
+
     /// Resolves every open item of an alert with `reason` (a recomputation
     /// cleared a stale mark, say).
     pub async fn close_reviews_of(

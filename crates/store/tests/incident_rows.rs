@@ -416,6 +416,23 @@ async fn profile_rows_are_exact_and_merged_attachments_serve_the_survivor() {
         assert_eq!(holding[0].incident_id, z.id, "{label}");
         assert_eq!(holding[0].title, "z", "{label}");
 
+        // The survivor of B is the end of its chain, Z, not A, which B was
+        // merged into; an unmerged incident has none; inside a transaction
+        // too.
+        for (merged, want) in [(&b, Some(&z.id)), (&a, Some(&z.id)), (&z, None)] {
+            let found = store.incident_survivor(&scope, &merged.id).await.unwrap();
+            assert_eq!(
+                found.as_ref(),
+                want,
+                "{label}: survivor of {}",
+                merged.title
+            );
+        }
+        let mut tx = store.begin_in(&scope).await.unwrap();
+        let found = tx.incident_survivor(&scope, &b.id).await.unwrap();
+        assert_eq!(found.as_ref(), Some(&z.id), "{label}");
+        drop(tx);
+
         // Detaching a1 from Z ends its attachments to A and to B.
         let mut tx = store.begin_in(&scope).await.unwrap();
         let ended = tx

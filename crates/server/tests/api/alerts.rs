@@ -677,10 +677,23 @@ async fn stale_incidents_are_listed_and_corrected_through_the_review_queue() {
         let path = format!("/api/v1/review/{id}/correct");
         let refused = app.post_json(&path, &analyst, correction.clone()).await;
         assert_eq!(refused.status, 403, "{backend}: {}", refused.text());
-        let answer = app.post_json(&path, &lead, correction).await;
+        let answer = app.post_json(&path, &lead, correction.clone()).await;
         assert_eq!(answer.status, 200, "{backend}: {}", answer.text());
         let data = answer.json()["data"].clone();
         assert_eq!(data["review"]["state"], "corrected", "{backend}");
+        // Correcting it again is a conflict whose details name the state
+        // the item is in and who put it there.
+        let again = app.post_json(&path, &lead, correction).await;
+        assert_eq!(again.status, 409, "{backend}: {}", again.text());
+        let error = again.json()["error"].clone();
+        assert_eq!(error["code"], "conflict", "{backend}");
+        let details = &error["details"];
+        assert_eq!(details["review"], id, "{backend}: {error}");
+        assert_eq!(details["incident"], incident.as_str(), "{backend}");
+        assert_eq!(details["alert"], Value::Null, "{backend}");
+        assert_eq!(details["state"], "corrected", "{backend}");
+        assert_eq!(details["resolved_at"], data["review"]["resolved_at"]);
+        assert_eq!(details["resolved_by"], data["review"]["resolved_by"]);
         assert_eq!(data["incident"]["id"], incident.as_str());
         assert_eq!(data["incident"]["stale"], false);
         assert!(data.get("override").is_none(), "{backend}: {data}");
