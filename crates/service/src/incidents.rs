@@ -1764,18 +1764,27 @@ impl App {
         record: &IncidentRecord,
     ) -> Result<IncidentProfileView> {
         let started = std::time::Instant::now();
-        let rows = self.store.incident_profile_rows(scope, &record.id).await?;
-        let rows_read = started.elapsed();
-        let merged_from = self.store.incidents_merged_into(scope, &record.id).await?;
-        let mut own = vec![record.id.clone()];
-        own.extend(merged_from.iter().cloned());
-        let adjustment_rows = self.store.incident_adjustments(scope, &own).await?;
-        let evidence = self.store.incident_evidence(scope, &record.id).await?;
-        let release = self
-            .store
-            .active_dataset(Domain::Enterprise)
-            .await?
-            .map(|d| d.release);
+        // The rows take most of the time; the records beside them are read
+        // at once on other connections of the pool.
+        let rows = async {
+            let rows = self.store.incident_profile_rows(scope, &record.id).await;
+            (rows, started.elapsed())
+        };
+        let adjustments = async {
+            let merged_from = self.store.incidents_merged_into(scope, &record.id).await?;
+            let mut own = vec![record.id.clone()];
+            own.extend(merged_from.iter().cloned());
+            let rows = self.store.incident_adjustments(scope, &own).await?;
+            Ok::<_, store::StoreError>((merged_from, rows))
+        };
+        let ((rows, rows_read), adjustments, evidence, dataset) = tokio::join!(
+            rows,
+            adjustments,
+            self.store.incident_evidence(scope, &record.id),
+            self.store.active_dataset(Domain::Enterprise),
+        );
+        let (rows, (merged_from, adjustment_rows), evidence) = (rows?, adjustments?, evidence?);
+        let release = dataset?.map(|d| d.release);
         let records_read = started.elapsed();
 
         let decoded = DecodedRows::new(&rows)?;
