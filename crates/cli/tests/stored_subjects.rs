@@ -6,52 +6,13 @@
 //! names, found by the test in the release file itself.
 
 use std::io::Read as _;
-use std::path::PathBuf;
-use std::process::Command;
 
 use serde_json::Value;
 use store::testing::databases;
 
-fn shared() -> PathBuf {
-    std::env::var_os("NEXUS_ATTACK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+mod support;
 
-fn path(rel: &str) -> String {
-    shared().join(rel).display().to_string()
-}
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        assert!(self.ok, "command failed: {}", self.stderr);
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
-    }
-}
-
-fn run(db: &str, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_nexus-attack"))
-        .arg("--database")
-        .arg(db)
-        .args(args)
-        .env_remove("NEXUS_ATTACK_DATABASE")
-        .env_remove("NEXUS_ATTACK_LOG")
-        .env_remove("NEXUS_ATTACK_AI_URL")
-        .output()
-        .expect("run nexus-attack");
-    Run {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
+use support::{path, run};
 
 /// (alert uid, technique) for the first shared alert whose title names a
 /// live Enterprise 18.1 technique of at least 20 characters.

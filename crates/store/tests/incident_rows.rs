@@ -291,17 +291,23 @@ async fn alert_count(store: &Store, scope: &OrgScope, incident: &IncidentId) -> 
         .alert_count
 }
 
+/// A new org (not yet stored) and its scope.
+fn new_org() -> (Org, OrgScope) {
+    let org = Org {
+        id: OrgId::generate(),
+        name: "acme".into(),
+        created_at: store::now(),
+    };
+    let scope = OrgScope::new(org.id.clone());
+    (org, scope)
+}
+
 #[tokio::test]
 async fn profile_rows_are_exact_and_merged_attachments_serve_the_survivor() {
     for db in databases().await {
         let label = db.label();
         let store = db.store().await;
-        let org = Org {
-            id: OrgId::generate(),
-            name: "acme".into(),
-            created_at: store::now(),
-        };
-        let scope = OrgScope::new(org.id.clone());
+        let (org, scope) = new_org();
         let alerts = seeded();
         let [a0, a1, a2, a3] = [&alerts[0], &alerts[1], &alerts[2], &alerts[3]];
         let mut a = incident(&org.id, "a");
@@ -502,12 +508,7 @@ async fn a_new_canonical_version_reaches_every_incident_holding_the_alert() {
     for db in databases().await {
         let label = db.label();
         let store = db.store().await;
-        let org = Org {
-            id: OrgId::generate(),
-            name: "acme".into(),
-            created_at: store::now(),
-        };
-        let scope = OrgScope::new(org.id.clone());
+        let (org, scope) = new_org();
         let alerts = seeded();
         let [a0, a1] = [&alerts[0], &alerts[1]];
         let a = incident(&org.id, "a");
