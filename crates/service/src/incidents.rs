@@ -553,6 +553,29 @@ fn shell(id: &IncidentId, alerts: &[AlertId]) -> Incident {
     }
 }
 
+/// Refuses naming an alert the incident does not hold; nothing changes.
+fn refuse_unheld(
+    incident: &IncidentId,
+    wanted: &[AlertId],
+    held: &BTreeSet<AlertId>,
+) -> Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|a| !held.contains(*a))
+        .map(AlertId::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(invalid(
+        "alerts",
+        format!(
+            "incident {incident} does not hold alert(s) {}",
+            missing.join(", ")
+        ),
+    ))
+}
+
 /// The refusal of a change to a merged incident, which takes none: its
 /// details name the incident it was merged into and the survivor (the end of
 /// its merge chain, `survivor` as stored, else the incident it was merged
@@ -983,14 +1006,21 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let (record, wanted, held) = self.alert_change(&scope, id, alerts).await?;
-        let new: Vec<AlertId> = wanted.into_iter().filter(|a| !held.contains(a)).collect();
+        let (record, wanted, _) = self.alert_change(&scope, id, alerts).await?;
 
         let now = store::now();
         let mut tx = self.store.begin_in(&scope).await?;
         let mut record = self
             .lock_open_incident(&mut tx, &scope, record.id.as_str())
             .await?;
+        // What the incident holds is read again under the lock: a change
+        // committed since the read above would otherwise be decided over.
+        let held: BTreeSet<AlertId> = tx
+            .incident_alert_ids(&scope, &record.id)
+            .await?
+            .into_iter()
+            .collect();
+        let new: Vec<AlertId> = wanted.into_iter().filter(|a| !held.contains(a)).collect();
         record.updated_at = now;
         tx.attach_alerts(&scope, &record.id, &new, &actor.name, &now)
             .await?;
@@ -1023,27 +1053,21 @@ impl App {
             .await?;
         let scope = self.scope(actor, org).await?;
         let (record, wanted, held) = self.alert_change(&scope, id, alerts).await?;
-        let missing: Vec<&str> = wanted
-            .iter()
-            .filter(|a| !held.contains(*a))
-            .map(AlertId::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(invalid(
-                "alerts",
-                format!(
-                    "incident {} does not hold alert(s) {}",
-                    record.id,
-                    missing.join(", ")
-                ),
-            ));
-        }
+        refuse_unheld(&record.id, &wanted, &held)?;
 
         let now = store::now();
         let mut tx = self.store.begin_in(&scope).await?;
         let mut record = self
             .lock_open_incident(&mut tx, &scope, record.id.as_str())
             .await?;
+        // Checked again under the lock: a concurrent detach or split may
+        // have taken some of these alerts since the read above.
+        let held: BTreeSet<AlertId> = tx
+            .incident_alert_ids(&scope, &record.id)
+            .await?
+            .into_iter()
+            .collect();
+        refuse_unheld(&record.id, &wanted, &held)?;
         record.updated_at = now;
         tx.detach_alerts(&scope, &record.id, &wanted, &actor.name, &now)
             .await?;
@@ -1233,9 +1257,18 @@ impl App {
         let scope = self.scope(actor, org).await?;
         let original = self.open_incident(&scope, id).await?;
         let moved = self.resolve_alerts(&scope, alerts).await?;
-        let held = self.store.incident_alert_ids(&scope, &original.id).await?;
         let new_id = IncidentId::generate();
         let moved_ids: Vec<String> = moved.iter().map(|a| a.to_string()).collect();
+
+        let now = store::now();
+        let mut tx = self.store.begin_in(&scope).await?;
+        let mut original = self
+            .lock_open_incident(&mut tx, &scope, original.id.as_str())
+            .await?;
+        // Decided on what the incident holds under the lock: two splits, or
+        // a split and a detach, of the same alerts at once must not both
+        // take them.
+        let held = tx.incident_alert_ids(&scope, &original.id).await?;
         let (_, created) = split(&shell(&original.id, &held), &moved_ids, new_id.as_str())
             .map_err(incident_error)?;
         let moving: Vec<AlertId> = created
@@ -1243,12 +1276,6 @@ impl App {
             .iter()
             .map(|s| AlertId(s.subject.id.clone()))
             .collect();
-
-        let now = store::now();
-        let mut tx = self.store.begin_in(&scope).await?;
-        let mut original = self
-            .lock_open_incident(&mut tx, &scope, original.id.as_str())
-            .await?;
         let mut record = IncidentRecord {
             id: new_id,
             org_id: scope.org().clone(),

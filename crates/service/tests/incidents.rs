@@ -589,6 +589,94 @@ async fn opposite_merges_at_the_same_time_leave_exactly_one_merge() {
     }
 }
 
+/// Two splits naming a shared alert, and a split and a detach of the same
+/// alerts, at the same time: exactly one lands each time, the other is
+/// refused as naming an alert the incident no longer holds, and no alert
+/// ends up held twice. Each decides on what the incident holds under its
+/// lock; deciding on a read made before it once let both land and left the
+/// shared alert live in two incidents.
+#[tokio::test]
+async fn concurrent_splits_and_detaches_never_take_an_alert_twice() {
+    let raw = raw_alerts();
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let engineer = member(&acme, "eve", Role::Engineer);
+        let lead = member(&acme, "lea", Role::Lead);
+        let file =
+            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
+        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
+            .await
+            .unwrap();
+
+        for round in 0..3 {
+            let uids: Vec<String> = (0..4).map(|n| raw[4 * round + n].uid.clone()).collect();
+            let input = IncidentInput {
+                title: format!("round {round}"),
+                alerts: uids.clone(),
+                ..IncidentInput::default()
+            };
+            let x = app
+                .create_incident(&lead, "acme", input.clone())
+                .await
+                .unwrap();
+            let (first, second) = tokio::join!(
+                app.split_incident(&lead, "acme", &x.id, &uids[0..2]),
+                app.split_incident(&lead, "acme", &x.id, &uids[1..3])
+            );
+            let landed = match (&first, &second) {
+                (Ok(o), Err(e)) | (Err(e), Ok(o)) => {
+                    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{label}: {e}");
+                    o
+                }
+                _ => panic!(
+                    "{label} round {round}: exactly one split must land, got {:?} and {:?}",
+                    first.as_ref().map(|o| &o.id),
+                    second.as_ref().map(|o| &o.id)
+                ),
+            };
+            let created: BTreeSet<String> = landed
+                .created
+                .alerts
+                .iter()
+                .map(|a| a.source_uid.clone())
+                .collect();
+            let left: BTreeSet<String> = app
+                .incident_profile(&lead, "acme", &x.id)
+                .await
+                .unwrap()
+                .alerts
+                .iter()
+                .map(|a| a.source_uid.clone())
+                .collect();
+            assert!(created.is_disjoint(&left), "{label} round {round}");
+            let all: BTreeSet<String> = created.union(&left).cloned().collect();
+            assert_eq!(all, uids.iter().cloned().collect(), "{label} round {round}");
+
+            // A split and a detach of the same alerts.
+            let y = app.create_incident(&lead, "acme", input).await.unwrap();
+            let (split, detach) = tokio::join!(
+                app.split_incident(&lead, "acme", &y.id, &uids[0..2]),
+                app.detach_alerts(&lead, "acme", &y.id, &uids[0..2])
+            );
+            match (&split, &detach) {
+                (Ok(_), Err(e)) | (Err(e), Ok(_)) => {
+                    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{label}: {e}")
+                }
+                _ => panic!(
+                    "{label} round {round}: exactly one of split and detach must land, got {:?} and {:?}",
+                    split.as_ref().map(|o| &o.id),
+                    detach.as_ref().map(|v| &v.id)
+                ),
+            }
+            let left = app.incident_profile(&lead, "acme", &y.id).await.unwrap();
+            assert_eq!(left.alerts.len(), 2, "{label} round {round}: y keeps two");
+        }
+    }
+}
+
 /// The open incident items of an org's review queue, as the queue lists
 /// them: (incident id, item id, reasons named by the item's stale reasons).
 async fn queued_incidents(

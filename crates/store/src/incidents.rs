@@ -507,6 +507,37 @@ async fn survivor_of(
         .map(IncidentId))
 }
 
+/// The alerts an incident holds live (its own attachments and those of the
+/// incidents merged into it), ordered by id, each once.
+async fn held_alert_ids(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    scope: &OrgScope,
+    incident: &IncidentId,
+) -> Result<Vec<AlertId>, StoreError> {
+    let held_by = holder_ids(conn, scope, incident).await?;
+    if held_by.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT DISTINCT alert_id FROM incident_alerts \
+         WHERE org_id = {} AND {} AND detached_at IS NULL ORDER BY alert_id",
+        p(backend, 1),
+        in_ids(backend, "incident_id", 1, &held_by)
+    );
+    let mut query = sqlx::query(&sql).bind(scope.org().as_str());
+    for h in &held_by {
+        query = query.bind(h.as_str());
+    }
+    let rows = query
+        .fetch_all(conn)
+        .await
+        .context(|| format!("reading the alert ids of incident {incident}"))?;
+    rows.iter()
+        .map(|row| Ok(AlertId(get(row, "incident_alerts", "alert_id")?)))
+        .collect()
+}
+
 /// `<column> IN (...)` over `ids`, placeholders from `offset + 1` on.
 fn in_ids(backend: Backend, column: &str, offset: usize, ids: &[String]) -> String {
     format!("{column} IN ({})", in_list(backend, offset, ids.len()))
@@ -612,6 +643,17 @@ impl Tx {
         .await
         .context(|| format!("updating incident {}", i.id))?;
         Ok(())
+    }
+
+    /// [`Store::incident_alert_ids`] inside the transaction: with the
+    /// incident locked, what a change decides on stays true until it commits.
+    pub async fn incident_alert_ids(
+        &mut self,
+        scope: &OrgScope,
+        incident: &IncidentId,
+    ) -> Result<Vec<AlertId>, StoreError> {
+        let backend = self.backend;
+        held_alert_ids(self.conn(), backend, scope, incident).await
     }
 
     /// Attaches alerts to an incident (the caller leaves out alerts already
@@ -1160,27 +1202,7 @@ impl Store {
         incident: &IncidentId,
     ) -> Result<Vec<AlertId>, StoreError> {
         let mut conn = self.conn_in(scope).await?;
-        let held_by = holder_ids(&mut conn, scope, incident).await?;
-        if held_by.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT DISTINCT alert_id FROM incident_alerts \
-             WHERE org_id = {} AND {} AND detached_at IS NULL ORDER BY alert_id",
-            p(self.backend, 1),
-            in_ids(self.backend, "incident_id", 1, &held_by)
-        );
-        let mut query = sqlx::query(&sql).bind(scope.org().as_str());
-        for h in &held_by {
-            query = query.bind(h.as_str());
-        }
-        let rows = query
-            .fetch_all(&mut *conn)
-            .await
-            .context(|| format!("reading the alert ids of incident {incident}"))?;
-        rows.iter()
-            .map(|row| Ok(AlertId(get(row, "incident_alerts", "alert_id")?)))
-            .collect()
+        held_alert_ids(&mut conn, self.backend, scope, incident).await
     }
 
     /// The live attachments of an incident, ordered by alert id.
