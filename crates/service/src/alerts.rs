@@ -787,7 +787,9 @@ impl App {
 
     /// Marks every alert of the org stale (a new release became active) and
     /// recomputes them; the canonical mapping changes only through
-    /// precedence. Returns `(alerts, changed)`.
+    /// precedence. Incidents queued as mapped under another release leave
+    /// the review queue once none of their entries is. Returns `(alerts,
+    /// changed)`.
     pub async fn remap_org(&self, actor: &Actor, org: &str) -> Result<(usize, usize)> {
         self.authorize(actor, Action::RuleWrite, ("alerts", org))
             .await?;
@@ -798,8 +800,19 @@ impl App {
         tx.mark_org_alerts_stale(&scope, &reason.to_string())
             .await?;
         tx.commit().await?;
-        self.recompute_org(actor, &scope, &engine, "release_activated", |_| true)
-            .await
+        let remapped = self
+            .recompute_org(actor, &scope, &engine, "release_activated", |_| true)
+            .await;
+        // Incidents queued as mapped under an older release leave the queue
+        // once their alerts are re-mapped (see `settle_release_stale`).
+        self.settle_release_stale(
+            actor,
+            &scope,
+            engine.dataset.domain,
+            &engine.dataset.release,
+        )
+        .await?;
+        remapped
     }
 
     /// Stored AI and manual candidates of an alert: they survive a re-map,

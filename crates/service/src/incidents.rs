@@ -32,22 +32,27 @@
 //!
 //! Reopening, a severity shift, a new evidence reference, a merge (the
 //! survivor) and a split (both sides) mark the incident's profile stale with
-//! the reason; a lead adjustment (the lead re-evaluating the profile) clears
-//! the mark. An entry computed under an ATT&CK release other than the
-//! active one is stale on read (a new active release).
+//! the reason, each distinct reason (kind and details) once; a lead
+//! adjustment (the lead re-evaluating the profile) clears the mark. An
+//! entry computed under an ATT&CK release other than the active one is
+//! stale on read (a new active release).
 //!
 //! Stale incidents wait in the review queue beside the alerts, so analysts
 //! working the queue see them: every trigger opens the incident's `stale`
 //! item in the transaction of the change, or adds its reasons to the item
-//! already open (one open item per incident and reason). Activating a
-//! release queues, in the activation's transaction, every incident neither
-//! merged nor closed whose profile has an entry computed under another
-//! release of the domain, with reason `release_activated`. A merge resolves
-//! the absorbed incident's open item (`system:merge`): it takes no further
-//! change. The item is resolved, with its time to validate, by a lead
-//! adjustment (`corrected`), or by the review actions: accept (the profile
-//! still holds; clears the stale mark), reject (the mark stays for the
-//! lead), correct (a lead adjustment). See `crate::overrides`.
+//! already open (one open item per incident and reason). A finished
+//! (resolved or closed) incident is marked but not queued; reopening queues
+//! it. Activating a release queues, in the activation's transaction, every
+//! incident neither merged nor finished whose profile has an entry computed
+//! under another release of the domain, with reason `release_activated`;
+//! the re-mapping that follows takes that reason off again once none of the
+//! incident's entries is outdated, resolving an item left without a reason
+//! (`system:recompute`). A merge resolves the absorbed incident's open item
+//! (`system:merge`): it takes no further change. The item is resolved, with
+//! its time to validate, by a lead adjustment (`corrected`), or by the
+//! review actions: accept (the profile still holds; clears the stale mark),
+//! reject (the mark stays for the lead), correct (a lead adjustment). See
+//! `crate::overrides`.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -348,20 +353,44 @@ fn json_list(text: &str, what: &str) -> Result<Vec<String>> {
         .map_err(|e| ServiceError::Internal(format!("stored {what} `{text}` is corrupt: {e}")))
 }
 
+/// The record's stale reasons, each distinct reason once (a record written
+/// before reasons were kept distinct may hold one twice).
 fn stale_reasons(record: &IncidentRecord) -> Vec<Value> {
-    serde_json::from_str(&record.stale_reasons).unwrap_or_default()
+    let stored: Vec<Value> = serde_json::from_str(&record.stale_reasons).unwrap_or_default();
+    let mut reasons = Vec::with_capacity(stored.len());
+    for reason in stored {
+        if !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+    }
+    reasons
 }
 
-/// Adds a staleness reason to the record (kept until a lead review).
+/// Adds a staleness reason to the record (kept until a lead review). A
+/// reason is kept once: one of the same kind with the same details (two
+/// merges, two evidence references of one kind) is the same reason, while
+/// two severity shifts between different severities are two.
 fn mark_stale(record: &mut IncidentRecord, reason: &StaleReason) {
     let mut reasons = stale_reasons(record);
-    reasons.push(serde_json::to_value(reason).unwrap_or(Value::Null));
+    let reason = serde_json::to_value(reason).unwrap_or(Value::Null);
+    if !reasons.contains(&reason) {
+        reasons.push(reason);
+    }
     record.stale = true;
     record.stale_reasons = Value::Array(reasons).to_string();
 }
 
 /// The review reason of an incident's item.
 const STALE: &str = "stale";
+
+/// The `reason` of [`StaleReason::ReleaseActivated`] as stored.
+const RELEASE_ACTIVATED: &str = "release_activated";
+
+/// Who resolves an incident's open review item that only waited for its
+/// alerts to be re-mapped under the active release, once they are (see
+/// [`App::settle_release_stale`]); alerts' stale items resolved by a
+/// recomputation name the same.
+const REMAP_RESOLVER: &str = "system:recompute";
 
 /// Who resolves an incident's open review item when the incident is
 /// resolved or closed (the audit event names the person who changed the
@@ -371,6 +400,17 @@ const STATUS_RESOLVER: &str = "system:status";
 /// True for the statuses of a finished incident (`resolved`, `closed`).
 fn is_done(status: &str) -> bool {
     matches!(status, "resolved" | "closed")
+}
+
+/// The stale incident and its reasons as [`queue_stale`] takes them, unless
+/// it is finished: a resolved or closed incident's profile waits for
+/// nobody's review. It keeps the stale mark and its reasons, which the lead
+/// still sees, and reopening it queues it with all of them.
+fn to_queue(record: &IncidentRecord) -> Vec<(IncidentId, Vec<Value>)> {
+    if is_done(&record.status) {
+        return Vec::new();
+    }
+    vec![(record.id.clone(), stale_reasons(record))]
 }
 
 /// Puts stale incidents in the review queue inside `tx`, the transaction of
@@ -849,30 +889,24 @@ impl App {
             .ok_or_else(|| not_found(id))
     }
 
-    /// An incident that may still change: not merged into another one.
-    /// What attach and detach both start from: the open incident, the
-    /// alerts the caller names (resolved in the org; none is refused) and
-    /// the alerts the incident holds now.
+    /// What attach and detach both start from: the incident, which may
+    /// still change (not merged into another one), and the alerts the
+    /// caller names (resolved in the org; naming none is refused).
     async fn alert_change(
         &self,
         scope: &OrgScope,
         id: &str,
         alerts: &[String],
-    ) -> Result<(IncidentRecord, Vec<AlertId>, BTreeSet<AlertId>)> {
+    ) -> Result<(IncidentRecord, Vec<AlertId>)> {
         let record = self.open_incident(scope, id).await?;
         if alerts.is_empty() {
             return Err(invalid("alerts", "name at least one alert"));
         }
         let wanted = self.resolve_alerts(scope, alerts).await?;
-        let held = self
-            .store
-            .incident_alert_ids(scope, &record.id)
-            .await?
-            .into_iter()
-            .collect();
-        Ok((record, wanted, held))
+        Ok((record, wanted))
     }
 
+    /// An incident that may still change: not merged into another one.
     async fn open_incident(&self, scope: &OrgScope, id: &str) -> Result<IncidentRecord> {
         let record = self.existing_incident(scope, id).await?;
         if record.merged_into.is_some() {
@@ -906,6 +940,25 @@ impl App {
             return Err(merged_conflict(&record, survivor));
         }
         Ok(record)
+    }
+
+    /// [`App::lock_open_incident`] with the alerts the incident holds, read
+    /// under that lock: attach, detach and split decide on them, and a
+    /// change committed since any earlier read (a concurrent attach,
+    /// detach or split of the same alerts) is decided over, not undone.
+    async fn lock_with_alerts(
+        &self,
+        tx: &mut Tx,
+        scope: &OrgScope,
+        id: &IncidentId,
+    ) -> Result<(IncidentRecord, BTreeSet<AlertId>)> {
+        let record = self.lock_open_incident(tx, scope, id.as_str()).await?;
+        let held = tx
+            .incident_alert_ids(scope, &record.id)
+            .await?
+            .into_iter()
+            .collect();
+        Ok((record, held))
     }
 
     /// Resolves alert references (ids or source uids) of the scope; any
@@ -994,8 +1047,9 @@ impl App {
     }
 
     /// Attaches alerts (ids or source uids) to an incident; alerts already
-    /// attached are left as they are. An alert of another org is
-    /// `not_found`, and then nothing is attached.
+    /// attached are left as they are, also when a concurrent attach of the
+    /// same alerts commits first (decided under the incident's lock). An
+    /// alert of another org is `not_found`, and then nothing is attached.
     pub async fn attach_alerts(
         &self,
         actor: &Actor,
@@ -1006,20 +1060,11 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let (record, wanted, _) = self.alert_change(&scope, id, alerts).await?;
+        let (record, wanted) = self.alert_change(&scope, id, alerts).await?;
 
         let now = store::now();
         let mut tx = self.store.begin_in(&scope).await?;
-        let mut record = self
-            .lock_open_incident(&mut tx, &scope, record.id.as_str())
-            .await?;
-        // What the incident holds is read again under the lock: a change
-        // committed since the read above would otherwise be decided over.
-        let held: BTreeSet<AlertId> = tx
-            .incident_alert_ids(&scope, &record.id)
-            .await?
-            .into_iter()
-            .collect();
+        let (mut record, held) = self.lock_with_alerts(&mut tx, &scope, &record.id).await?;
         let new: Vec<AlertId> = wanted.into_iter().filter(|a| !held.contains(a)).collect();
         record.updated_at = now;
         tx.attach_alerts(&scope, &record.id, &new, &actor.name, &now)
@@ -1052,21 +1097,11 @@ impl App {
         self.authorize(actor, Action::IncidentWrite, ("incident", id))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let (record, wanted, held) = self.alert_change(&scope, id, alerts).await?;
-        refuse_unheld(&record.id, &wanted, &held)?;
+        let (record, wanted) = self.alert_change(&scope, id, alerts).await?;
 
         let now = store::now();
         let mut tx = self.store.begin_in(&scope).await?;
-        let mut record = self
-            .lock_open_incident(&mut tx, &scope, record.id.as_str())
-            .await?;
-        // Checked again under the lock: a concurrent detach or split may
-        // have taken some of these alerts since the read above.
-        let held: BTreeSet<AlertId> = tx
-            .incident_alert_ids(&scope, &record.id)
-            .await?
-            .into_iter()
-            .collect();
+        let (mut record, held) = self.lock_with_alerts(&mut tx, &scope, &record.id).await?;
         refuse_unheld(&record.id, &wanted, &held)?;
         record.updated_at = now;
         tx.detach_alerts(&scope, &record.id, &wanted, &actor.name, &now)
@@ -1198,10 +1233,10 @@ impl App {
         let (moved, shared) = tx.merge_incident(&scope, &kept.id, &gone.id).await?;
         tx.update_incident(&scope, &gone).await?;
         tx.update_incident(&scope, &kept).await?;
-        let queued = [(kept.id.clone(), stale_reasons(&kept))];
-        queue_stale(&mut tx, &scope, &queued, now).await?;
+        queue_stale(&mut tx, &scope, &to_queue(&kept), now).await?;
         // The absorbed incident takes no further change: nothing is left to
-        // review on it, its alerts are the survivor's, queued above.
+        // review on it, its alerts are the survivor's (queued above unless
+        // the survivor is finished).
         let resolution = json!({"merged_into": kept.id}).to_string();
         let closed = self
             .resolve_stale_items(
@@ -1262,13 +1297,11 @@ impl App {
 
         let now = store::now();
         let mut tx = self.store.begin_in(&scope).await?;
-        let mut original = self
-            .lock_open_incident(&mut tx, &scope, original.id.as_str())
-            .await?;
         // Decided on what the incident holds under the lock: two splits, or
         // a split and a detach, of the same alerts at once must not both
         // take them.
-        let held = tx.incident_alert_ids(&scope, &original.id).await?;
+        let (mut original, held) = self.lock_with_alerts(&mut tx, &scope, &original.id).await?;
+        let held: Vec<AlertId> = held.into_iter().collect();
         let (_, created) = split(&shell(&original.id, &held), &moved_ids, new_id.as_str())
             .map_err(incident_error)?;
         let moving: Vec<AlertId> = created
@@ -1300,10 +1333,10 @@ impl App {
         tx.attach_alerts(&scope, &record.id, &moving, &actor.name, &now)
             .await?;
         tx.update_incident(&scope, &original).await?;
-        let queued = [
-            (original.id.clone(), stale_reasons(&original)),
-            (record.id.clone(), stale_reasons(&record)),
-        ];
+        // The new incident is open and always queued; the original only
+        // while it is not finished.
+        let mut queued = to_queue(&original);
+        queued.extend(to_queue(&record));
         queue_stale(&mut tx, &scope, &queued, now).await?;
         tx.append_audit(&self.org_event(
             actor,
@@ -1535,8 +1568,7 @@ impl App {
         record.updated_at = now;
         tx.update_incident(&scope, &record).await?;
         if reopened {
-            let queued = [(record.id.clone(), stale_reasons(&record))];
-            queue_stale(&mut tx, &scope, &queued, now).await?;
+            queue_stale(&mut tx, &scope, &to_queue(&record), now).await?;
         }
         let mut resolved = Vec::new();
         if is_done(&record.status) {
@@ -1666,7 +1698,7 @@ impl App {
 
     /// Saves the record (read locked inside `tx`) and its audit event
     /// `(action, details)` in `tx`, and queues the incident for review when
-    /// the change made it `stale`.
+    /// the change made it `stale` and it is not finished.
     async fn save_incident(
         &self,
         tx: &mut Tx,
@@ -1678,8 +1710,7 @@ impl App {
     ) -> Result<()> {
         tx.update_incident(scope, record).await?;
         if stale {
-            let queued = [(record.id.clone(), stale_reasons(record))];
-            queue_stale(tx, scope, &queued, record.updated_at).await?;
+            queue_stale(tx, scope, &to_queue(record), record.updated_at).await?;
         }
         tx.append_audit(&self.org_event(
             actor,
@@ -1753,10 +1784,12 @@ impl App {
     }
 
     /// Queues for review, inside the transaction activating `release` of
-    /// `domain`, the incidents of `orgs` (neither merged nor closed) whose
+    /// `domain`, the incidents of `orgs` (neither merged nor finished) whose
     /// profile has an entry computed under another release of the domain:
     /// one statement per org finds them, a few more queue them all. Answers
-    /// the incidents queued (items opened or kept).
+    /// the incidents queued (items opened or kept). The re-mapping that
+    /// follows the activation settles them again
+    /// ([`App::settle_release_stale`]).
     pub(crate) async fn queue_release_stale(
         &self,
         tx: &mut Tx,
@@ -1782,6 +1815,91 @@ impl App {
             queued += stale.len();
         }
         Ok(queued)
+    }
+
+    /// After the alerts of an org were re-mapped under the active `release`
+    /// of `domain` (the re-mapping that follows an activation, or `alerts
+    /// remap`): an open `stale` item holding `release_activated` whose
+    /// incident has no entry computed under another release of the domain
+    /// any more drops that reason, as the incident's profile does on read.
+    /// An item left without a reason is resolved (`accepted` by
+    /// [`REMAP_RESOLVER`], with its time to validate); one that still holds
+    /// another trigger's reason stays open with that one. An incident whose
+    /// alerts were not all re-mapped (a re-mapping that failed part way)
+    /// keeps its reason, as it stays stale on read. Answers the items
+    /// resolved.
+    pub(crate) async fn settle_release_stale(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        domain: Domain,
+        release: &str,
+    ) -> Result<usize> {
+        let is_release = |reason: &Value| reason["reason"] == RELEASE_ACTIVATED;
+        let mut tx = self.store.begin_in(scope).await?;
+        let mut incidents: Vec<IncidentId> = tx
+            .open_incident_reviews_of_org(scope, STALE)
+            .await?
+            .into_iter()
+            .filter(|item| {
+                let reasons: Vec<Value> = serde_json::from_str(&item.detail).unwrap_or_default();
+                reasons.iter().any(is_release)
+            })
+            .filter_map(|item| item.incident_id)
+            .collect();
+        if incidents.is_empty() {
+            return Ok(0);
+        }
+        incidents.sort();
+        incidents.dedup();
+
+        // Locked in id order, as every staleness trigger locks its incident
+        // before it queues it: the details rewritten below are the items as
+        // a concurrent trigger left them, not as read before it committed.
+        let locking: Vec<&IncidentId> = incidents.iter().collect();
+        tx.lock_incidents(scope, &locking).await?;
+        let outdated: HashSet<IncidentId> = tx
+            .incidents_among_mapped_outside(scope, domain.as_str(), release, &incidents)
+            .await?
+            .into_iter()
+            .collect();
+        let settled: Vec<IncidentId> = incidents
+            .into_iter()
+            .filter(|i| !outdated.contains(i))
+            .collect();
+        let now = store::now();
+        let resolution = json!({"remapped_under": release}).to_string();
+        let how = StaleResolution {
+            state: "accepted",
+            by: REMAP_RESOLVER,
+            resolution: &resolution,
+            at: now,
+        };
+        let mut details = Vec::new();
+        let mut resolved = 0;
+        for item in tx.open_incident_reviews(scope, STALE, &settled).await? {
+            let Some(incident) = &item.incident_id else {
+                continue;
+            };
+            let held: Vec<Value> = serde_json::from_str(&item.detail).unwrap_or_default();
+            let left: Vec<Value> = held.iter().filter(|r| !is_release(r)).cloned().collect();
+            if left.len() == held.len() {
+                continue;
+            }
+            if left.is_empty() {
+                // The item keeps the detail it was opened with: its history
+                // says why it was queued.
+                resolved += self
+                    .resolve_stale_items(&mut tx, actor, scope, incident, &how, None)
+                    .await?
+                    .len();
+            } else {
+                details.push((item.id.clone(), Value::Array(left).to_string()));
+            }
+        }
+        tx.set_review_details(scope, &details).await?;
+        tx.commit().await?;
+        Ok(resolved)
     }
 
     /// Computes the profile of a stored incident and renders the contract.

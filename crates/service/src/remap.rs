@@ -1,6 +1,8 @@
 //! Re-mapping after a new ATT&CK release becomes active: every org's
 //! alerts are marked stale, then re-mapped under the new release; their
-//! canonical mappings change only through precedence.
+//! canonical mappings change only through precedence. Incidents the
+//! activation queued as mapped under the old release leave the review
+//! queue once their alerts are re-mapped.
 
 use serde_json::json;
 use store::OrgScope;
@@ -31,13 +33,19 @@ impl App {
                 .mark_org_alerts_stale(&scope, &reason.to_string())
                 .await?;
             tx.commit().await?;
-            if marked == 0 {
-                continue;
-            }
-            let engine = self.engine(&scope).await?;
-            let (seen, moved) = self
-                .recompute_org(actor, &scope, &engine, "release_activated", |_| true)
+            let remapped = if marked == 0 {
+                Ok((0, 0))
+            } else {
+                let engine = self.engine(&scope).await?;
+                self.recompute_org(actor, &scope, &engine, "release_activated", |_| true)
+                    .await
+            };
+            // The activation queued the org's incidents mapped under the
+            // old release; those whose alerts are all re-mapped now leave
+            // the queue, also when a later page of alerts failed.
+            self.settle_release_stale(actor, &scope, dataset.domain, &dataset.release)
                 .await?;
+            let (seen, moved) = remapped?;
             alerts += seen;
             changed += moved;
         }

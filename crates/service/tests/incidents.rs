@@ -960,12 +960,57 @@ async fn staleness_triggers_queue_the_incident_once_until_reviewed() {
     }
 }
 
+/// The reason names of a profile's shown stale reasons.
+fn shown_reasons(view: &IncidentProfileView) -> Vec<String> {
+    view.stale_reasons
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The queue and the profile agree on `release_activated`: an incident's
+/// open item holds it exactly when its profile shows it (an entry computed
+/// under another release than the active one).
+async fn assert_release_reasons_agree(app: &App, actor: &Actor, org: &str, label: &str) {
+    let queued = queued_incidents(app, actor, org).await;
+    let page = PageRequest {
+        cursor: None,
+        limit: Some(100),
+    };
+    for incident in app.list_incidents(actor, org, &page).await.unwrap().items {
+        let view = app
+            .incident_profile(actor, org, &incident.id)
+            .await
+            .unwrap();
+        let shown = shown_reasons(&view).contains(&"release_activated".to_string());
+        let in_queue = queued.iter().any(|(i, _, reasons)| {
+            *i == incident.id && reasons.contains(&"release_activated".into())
+        });
+        let finished = matches!(view.status.as_str(), "resolved" | "closed");
+        assert_eq!(
+            in_queue,
+            shown && !finished && view.merged_into.is_none(),
+            "{label}: incident {} ({}) shows {:?}, queue {queued:?}",
+            view.title,
+            view.status,
+            view.stale_reasons
+        );
+        if shown {
+            assert!(view.stale, "{label}: {}", view.title);
+        }
+    }
+}
+
 /// Activating a release queues the live incidents whose alerts were mapped
-/// under another one, in the activation itself; a closed incident and one
-/// without mapped alerts are not queued, and an incident already queued
-/// keeps its one item with the new reason added.
+/// under another one, in the activation itself; the re-mapping that follows
+/// settles them: an incident none of whose entries is computed under the
+/// old release any more leaves the queue (its item resolved by
+/// `system:recompute`, or kept with another trigger's reason), so the
+/// queue and the shown `stale` agree. They did not: the item stayed open
+/// while the profile showed `stale: false`. Finished (resolved or closed)
+/// incidents and one without mapped alerts are not queued.
 #[tokio::test]
-async fn activating_a_release_queues_incidents_mapped_under_the_old_one() {
+async fn activating_a_release_queues_incidents_until_their_alerts_are_remapped() {
     let raw = raw_alerts();
     let mut by_host: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut mapped: BTreeMap<&str, bool> = BTreeMap::new();
@@ -976,14 +1021,14 @@ async fn activating_a_release_queues_incidents_mapped_under_the_old_one() {
             .push(a.uid.clone());
         *mapped.entry(a.host.as_str()).or_default() |= !a.techniques.is_empty();
     }
-    // Three hosts whose alerts carry techniques by the hand count.
+    // Four hosts whose alerts carry techniques by the hand count.
     let hosts: Vec<&Vec<String>> = by_host
         .iter()
         .filter(|(h, _)| mapped[*h])
         .map(|(_, uids)| uids)
-        .take(3)
+        .take(4)
         .collect();
-    assert_eq!(hosts.len(), 3);
+    assert_eq!(hosts.len(), 4);
 
     for db in databases().await {
         let label = db.label();
@@ -1017,6 +1062,10 @@ async fn activating_a_release_queues_incidents_mapped_under_the_old_one() {
             .create_incident(&analyst, "acme", create("closed", hosts[2]))
             .await
             .unwrap();
+        let resolved = app
+            .create_incident(&analyst, "acme", create("resolved", hosts[3]))
+            .await
+            .unwrap();
         let empty = app
             .create_incident(&analyst, "acme", create("empty", &[]))
             .await
@@ -1025,42 +1074,181 @@ async fn activating_a_release_queues_incidents_mapped_under_the_old_one() {
         app.set_incident_status(&analyst, "acme", &closed.id, "closed")
             .await
             .unwrap();
+        app.set_incident_status(&analyst, "acme", &resolved.id, "resolved")
+            .await
+            .unwrap();
         app.set_incident_severity(&analyst, "acme", &queued.id, "critical")
             .await
             .unwrap();
         let before = queued_incidents(&app, &analyst, "acme").await;
         assert_eq!(before.len(), 1, "{label}: {before:?}");
+        let opened_before: BTreeSet<String> = app
+            .review_list(&analyst, "acme", None, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
 
         activate_release(&app, "enterprise-attack-17.1.json.gz").await;
 
-        let after = queued_incidents(&app, &analyst, "acme").await;
-        let got: Vec<(String, Vec<String>)> = after
+        // Queued by the activation: one new item, for `live` alone (`queued`
+        // had its item already; finished and empty incidents none).
+        let items = app
+            .review_list(&analyst, "acme", None, 10_000)
+            .await
+            .unwrap();
+        let opened: Vec<&service::ReviewItem> = items
             .iter()
-            .map(|(incident, _, reasons)| (incident.clone(), reasons.clone()))
+            .filter(|i| i.subject == "incident" && !opened_before.contains(&i.id))
             .collect();
-        let mut want = vec![
-            (live.id.clone(), strings(&["release_activated"])),
-            (
-                queued.id.clone(),
-                strings(&["severity_shift", "release_activated"]),
-            ),
-        ];
-        want.sort();
-        assert_eq!(got, want, "{label}: closed and empty incidents stay out");
-        assert!(after.iter().any(|(_, item, _)| *item == before[0].1));
-        let item = after.iter().find(|(i, _, _)| *i == live.id).unwrap();
-        let item = review_item(&app, &analyst, "acme", &item.1).await;
+        assert_eq!(opened.len(), 1, "{label}: {opened:?}");
+        let item = opened[0];
+        assert_eq!(item.incident_id.as_deref(), Some(live.id.as_str()));
+        let reasons = item.stale_reasons.clone().unwrap_or_default();
         assert_eq!(
-            item.stale_reasons.as_ref().unwrap()[0]["release"],
-            "17.1",
+            reasons,
+            vec![serde_json::json!({"reason": "release_activated", "release": "17.1"})],
+            "{label}: the item keeps why it was opened"
+        );
+        // Settled by the re-mapping: every alert is mapped under 17.1 now.
+        assert_eq!(item.state, "accepted", "{label}");
+        assert_eq!(item.resolved_by.as_deref(), Some("system:recompute"));
+        assert_eq!(
+            item.resolution,
+            Some(serde_json::json!({"remapped_under": "17.1"}))
+        );
+        assert_eq!(item.time_to_validate_ms, Some(shown_time_to_validate(item)));
+
+        let now = app
+            .incident_profile(&analyst, "acme", &live.id)
+            .await
+            .unwrap();
+        assert_eq!(now.release.as_deref(), Some("17.1"), "{label}");
+        assert!(!now.stale && now.stale_reasons.is_empty(), "{label}");
+        assert!(now.profile.iter().all(|e| !e.stale), "{label}");
+        // `queued` keeps its item with its own reason only, and shows it.
+        assert_eq!(
+            queued_incidents(&app, &analyst, "acme").await,
+            vec![(
+                queued.id.clone(),
+                before[0].1.clone(),
+                strings(&["severity_shift"])
+            )],
             "{label}"
         );
-        assert!(
-            !queued_incidents(&app, &analyst, "acme")
+        let now = app
+            .incident_profile(&analyst, "acme", &queued.id)
+            .await
+            .unwrap();
+        assert_eq!(shown_reasons(&now), strings(&["severity_shift"]), "{label}");
+        assert!(now.stale, "{label}");
+        for quiet in [&closed, &resolved, &empty] {
+            let view = app
+                .incident_profile(&analyst, "acme", &quiet.id)
                 .await
-                .iter()
-                .any(|(i, _, _)| *i == closed.id || *i == empty.id)
+                .unwrap();
+            assert!(!view.stale, "{label}: {}", view.title);
+        }
+        assert_release_reasons_agree(&app, &analyst, "acme", label).await;
+    }
+}
+
+/// When the re-mapping after an activation fails, the incidents whose
+/// alerts stay mapped under the old release stay queued and show `stale`
+/// with `release_activated`; `alerts remap` then re-maps them and settles
+/// the queue the same way.
+#[tokio::test]
+async fn incidents_stay_queued_and_stale_until_a_failed_remap_is_finished() {
+    let raw = raw_alerts();
+    let carrier = raw
+        .iter()
+        .find(|a| !a.techniques.is_empty())
+        .expect("an alert a rule maps");
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let engineer = member(&acme, "eve", Role::Engineer);
+        let analyst = member(&acme, "ann", Role::Analyst);
+        app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
+            .await
+            .unwrap();
+        let file =
+            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
+        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
+            .await
+            .unwrap();
+        let input = IncidentInput {
+            title: "x".into(),
+            alerts: vec![carrier.uid.clone()],
+            ..IncidentInput::default()
+        };
+        let x = app.create_incident(&analyst, "acme", input).await.unwrap();
+        assert!(!x.profile.is_empty(), "{label}");
+
+        // A stored alert that no longer decodes stops the re-mapping of its
+        // org (the activation itself stands).
+        let scope = store::OrgScope::new(acme.id.clone());
+        let mut conn =
+            store::testing::connection(app.store(), store::testing::Reach::Org(&scope)).await;
+        let set_raw = "UPDATE alerts SET raw = $1 WHERE org_id = $2 AND source_uid = $3";
+        let stored: String =
+            sqlx::query("SELECT raw FROM alerts WHERE org_id = $1 AND source_uid = $2")
+                .bind(acme.id.as_str())
+                .bind(carrier.uid.as_str())
+                .fetch_one(&mut *conn)
+                .await
+                .map(|row| sqlx::Row::get(&row, "raw"))
+                .unwrap();
+        let changed = sqlx::query(set_raw)
+            .bind("not json")
+            .bind(acme.id.as_str())
+            .bind(carrier.uid.as_str())
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(changed.rows_affected(), 1, "{label}");
+        drop(conn);
+
+        activate_release(&app, "enterprise-attack-17.1.json.gz").await;
+
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(queued.len(), 1, "{label}: {queued:?}");
+        assert_eq!(
+            (&queued[0].0, &queued[0].2),
+            (&x.id, &strings(&["release_activated"])),
+            "{label}"
         );
+        let now = app.incident_profile(&analyst, "acme", &x.id).await.unwrap();
+        assert!(now.stale, "{label}: mapped under 18.1 while 17.1 is active");
+        assert_eq!(shown_reasons(&now), strings(&["release_activated"]));
+        assert!(now.profile.iter().all(|e| e.stale), "{label}");
+        assert_release_reasons_agree(&app, &analyst, "acme", label).await;
+
+        // Repaired and re-mapped: the item is resolved, nothing is stale.
+        let mut conn =
+            store::testing::connection(app.store(), store::testing::Reach::Org(&scope)).await;
+        sqlx::query(set_raw)
+            .bind(stored.as_str())
+            .bind(acme.id.as_str())
+            .bind(carrier.uid.as_str())
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
+        app.remap_org(&engineer, "acme").await.unwrap();
+        assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
+        let item = review_item(&app, &analyst, "acme", &queued[0].1).await;
+        assert_eq!(
+            (item.state.as_str(), item.resolved_by.as_deref()),
+            ("accepted", Some("system:recompute")),
+            "{label}"
+        );
+        let now = app.incident_profile(&analyst, "acme", &x.id).await.unwrap();
+        assert!(!now.stale && now.stale_reasons.is_empty(), "{label}");
+        assert_release_reasons_agree(&app, &analyst, "acme", label).await;
     }
 }
 
@@ -1511,5 +1699,251 @@ async fn conflicts_name_the_state_they_met() {
             })),
             "{label}"
         );
+    }
+}
+
+/// Two attaches of the same alerts to one incident at the same time both
+/// succeed: attaching is idempotent, so the one that comes second finds
+/// the alerts attached and leaves them as they are (one live attachment
+/// each). It used to answer a bare 409 and attach none of its alerts.
+#[tokio::test]
+async fn concurrent_attaches_of_the_same_alerts_both_succeed() {
+    let raw = raw_alerts();
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let engineer = member(&acme, "eve", Role::Engineer);
+        let analyst = member(&acme, "ann", Role::Analyst);
+        let admin = member(&acme, "ada", Role::Admin);
+        let file =
+            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
+        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
+            .await
+            .unwrap();
+
+        for round in 0..4 {
+            let uids: Vec<String> = (0..4).map(|n| raw[4 * round + n].uid.clone()).collect();
+            let input = IncidentInput {
+                title: format!("round {round}"),
+                alerts: uids[0..1].to_vec(),
+                ..IncidentInput::default()
+            };
+            let x = app.create_incident(&analyst, "acme", input).await.unwrap();
+            // Both name alert 2; the first also names 1, the second 3.
+            let first_named = vec![uids[1].clone(), uids[2].clone()];
+            let second_named = vec![uids[2].clone(), uids[3].clone()];
+            let (first, second) = tokio::join!(
+                app.attach_alerts(&analyst, "acme", &x.id, &first_named),
+                app.attach_alerts(&analyst, "acme", &x.id, &second_named),
+            );
+            let first = first.unwrap_or_else(|e| panic!("{label} round {round}: {e}"));
+            let second = second.unwrap_or_else(|e| panic!("{label} round {round}: {e}"));
+            for view in [&first, &second] {
+                let shown: BTreeSet<&str> =
+                    view.alerts.iter().map(|a| a.source_uid.as_str()).collect();
+                assert!(shown.contains(uids[2].as_str()), "{label} round {round}");
+            }
+            let now = app.incident_profile(&analyst, "acme", &x.id).await.unwrap();
+            let shown: Vec<&str> = now.alerts.iter().map(|a| a.source_uid.as_str()).collect();
+            let mut want: Vec<&str> = uids.iter().map(String::as_str).collect();
+            want.sort_by_key(|uid| {
+                now.alerts
+                    .iter()
+                    .find(|a| a.source_uid == *uid)
+                    .map(|a| a.id.clone())
+            });
+            assert_eq!(shown, want, "{label} round {round}: each alert once");
+        }
+
+        // Each alert was attached by exactly one of the two: the audit
+        // events of the attaches name every alert once between them.
+        let events = app
+            .audit_list(
+                &admin,
+                &PageRequest {
+                    cursor: None,
+                    limit: Some(500),
+                },
+            )
+            .await
+            .unwrap()
+            .items;
+        let attached: Vec<String> = events
+            .iter()
+            .filter(|e| e.action == "incident_attach")
+            .flat_map(|e| {
+                e.details["alerts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|a| a.as_str().unwrap_or_default().to_string())
+            })
+            .collect();
+        let distinct: BTreeSet<&String> = attached.iter().collect();
+        assert_eq!(attached.len(), 4 * 3, "{label}: {attached:?}");
+        assert_eq!(distinct.len(), 4 * 3, "{label}: attached once each");
+    }
+}
+
+/// An incident's stale reasons hold each distinct reason once, as its
+/// review item does: two merges give one `merged` and two references of
+/// one kind one `evidence_update` (they repeated on the incident). A
+/// reason with other details is another reason: evidence of another kind,
+/// and two severity shifts between different severities, stay apart.
+#[tokio::test]
+async fn stale_reasons_hold_each_reason_once() {
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let analyst = member(&acme, "ann", Role::Analyst);
+        let create = |title: &str| IncidentInput {
+            title: title.into(),
+            ..IncidentInput::default()
+        };
+        let a = app
+            .create_incident(&analyst, "acme", create("a"))
+            .await
+            .unwrap();
+        for title in ["b", "c"] {
+            let absorbed = app
+                .create_incident(&analyst, "acme", create(title))
+                .await
+                .unwrap();
+            app.merge_incidents(&analyst, "acme", &a.id, &absorbed.id)
+                .await
+                .unwrap();
+        }
+        for (kind, reference) in [
+            ("ticket", "INC-1"),
+            ("ticket", "INC-2"),
+            ("url", "https://ex/1"),
+        ] {
+            app.add_incident_evidence(&analyst, "acme", &a.id, kind, reference)
+                .await
+                .unwrap();
+        }
+        for severity in ["high", "low", "high"] {
+            app.set_incident_severity(&analyst, "acme", &a.id, severity)
+                .await
+                .unwrap();
+        }
+
+        let want = vec![
+            serde_json::json!({"reason": "merged"}),
+            serde_json::json!({"reason": "evidence_update", "fields": ["evidence.ticket"]}),
+            serde_json::json!({"reason": "evidence_update", "fields": ["evidence.url"]}),
+            serde_json::json!({"reason": "severity_shift", "from": "medium", "to": "high"}),
+            serde_json::json!({"reason": "severity_shift", "from": "high", "to": "low"}),
+            serde_json::json!({"reason": "severity_shift", "from": "low", "to": "high"}),
+        ];
+        let view = app.incident_profile(&analyst, "acme", &a.id).await.unwrap();
+        assert_eq!(view.stale_reasons, want, "{label}: on the incident");
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(queued.len(), 1, "{label}: {queued:?}");
+        let item = review_item(&app, &analyst, "acme", &queued[0].1).await;
+        assert_eq!(
+            item.stale_reasons,
+            Some(want),
+            "{label}: in the review item"
+        );
+    }
+}
+
+/// A finished (resolved or closed) incident is not queued again by a
+/// severity change, new evidence, a merge into it or a split of it: its
+/// profile waits for nobody's review. It keeps the stale mark with every
+/// reason, which the lead sees, and reopening queues it with all of them.
+/// The incident a split creates is open and queued.
+#[tokio::test]
+async fn finished_incidents_are_not_queued_again() {
+    let uids: Vec<String> = raw_alerts().into_iter().map(|a| a.uid).collect();
+
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let engineer = member(&acme, "eve", Role::Engineer);
+        let analyst = member(&acme, "ann", Role::Analyst);
+        let file =
+            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
+        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
+            .await
+            .unwrap();
+
+        for (round, status) in ["resolved", "closed"].into_iter().enumerate() {
+            // Two alerts x keeps, two split off it, two of y merged into it.
+            let own = &uids[6 * round..6 * round + 6];
+            let (kept, split_off, absorbed) = (&own[0..2], &own[2..4], own[4..6].to_vec());
+            let input = |title: &str, alerts: Vec<String>| IncidentInput {
+                title: title.into(),
+                alerts,
+                ..IncidentInput::default()
+            };
+            let both: Vec<String> = kept.iter().chain(split_off).cloned().collect();
+            let x = app
+                .create_incident(&analyst, "acme", input("x", both))
+                .await
+                .unwrap();
+            let y = app
+                .create_incident(&analyst, "acme", input("y", absorbed))
+                .await
+                .unwrap();
+            app.set_incident_status(&analyst, "acme", &x.id, status)
+                .await
+                .unwrap();
+
+            app.set_incident_severity(&analyst, "acme", &x.id, "critical")
+                .await
+                .unwrap();
+            app.add_incident_evidence(&analyst, "acme", &x.id, "ticket", "INC-1")
+                .await
+                .unwrap();
+            app.merge_incidents(&analyst, "acme", &x.id, &y.id)
+                .await
+                .unwrap();
+            let split = app
+                .split_incident(&analyst, "acme", &x.id, split_off)
+                .await
+                .unwrap();
+
+            let queued = queued_incidents(&app, &analyst, "acme").await;
+            let of = |id: &str| -> Vec<Vec<String>> {
+                queued
+                    .iter()
+                    .filter(|(i, _, _)| i == id)
+                    .map(|(_, _, reasons)| reasons.clone())
+                    .collect()
+            };
+            assert_eq!(
+                of(&x.id),
+                Vec::<Vec<String>>::new(),
+                "{label} {status}: {queued:?}"
+            );
+            assert_eq!(of(&split.id), vec![strings(&["split"])], "{label} {status}");
+            let all = strings(&["severity_shift", "evidence_update", "merged", "split"]);
+            let view = app.incident_profile(&analyst, "acme", &x.id).await.unwrap();
+            assert_eq!(view.status, status, "{label}");
+            assert!(view.stale, "{label} {status}: the lead sees it");
+            assert_eq!(shown_reasons(&view), all, "{label} {status}");
+
+            app.set_incident_status(&analyst, "acme", &x.id, "reopened")
+                .await
+                .unwrap();
+            let queued = queued_incidents(&app, &analyst, "acme").await;
+            let mut reopened = all.clone();
+            reopened.push("reopened".into());
+            let held: Vec<&Vec<String>> = queued
+                .iter()
+                .filter(|(i, _, _)| *i == x.id)
+                .map(|(_, _, reasons)| reasons)
+                .collect();
+            assert_eq!(held, vec![&reopened], "{label} {status}");
+        }
     }
 }

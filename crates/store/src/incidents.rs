@@ -770,11 +770,13 @@ impl Tx {
         held_alert_ids(self.conn(), backend, scope, incident).await
     }
 
-    /// Attaches alerts to an incident (the caller leaves out alerts already
-    /// attached; a duplicate live attachment is refused as a conflict).
-    /// Each attachment gets its copy of the alert's source uid and current
-    /// canonical entries (migration 0012), written with the row: filled in
-    /// by an update instead, every row would be written twice.
+    /// Attaches alerts to an incident. An alert already attached to it live
+    /// is left as it is: attaching is idempotent, so a second attach of the
+    /// same alert (one the caller did not know of yet) writes nothing and
+    /// is no error. Answers the attachments made. Each attachment gets its
+    /// copy of the alert's source uid and current canonical entries
+    /// (migration 0012), written with the row: filled in by an update
+    /// instead, every row would be written twice.
     pub async fn attach_alerts(
         &mut self,
         scope: &OrgScope,
@@ -840,13 +842,16 @@ impl Tx {
                 ]
             })
             .collect();
+        // The unique index on live attachments (`incident_alerts_live`)
+        // skips an alert attached already; the foreign key still refuses an
+        // alert that does not exist.
         insert_rows(
             self.conn(),
             backend,
             "incident_alerts",
             &ATTACH_COLUMNS,
             rows,
-            false,
+            true,
         )
         .await
     }
@@ -1130,21 +1135,18 @@ impl Tx {
         Ok(())
     }
 
-    /// The scope's incidents, neither merged nor closed, whose profile has
-    /// an entry computed under another release of `domain` than `release`:
-    /// a live alert they hold (their own, or through an incident merged
-    /// into them) whose current canonical mapping has such an entry. One
-    /// statement for the whole org, in id order.
+    /// The scope's incidents, neither merged nor finished (resolved or
+    /// closed), whose profile has an entry computed under another release
+    /// of `domain` than `release`: a live alert they hold (their own, or
+    /// through an incident merged into them) whose current canonical
+    /// mapping has such an entry. One statement for the whole org, in id
+    /// order.
     pub async fn incidents_mapped_outside(
         &mut self,
         scope: &OrgScope,
         domain: &str,
         release: &str,
     ) -> Result<Vec<IncidentId>, StoreError> {
-        // The attachments serve the end of their incident's merge chain
-        // (see `holders`): COALESCE(survivor_id, id) names the incident
-        // whose profile the alert feeds.
-        //
         // On PostgreSQL the incidents found are locked, in id order (the
         // order a merge locks its pair in, so the two never deadlock), as
         // every other staleness trigger locks its incident before it
@@ -1158,33 +1160,83 @@ impl Tx {
         };
         let sql = format!(
             "SELECT i.id FROM incidents i WHERE i.org_id = $1 AND i.merged_into IS NULL \
-             AND i.status <> 'closed' AND i.id IN (\
-             SELECT COALESCE(h.survivor_id, h.id) FROM incident_alerts ia \
-             JOIN incidents h ON h.org_id = ia.org_id AND h.id = ia.incident_id \
-             JOIN alerts a ON a.org_id = ia.org_id AND a.id = ia.alert_id \
-             JOIN canonical_mappings m ON m.org_id = a.org_id AND m.alert_id = a.id \
-             AND m.version = a.canonical_version \
-             WHERE ia.org_id = $1 AND ia.detached_at IS NULL \
-             AND m.domain = $2 AND m.release <> $3) \
-             ORDER BY i.id{lock}"
+             AND i.status NOT IN ('resolved', 'closed') AND i.id IN ({}) \
+             ORDER BY i.id{lock}",
+            MAPPED_OUTSIDE
         );
-        let rows = sqlx::query(&sql)
+        self.mapped_outside(scope, domain, release, &sql, &[]).await
+    }
+
+    /// Those of `among` whose profile has an entry computed under another
+    /// release of `domain` than `release` (see
+    /// [`Tx::incidents_mapped_outside`]), whatever their state, in id order;
+    /// locks nothing (the caller locked `among` already).
+    pub async fn incidents_among_mapped_outside(
+        &mut self,
+        scope: &OrgScope,
+        domain: &str,
+        release: &str,
+        among: &[IncidentId],
+    ) -> Result<Vec<IncidentId>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in among.chunks(400) {
+            // Numbered on SQLite too: the driver binds a bare `?` by its own
+            // count, from the first argument, whatever `$n` come before.
+            let ids: Vec<String> = (4..4 + chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT i.id FROM incidents i WHERE i.org_id = $1 AND i.id IN ({}) \
+                 AND i.id IN ({MAPPED_OUTSIDE}) ORDER BY i.id",
+                ids.join(", ")
+            );
+            found.extend(
+                self.mapped_outside(scope, domain, release, &sql, chunk)
+                    .await?,
+            );
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Runs a statement built around [`MAPPED_OUTSIDE`]: org, domain,
+    /// release, then `ids`.
+    async fn mapped_outside(
+        &mut self,
+        scope: &OrgScope,
+        domain: &str,
+        release: &str,
+        sql: &str,
+        ids: &[IncidentId],
+    ) -> Result<Vec<IncidentId>, StoreError> {
+        let mut query = sqlx::query(sql)
             .bind(scope.org().as_str())
             .bind(domain)
-            .bind(release)
-            .fetch_all(self.conn())
-            .await
-            .context(|| {
-                format!(
-                    "finding incidents of org {} mapped outside {release}",
-                    scope.org()
-                )
-            })?;
+            .bind(release);
+        for id in ids {
+            query = query.bind(id.as_str());
+        }
+        let rows = query.fetch_all(self.conn()).await.context(|| {
+            format!(
+                "finding incidents of org {} mapped outside {release}",
+                scope.org()
+            )
+        })?;
         rows.iter()
             .map(|row| Ok(IncidentId(get(row, "incidents", "id")?)))
             .collect()
     }
 }
+
+/// SQL: the incidents of org `$1` holding a live alert whose current
+/// canonical mapping has an entry of domain `$2` computed under another
+/// release than `$3`. The attachments serve the end of their incident's
+/// merge chain (see [`holders`]): `COALESCE(survivor_id, id)` names the
+/// incident whose profile the alert feeds.
+const MAPPED_OUTSIDE: &str = "SELECT COALESCE(h.survivor_id, h.id) FROM incident_alerts ia \
+     JOIN incidents h ON h.org_id = ia.org_id AND h.id = ia.incident_id \
+     JOIN alerts a ON a.org_id = ia.org_id AND a.id = ia.alert_id \
+     JOIN canonical_mappings m ON m.org_id = a.org_id AND m.alert_id = a.id \
+     AND m.version = a.canonical_version \
+     WHERE ia.org_id = $1 AND ia.detached_at IS NULL AND m.domain = $2 AND m.release <> $3";
 
 impl Store {
     /// One incident of the scope.

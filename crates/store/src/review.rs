@@ -337,6 +337,27 @@ impl Tx {
         Ok(found)
     }
 
+    /// Every open item of the scope's incidents with `reason`, read inside
+    /// this transaction, by incident.
+    pub async fn open_incident_reviews_of_org(
+        &mut self,
+        scope: &OrgScope,
+        reason: &str,
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM review_queue WHERE org_id = $1 AND reason = $2 \
+             AND state = 'open' AND incident_id IS NOT NULL ORDER BY incident_id, id",
+            REVIEW_COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(reason)
+            .fetch_all(self.conn())
+            .await
+            .context(|| "reading the open review items of the org's incidents".to_string())?;
+        rows.iter().map(review_from_row).collect()
+    }
+
     /// Rewrites the detail of open items, `(item id, detail)` each, in a
     /// few statements whatever their number. Answers the items changed; an
     /// item resolved meanwhile, or another org's, is left alone.

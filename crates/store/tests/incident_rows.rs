@@ -605,3 +605,121 @@ async fn a_new_canonical_version_reaches_every_incident_holding_the_alert() {
         }
     }
 }
+
+/// The live attachments of `alert` to `incident`, counted row by row.
+async fn live_rows(store: &Store, scope: &OrgScope, incident: &IncidentId, alert: &AlertId) -> i64 {
+    let mut conn = store::testing::connection(store, store::testing::Reach::Org(scope)).await;
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM incident_alerts WHERE org_id = $1 AND incident_id = $2 \
+         AND alert_id = $3 AND detached_at IS NULL",
+    )
+    .bind(scope.org().as_str())
+    .bind(incident.as_str())
+    .bind(alert.as_str())
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::Row::get(&row, "n")
+}
+
+/// Attaching an alert the incident holds live already leaves it as it is:
+/// a second attach, after the first or while it is still running, writes
+/// nothing and is no error. The unique index on live attachments used to
+/// refuse it as a bare conflict, failing the whole attach. An alert that
+/// does not exist is still refused.
+#[tokio::test]
+async fn attaching_an_attached_alert_again_leaves_it_as_it_is() {
+    for db in databases().await {
+        let label = db.label();
+        let store = db.store().await;
+        let (org, scope) = new_org();
+        let alerts = seeded();
+        let [a0, a1, a2] = [&alerts[0], &alerts[1], &alerts[2]];
+        let a = incident(&org.id, "a");
+
+        let mut tx = store.begin_in(&scope).await.unwrap();
+        tx.insert_org(&org).await.unwrap();
+        tx.insert_alerts(alerts.iter().map(|s| alert_record(&org.id, s)).collect())
+            .await
+            .unwrap();
+        let sets = alerts
+            .iter()
+            .map(|s| canonical(&org.id, &s.id, 2, &s.entries))
+            .collect();
+        tx.insert_canonical(sets).await.unwrap();
+        tx.insert_incident(&a).await.unwrap();
+        let made = tx
+            .attach_alerts(
+                &scope,
+                &a.id,
+                std::slice::from_ref(&a0.id),
+                "ann",
+                &store::now(),
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(made, 1, "{label}");
+
+        // Again, beside an alert not attached yet: only that one is new.
+        let mut tx = store.begin_in(&scope).await.unwrap();
+        let made = tx
+            .attach_alerts(
+                &scope,
+                &a.id,
+                &[a0.id.clone(), a1.id.clone()],
+                "bob",
+                &store::now(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        tx.commit().await.unwrap();
+        assert_eq!(made, 1, "{label}: a1 only");
+        assert_eq!(
+            rows_of(&store, &scope, &a.id).await,
+            expected(&[a0, a1]),
+            "{label}"
+        );
+        assert_eq!(live_rows(&store, &scope, &a.id, &a0.id).await, 1, "{label}");
+
+        // Two at once: the second waits for the first and finds a2 there.
+        let mut first = store.begin_in(&scope).await.unwrap();
+        let made_first = first
+            .attach_alerts(
+                &scope,
+                &a.id,
+                std::slice::from_ref(&a2.id),
+                "ann",
+                &store::now(),
+            )
+            .await
+            .unwrap();
+        let second = {
+            let (store, scope, a, a2) = (store.clone(), scope.clone(), a.id.clone(), a2.id.clone());
+            tokio::spawn(async move {
+                let mut tx = store.begin_in(&scope).await?;
+                let made = tx
+                    .attach_alerts(&scope, &a, &[a2], "bob", &store::now())
+                    .await?;
+                tx.commit().await?;
+                Ok::<_, store::StoreError>(made)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first.commit().await.unwrap();
+        let made_second = second
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!((made_first, made_second), (1, 0), "{label}");
+        assert_eq!(live_rows(&store, &scope, &a.id, &a2.id).await, 1, "{label}");
+        assert_eq!(alert_count(&store, &scope, &a.id).await, 3, "{label}");
+
+        // An alert that does not exist is refused, and nothing is attached.
+        let mut tx = store.begin_in(&scope).await.unwrap();
+        let missing = tx
+            .attach_alerts(&scope, &a.id, &[AlertId::generate()], "ann", &store::now())
+            .await;
+        assert!(missing.is_err(), "{label}: {missing:?}");
+    }
+}
