@@ -10,6 +10,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use service::access::Action;
 use service::{
     Drilldown, ExportKind, ExportRequest, FilterInput, MatrixFilter, MatrixView, RedactionOptions,
 };
@@ -21,7 +22,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{AfterRole, ApiJson, ApiQuery};
 
 /// The filters every matrix route takes.
 pub(super) const FILTERS: [Param; 8] = [
@@ -287,9 +288,18 @@ pub(super) struct ImportBody {
 pub(super) async fn import(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<MatrixQuery>,
-    ApiJson(body): ApiJson<ImportBody>,
+    query: Result<ApiQuery<MatrixQuery>, ApiError>,
+    body: AfterRole<ApiJson<ImportBody>>,
 ) -> Result<Envelope<Value>, ApiError> {
+    let ApiJson(body) = body
+        .read(
+            &state,
+            &principal,
+            Action::ReadMappings,
+            ("matrix", &principal.org_name),
+        )
+        .await?;
+    let ApiQuery(query) = query?;
     let (domain, filter) = (query.domain()?, query.filter()?);
 
     let comparison = state
