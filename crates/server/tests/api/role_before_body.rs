@@ -9,13 +9,17 @@ use std::collections::BTreeMap;
 
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
-use server::{Body, route_table};
+use server::{Body, ServerConfig, route_table};
 use service::access::{Action, Role, allows};
 
 use crate::helpers::{TestApp, backends, concrete_path, error_of};
 
 /// A JSON document cut short: no route can parse it.
 const TRUNCATED: &[u8] = b"{\"nope\":";
+
+/// Every body limit of the app under test, so that an oversized body is
+/// small enough to send in bulk.
+const LIMIT: usize = 1024;
 
 /// One write operation of the document.
 struct Write {
@@ -60,7 +64,15 @@ fn writes(document: &Value) -> Vec<Write> {
 #[tokio::test]
 async fn a_refused_role_gets_403_whatever_body_it_sends() {
     for backend in backends() {
-        let app = TestApp::new(backend).await;
+        let config = ServerConfig {
+            body_limit: LIMIT,
+            upload_limit: LIMIT,
+            bulk_limit: LIMIT,
+            // Each token sends a hundred requests or so in a burst.
+            rate_limit: None,
+            ..ServerConfig::default()
+        };
+        let app = TestApp::with_config(backend, config).await;
         let mut tokens = BTreeMap::new();
         for role in Role::ALL {
             tokens.insert(role, app.token("acme", role).await);
@@ -86,10 +98,12 @@ async fn a_refused_role_gets_403_whatever_body_it_sends() {
         for write in &writes {
             let path = concrete_path(&write.path);
             let media = write.media.as_deref().unwrap_or("application/json");
-            let sent: [(&str, Option<&str>, &[u8]); 3] = [
+            let oversized = vec![b'{'; LIMIT * 2];
+            let sent: [(&str, Option<&str>, &[u8]); 4] = [
                 ("empty", Some(media), b""),
                 ("truncated", Some(media), TRUNCATED),
                 ("undeclared", None, TRUNCATED),
+                ("oversized", Some(media), &oversized),
             ];
 
             for role in Role::ALL.into_iter().filter(|r| !allows(*r, write.action)) {
@@ -133,6 +147,14 @@ async fn a_refused_role_gets_403_whatever_body_it_sends() {
                 );
                 assert_eq!(error_of(&answer)["code"], "invalid_input", "{}", write.path);
             }
+            let answer = send(&app, &path, &tokens[&role], Some(media), &oversized).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "{backend}: {role} on POST {} with an oversized body: {}",
+                write.path,
+                answer.text()
+            );
         }
 
         // Each refusal is audited once, under the action the route names.
