@@ -194,14 +194,28 @@ impl From<JsonRejection> for ApiError {
 }
 
 impl From<QueryRejection> for ApiError {
+    /// An unknown parameter (a query struct refusing unknown fields) is
+    /// named as the field, so a client sees which of its parameters is
+    /// misspelt; other rejections name the query as a whole.
     fn from(rejection: QueryRejection) -> Self {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-            rejection.body_text(),
-        )
-        .with_details(json!({ "field": "query" }))
+        let text = rejection.body_text();
+        if let Some((name, expected)) = unknown_parameter(&text) {
+            let name = service::echo(name);
+            return ApiError::invalid_field(
+                &name,
+                format!("unknown query parameter `{name}`, expected {expected}"),
+            );
+        }
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", text)
+            .with_details(json!({ "field": "query" }))
     }
+}
+
+/// The name and the expected names in serde's unknown-field message
+/// (``unknown field `tactc`, expected one of `domain`, `from` ``).
+fn unknown_parameter(text: &str) -> Option<(&str, &str)> {
+    let (_, rest) = text.split_once("unknown field `")?;
+    rest.split_once("`, expected ")
 }
 
 impl From<PathRejection> for ApiError {

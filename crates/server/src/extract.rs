@@ -2,12 +2,16 @@
 //!
 //! axum's own extractors answer a bad path, query or body with plain text;
 //! these wrappers turn every rejection into an [`ApiError`], so a client
-//! always gets `{"error": {...}}`.
+//! always gets `{"error": {...}}`. [`AfterRole`] puts a body off until the
+//! caller's role has been checked.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use service::Principal;
+use service::access::Action;
 
+use crate::AppState;
 use crate::error::ApiError;
 
 /// The body limit of the matched route, put in the request extensions by the
@@ -100,5 +104,53 @@ where
             .await
             .map_err(|e| with_limit(ApiError::from(e), limit))?;
         Ok(Self(bytes))
+    }
+}
+
+/// A body read only once the caller's role allows the action: a caller who
+/// may not act is told `403 forbidden` whatever it sent (a malformed,
+/// incomplete or oversized body, the wrong media type), and the refusal is
+/// audited as the use case would audit it. Its body is not even read.
+///
+/// `E` is the body extractor ([`ApiJson`], [`ApiBytes`]); the handler takes
+/// `AfterRole<E>` as its last argument and calls [`AfterRole::read`] with
+/// the action and target the use case itself authorizes.
+pub struct AfterRole<E> {
+    request: Request,
+    body: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<S, E> FromRequest<S> for AfterRole<E>
+where
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            request,
+            body: std::marker::PhantomData,
+        })
+    }
+}
+
+impl<E> AfterRole<E>
+where
+    E: FromRequest<AppState, Rejection = ApiError>,
+{
+    /// Checks that `principal` may perform `action` on `target` (a denial is
+    /// audited), then reads the body.
+    pub async fn read(
+        self,
+        state: &AppState,
+        principal: &Principal,
+        action: Action,
+        target: (&str, &str),
+    ) -> Result<E, ApiError> {
+        state
+            .app
+            .check_permission(&principal.actor(), action, target)
+            .await?;
+        E::from_request(self.request, state).await
     }
 }

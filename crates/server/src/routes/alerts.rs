@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use service::access::Action;
 use service::{
     AlertFilter, AlertIngestResult, AlertListItem, AlertMappingView, IngestReport, OverrideInput,
     OverrideOutcome,
@@ -19,7 +20,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
+use crate::extract::{AfterRole, ApiBytes, ApiJson, ApiPath, ApiQuery};
 
 /// Filters of `GET /api/v1/alerts`.
 pub(super) const LIST_FILTERS: [Param; 4] = [
@@ -94,8 +95,16 @@ pub(super) struct RemapSummary {
 pub(super) async fn ingest(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiJson(alert): ApiJson<Value>,
+    body: AfterRole<ApiJson<Value>>,
 ) -> Result<Response, ApiError> {
+    let ApiJson(alert) = body
+        .read(
+            &state,
+            &principal,
+            Action::AlertIngest,
+            ("alerts", &principal.org_name),
+        )
+        .await?;
     if !alert.is_object() {
         return Err(ApiError::invalid_field(
             "body",
@@ -130,8 +139,16 @@ pub(super) async fn bulk(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     headers: HeaderMap,
-    ApiBytes(body): ApiBytes,
+    body: AfterRole<ApiBytes>,
 ) -> Result<Envelope<BulkSummary>, ApiError> {
+    let ApiBytes(body) = body
+        .read(
+            &state,
+            &principal,
+            Action::AlertIngest,
+            ("alerts", &principal.org_name),
+        )
+        .await?;
     check_ndjson_type(&headers)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid_field(
@@ -216,8 +233,12 @@ pub(super) async fn create_override(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(input): ApiJson<OverrideInput>,
+    body: AfterRole<ApiJson<OverrideInput>>,
 ) -> Result<Envelope<OverrideOutcome>, ApiError> {
+    let ApiJson(input) = body
+        .read(&state, &principal, Action::OverrideCreate, ("alert", &id))
+        .await?;
+
     let outcome = state
         .app
         .create_override(&principal.actor(), &principal.org_name, &id, input)
@@ -230,8 +251,16 @@ pub(super) async fn decide_override(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<DecideBody>,
+    body: AfterRole<ApiJson<DecideBody>>,
 ) -> Result<Envelope<OverrideOutcome>, ApiError> {
+    let ApiJson(body) = body
+        .read(
+            &state,
+            &principal,
+            Action::OverrideApprove,
+            ("override", &id),
+        )
+        .await?;
     let approve = match body.decision.trim().to_ascii_lowercase().as_str() {
         "approve" => true,
         "reject" => false,

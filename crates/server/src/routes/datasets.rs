@@ -2,7 +2,9 @@
 //! steward actions (load, validate, approve, reject, activate, rollback).
 //!
 //! Every handler has the same rhythm: read the input, ask the use case
-//! (which checks the role and audits), answer in the envelope.
+//! (which checks the role and audits), answer in the envelope. A body is
+//! read only after the role check ([`AfterRole`]), so a refused caller is
+//! told 403 whatever it sent.
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::header;
@@ -10,6 +12,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use service::access::Action;
 use service::{
     Activation, Dataset, DatasetFilter, DatasetId, DatasetState, LoadOptions, Rollback,
     ValidationSummary,
@@ -22,7 +25,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
+use crate::extract::{AfterRole, ApiBytes, ApiJson, ApiPath, ApiQuery};
 
 const STATES: &[&str] = &[
     "loaded",
@@ -33,6 +36,9 @@ const STATES: &[&str] = &[
     "retired",
     "rolled_back",
 ];
+
+/// The audit target kind of datasets, as the use cases write it.
+const DATASET: &str = "dataset";
 
 /// Filters of `GET /api/v1/datasets`.
 pub(super) const LIST_FILTERS: [Param; 2] = [
@@ -160,9 +166,13 @@ pub(super) async fn list(
 pub(super) async fn load(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<LoadQuery>,
-    ApiBytes(body): ApiBytes,
+    query: Result<ApiQuery<LoadQuery>, ApiError>,
+    body: AfterRole<ApiBytes>,
 ) -> Result<Response, ApiError> {
+    let ApiBytes(body) = body
+        .read(&state, &principal, Action::DatasetLoad, (DATASET, "upload"))
+        .await?;
+    let ApiQuery(query) = query?;
     let options = LoadOptions {
         release: query.release.filter(|r| !r.trim().is_empty()),
         domain: query
@@ -295,8 +305,16 @@ pub(super) async fn reject(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     DatasetPath(id): DatasetPath,
-    ApiJson(body): ApiJson<RejectBody>,
+    body: AfterRole<ApiJson<RejectBody>>,
 ) -> Result<Envelope<Dataset>, ApiError> {
+    let ApiJson(body) = body
+        .read(
+            &state,
+            &principal,
+            Action::DatasetReject,
+            (DATASET, id.as_str()),
+        )
+        .await?;
     let reason = body.reason.trim();
     if reason.is_empty() {
         return Err(ApiError::invalid_field(
@@ -332,8 +350,13 @@ pub(super) struct RollbackBody {
 pub(super) async fn rollback(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiJson(body): ApiJson<RollbackBody>,
+    body: AfterRole<ApiJson<RollbackBody>>,
 ) -> Result<Envelope<Rollback>, ApiError> {
+    // The domain is in the body, read only once the role allows it: a
+    // refusal is audited against every domain (`*`).
+    let ApiJson(body) = body
+        .read(&state, &principal, Action::DatasetRollback, (DATASET, "*"))
+        .await?;
     let domain = parse_domain("domain", &body.domain)?;
 
     let rollback = state

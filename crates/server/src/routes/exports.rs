@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use service::access::Action;
 use service::{ExportKind, ExportRequest, ExportUrlError, FilterInput, RedactionOptions};
 
 use super::{Param, ParamType, parse_domain};
@@ -19,7 +20,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{AfterRole, ApiJson, ApiQuery};
 
 /// The parameters of a download URL, as [`service::download_url`] writes
 /// them.
@@ -119,8 +120,16 @@ fn given(value: Option<String>) -> Option<String> {
 pub(super) async fn sign(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiJson(body): ApiJson<SignBody>,
+    body: AfterRole<ApiJson<SignBody>>,
 ) -> Result<Envelope<Value>, ApiError> {
+    let ApiJson(body) = body
+        .read(
+            &state,
+            &principal,
+            Action::MatrixExport,
+            ("export", &principal.org_name),
+        )
+        .await?;
     let domain = parse_domain(
         "domain",
         given(body.domain).as_deref().unwrap_or("enterprise-attack"),

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use service::access::Action;
 use service::{AdjustmentInput, IncidentInput, IncidentProfileView, IncidentSummary, SplitOutcome};
 
 use super::{page_envelope, page_request};
@@ -11,7 +12,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{AfterRole, ApiJson, ApiPath, ApiQuery};
 
 /// `GET /api/v1/incidents` query.
 #[derive(Debug, Deserialize)]
@@ -61,8 +62,12 @@ pub(super) struct EvidenceBody {
 pub(super) async fn create(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiJson(input): ApiJson<IncidentInput>,
+    body: AfterRole<ApiJson<IncidentInput>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
+    let ApiJson(input) = body
+        .read(&state, &principal, Action::IncidentWrite, ("incident", "*"))
+        .await?;
+
     let view = state
         .app
         .create_incident(&principal.actor(), &principal.org_name, input)
@@ -109,8 +114,12 @@ pub(super) async fn attach(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<AlertsBody>,
+    body: AfterRole<ApiJson<AlertsBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
+    let ApiJson(body) = body
+        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .await?;
+
     let view = state
         .app
         .attach_alerts(&principal.actor(), &principal.org_name, &id, &body.alerts)
@@ -123,8 +132,12 @@ pub(super) async fn detach(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<AlertsBody>,
+    body: AfterRole<ApiJson<AlertsBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
+    let ApiJson(body) = body
+        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .await?;
+
     let view = state
         .app
         .detach_alerts(&principal.actor(), &principal.org_name, &id, &body.alerts)
@@ -137,8 +150,12 @@ pub(super) async fn merge(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<MergeBody>,
+    body: AfterRole<ApiJson<MergeBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
+    let ApiJson(body) = body
+        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .await?;
+
     let view = state
         .app
         .merge_incidents(&principal.actor(), &principal.org_name, &id, &body.absorbed)
@@ -151,8 +168,12 @@ pub(super) async fn split(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<AlertsBody>,
+    body: AfterRole<ApiJson<AlertsBody>>,
 ) -> Result<Envelope<SplitOutcome>, ApiError> {
+    let ApiJson(body) = body
+        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .await?;
+
     let outcome = state
         .app
         .split_incident(&principal.actor(), &principal.org_name, &id, &body.alerts)
@@ -165,8 +186,17 @@ pub(super) async fn adjust(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(input): ApiJson<AdjustmentInput>,
+    body: AfterRole<ApiJson<AdjustmentInput>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
+    let ApiJson(input) = body
+        .read(
+            &state,
+            &principal,
+            Action::IncidentAdjust,
+            ("incident", &id),
+        )
+        .await?;
+
     let view = state
         .app
         .adjust_incident(&principal.actor(), &principal.org_name, &id, input)
@@ -179,8 +209,12 @@ pub(super) async fn status(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<StatusBody>,
+    body: AfterRole<ApiJson<StatusBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
+    let ApiJson(body) = body
+        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .await?;
+
     let view = state
         .app
         .set_incident_status(&principal.actor(), &principal.org_name, &id, &body.status)
@@ -193,8 +227,12 @@ pub(super) async fn severity(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<SeverityBody>,
+    body: AfterRole<ApiJson<SeverityBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
+    let ApiJson(body) = body
+        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .await?;
+
     let view = state
         .app
         .set_incident_severity(&principal.actor(), &principal.org_name, &id, &body.severity)
@@ -207,8 +245,12 @@ pub(super) async fn evidence(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<EvidenceBody>,
+    body: AfterRole<ApiJson<EvidenceBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
+    let ApiJson(body) = body
+        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .await?;
+
     let view = state
         .app
         .add_incident_evidence(

@@ -6,6 +6,7 @@
 
 use axum::extract::State;
 use serde::Deserialize;
+use service::access::Action;
 use service::{KpiDimension, KpiReport, KpiRequest, MatrixLatency};
 
 use super::{Param, ParamType};
@@ -42,8 +43,11 @@ pub(super) const PARAMS: [Param; 4] = [
 /// The route whose latency the `matrix_query_p95` KPI reads.
 const MATRIX_ROUTE: &str = "/api/v1/matrix";
 
-/// Query of `GET /api/v1/kpis`.
+/// Query of `GET /api/v1/kpis`. An unknown parameter is refused, naming
+/// it, rather than dropped: a misspelt `by` or `from` would otherwise
+/// answer KPIs the client did not ask for.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct KpiQuery {
     from: Option<String>,
     to: Option<String>,
@@ -51,12 +55,35 @@ pub(super) struct KpiQuery {
     org: Option<String>,
 }
 
+impl KpiQuery {
+    /// The org asked for, when one is named.
+    fn org(&self) -> Option<&str> {
+        self.org.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    }
+}
+
 /// `GET /api/v1/kpis`
 pub(super) async fn kpis(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<KpiQuery>,
+    query: Result<ApiQuery<KpiQuery>, ApiError>,
 ) -> Result<Envelope<KpiReport>, ApiError> {
+    // The use case answers another org as missing unless the role is a
+    // platform role, so an org token naming another org learns nothing.
+    let org = query
+        .as_ref()
+        .ok()
+        .and_then(|ApiQuery(query)| query.org())
+        .unwrap_or(&principal.org_name)
+        .to_string();
+    // The role before the rest of the query, against the org the use case
+    // would name: a refused caller is told 403 whatever it sent.
+    state
+        .app
+        .check_permission(&principal.actor(), Action::ReadAudit, ("kpis", &org))
+        .await?;
+    let ApiQuery(query) = query?;
+
     let by = query
         .by
         .as_deref()
@@ -64,15 +91,6 @@ pub(super) async fn kpis(
         .filter(|s| !s.is_empty())
         .map(str::parse::<KpiDimension>)
         .transpose()?;
-    // The use case answers another org as missing unless the role is a
-    // platform role, so an org token naming another org learns nothing.
-    let org = query
-        .org
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(&principal.org_name)
-        .to_string();
     let request = KpiRequest {
         from: query.from,
         to: query.to,

@@ -1,17 +1,19 @@
 //! The ATT&CK matrix of the caller's org (issue 6): the heatmap with its
 //! formula, the drilldown behind a cell, exports and layer imports.
 //!
-//! Every route reads the caller's own org; the use cases check the role
-//! before anything else, so a refused role learns nothing from a bad
-//! parameter.
+//! Every route reads the caller's own org and checks the role before it
+//! reads its query or body, so a refused role is told 403 whatever it sent
+//! and learns nothing from a bad parameter.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use service::access::Action;
 use service::{
-    Drilldown, ExportKind, ExportRequest, FilterInput, MatrixFilter, MatrixView, RedactionOptions,
+    Drilldown, ExportKind, ExportRequest, FilterInput, MatrixFilter, MatrixView, Principal,
+    RedactionOptions,
 };
 
 use super::{
@@ -21,7 +23,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{AfterRole, ApiJson, ApiQuery};
 
 /// The filters every matrix route takes.
 pub(super) const FILTERS: [Param; 8] = [
@@ -112,11 +114,29 @@ pub(super) const EXPORT: [Param; 7] = [
     Param::query("redact_alert_id", ParamType::Boolean, "Hide alert ids"),
 ];
 
-/// Query of every matrix route. Unknown parameters are ignored rather
-/// than refused: the web UI sends its whole filter form (its display
-/// `mode` included).
+/// Query of `GET /api/v1/matrix` and `POST /api/v1/matrix/import`: the
+/// view, a domain and the filters. Every matrix query refuses a parameter
+/// it does not take, naming it, so a misspelt filter (`tactc=`) is not
+/// silently dropped from the view the client believes it asked for.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct MatrixQuery {
+    domain: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    source: Option<String>,
+    severity: Option<String>,
+    connector: Option<String>,
+    platform: Option<String>,
+    band: Option<String>,
+}
+
+/// Query of `GET /api/v1/matrix/drilldown`: the view, the cell and the
+/// page (serde cannot refuse unknown fields beside a flattened
+/// [`MatrixQuery`], so the view's fields are spelt out again).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DrilldownQuery {
     domain: Option<String>,
     from: Option<String>,
     to: Option<String>,
@@ -129,11 +149,57 @@ pub(super) struct MatrixQuery {
     technique: Option<String>,
     cursor: Option<String>,
     limit: Option<String>,
+}
+
+/// Query of `GET /api/v1/matrix/export`: the view and what to export.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExportQuery {
+    domain: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    source: Option<String>,
+    severity: Option<String>,
+    connector: Option<String>,
+    platform: Option<String>,
+    band: Option<String>,
     format: Option<String>,
+    tactic: Option<String>,
+    technique: Option<String>,
     full_matrix: Option<String>,
     redact_host: Option<String>,
     redact_user: Option<String>,
     redact_alert_id: Option<String>,
+}
+
+impl DrilldownQuery {
+    fn view(&self) -> MatrixQuery {
+        MatrixQuery {
+            domain: self.domain.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            source: self.source.clone(),
+            severity: self.severity.clone(),
+            connector: self.connector.clone(),
+            platform: self.platform.clone(),
+            band: self.band.clone(),
+        }
+    }
+}
+
+impl ExportQuery {
+    fn view(&self) -> MatrixQuery {
+        MatrixQuery {
+            domain: self.domain.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            source: self.source.clone(),
+            severity: self.severity.clone(),
+            connector: self.connector.clone(),
+            platform: self.platform.clone(),
+            band: self.band.clone(),
+        }
+    }
 }
 
 /// Empty form fields mean "no restriction".
@@ -143,6 +209,23 @@ fn given(value: &Option<String>) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
+}
+
+/// The role check the use case makes first, made before the query is
+/// read: a refused caller is told 403 whatever parameters it sent. The
+/// target is the one the use case names, the caller's org.
+async fn check_role(
+    state: &AppState,
+    principal: &Principal,
+    action: Action,
+    kind: &str,
+) -> Result<(), ApiError> {
+    let target = (kind, principal.org_name.as_str());
+    state
+        .app
+        .check_permission(&principal.actor(), action, target)
+        .await
+        .map_err(ApiError::from)
 }
 
 impl MatrixQuery {
@@ -176,8 +259,10 @@ impl MatrixQuery {
 pub(super) async fn matrix(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<MatrixQuery>,
+    query: Result<ApiQuery<MatrixQuery>, ApiError>,
 ) -> Result<Envelope<MatrixView>, ApiError> {
+    check_role(&state, &principal, Action::ReadMappings, "matrix").await?;
+    let ApiQuery(query) = query?;
     let (domain, filter) = (query.domain()?, query.filter()?);
 
     let view = state
@@ -193,9 +278,12 @@ pub(super) async fn matrix(
 pub(super) async fn drilldown(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<MatrixQuery>,
+    query: Result<ApiQuery<DrilldownQuery>, ApiError>,
 ) -> Result<Envelope<Drilldown>, ApiError> {
-    let (domain, filter) = (query.domain()?, query.filter()?);
+    check_role(&state, &principal, Action::ReadMappings, "matrix").await?;
+    let ApiQuery(query) = query?;
+    let view = query.view();
+    let (domain, filter) = (view.domain()?, view.filter()?);
     let limit = parse_limit(query.limit.as_deref())?;
     let cursor = given(&query.cursor)
         .map(|c| decode_cursor(&c))
@@ -226,9 +314,12 @@ pub(super) async fn drilldown(
 pub(super) async fn export(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<MatrixQuery>,
+    query: Result<ApiQuery<ExportQuery>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let domain = query.domain()?;
+    check_role(&state, &principal, Action::MatrixExport, "matrix_export").await?;
+    let ApiQuery(query) = query?;
+    let view = query.view();
+    let domain = view.domain()?;
     let format = given(&query.format).unwrap_or_else(|| "navigator".into());
     let kind = match format.to_ascii_lowercase().as_str() {
         "navigator" => ExportKind::Navigator,
@@ -244,7 +335,7 @@ pub(super) async fn export(
     let request = ExportRequest {
         kind,
         domain,
-        filter: query.filter_input(),
+        filter: view.filter_input(),
         full_matrix: parse_bool("full_matrix", query.full_matrix.as_deref(), false)?,
         tactic: given(&query.tactic),
         technique: given(&query.technique),
@@ -287,9 +378,18 @@ pub(super) struct ImportBody {
 pub(super) async fn import(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<MatrixQuery>,
-    ApiJson(body): ApiJson<ImportBody>,
+    query: Result<ApiQuery<MatrixQuery>, ApiError>,
+    body: AfterRole<ApiJson<ImportBody>>,
 ) -> Result<Envelope<Value>, ApiError> {
+    let ApiJson(body) = body
+        .read(
+            &state,
+            &principal,
+            Action::ReadMappings,
+            ("matrix", &principal.org_name),
+        )
+        .await?;
+    let ApiQuery(query) = query?;
     let (domain, filter) = (query.domain()?, query.filter()?);
 
     let comparison = state

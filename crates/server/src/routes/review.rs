@@ -7,6 +7,7 @@
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use service::access::Action;
 use service::{
     IncidentProfileView, OverrideInput, OverrideOutcome, ReviewCorrection, ReviewDecision,
     ReviewItem,
@@ -17,7 +18,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{AfterRole, ApiJson, ApiPath, ApiQuery};
 
 /// Filter of `GET /api/v1/review`.
 pub(super) const LIST_FILTERS: [Param; 1] = [Param::query(
@@ -85,8 +86,12 @@ pub(super) async fn decide(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<DecideBody>,
+    body: AfterRole<ApiJson<DecideBody>>,
 ) -> Result<Envelope<ReviewItem>, ApiError> {
+    let ApiJson(body) = body
+        .read(&state, &principal, Action::ReviewWork, ("review", &id))
+        .await?;
+
     let item = state
         .app
         .review_decide(
@@ -107,8 +112,12 @@ pub(super) async fn correct(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
-    ApiJson(input): ApiJson<OverrideInput>,
+    body: AfterRole<ApiJson<OverrideInput>>,
 ) -> Result<Envelope<Correction>, ApiError> {
+    let ApiJson(input) = body
+        .read(&state, &principal, Action::ReviewWork, ("review", &id))
+        .await?;
+
     let (review, correction) = state
         .app
         .review_correct(&principal.actor(), &principal.org_name, &id, input)

@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{AfterRole, ApiJson, ApiPath, ApiQuery};
 
 /// Most inputs in one batch request.
 pub const MAX_BATCH_INPUTS: usize = 100;
@@ -278,15 +278,11 @@ fn list_meta(
 pub(super) async fn suggest(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    body: Result<ApiJson<SuggestBody>, ApiError>,
+    body: AfterRole<ApiJson<SuggestBody>>,
 ) -> Result<Envelope<Vec<Suggestion>>, ApiError> {
-    // The role before the body: a caller who may not ask is told so,
-    // whatever it sent.
-    state
-        .app
-        .check_permission(&principal.actor(), Action::Suggest, ("suggester", "text"))
+    let ApiJson(body) = body
+        .read(&state, &principal, Action::Suggest, ("suggester", "text"))
         .await?;
-    let ApiJson(body) = body?;
 
     let domain = domain_of(body.domain.as_deref())?;
     let limit = body.limit;
@@ -305,13 +301,11 @@ pub(super) async fn suggest(
 pub(super) async fn batch(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    body: Result<ApiJson<BatchBody>, ApiError>,
+    body: AfterRole<ApiJson<BatchBody>>,
 ) -> Result<Envelope<Vec<Value>>, ApiError> {
-    state
-        .app
-        .check_permission(&principal.actor(), Action::Suggest, ("suggester", "batch"))
+    let ApiJson(body) = body
+        .read(&state, &principal, Action::Suggest, ("suggester", "batch"))
         .await?;
-    let ApiJson(body) = body?;
 
     let domain = domain_of(body.domain.as_deref())?;
     if body.inputs.len() > MAX_BATCH_INPUTS {

@@ -160,7 +160,12 @@ impl TestApp {
             None => request.body(Body::empty()),
         }
         .expect("valid request");
+        self.send_request(request).await
+    }
 
+    /// Sends a request built by the caller (one the other helpers cannot
+    /// build, such as a body without a `Content-Type`).
+    pub async fn send_request(&self, request: Request<Body>) -> Answer {
         let response = self
             .router
             .clone()

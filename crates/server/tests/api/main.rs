@@ -13,6 +13,8 @@ mod leakage;
 mod lifecycle;
 mod matrix;
 mod ops;
+mod queries;
+mod role_before_body;
 mod roles;
 mod rules;
 mod serve;

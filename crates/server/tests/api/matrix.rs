@@ -80,8 +80,11 @@ async fn heatmap_drilldown_and_exports_agree_and_stay_in_their_org() {
         let analyst = app.token("acme", Role::Analyst).await;
         let other = app.token("globex", Role::Admin).await;
 
-        // What the web UI sends: the whole filter form, empty fields included.
-        let query = "domain=enterprise-attack&from=&to=&source=&severity=&connector=&platform=&band=&mode=count";
+        // What the web UI sends: the domain and its whole filter form, empty
+        // fields included (the heatmap mode radios sit outside the form and
+        // never reach the API).
+        let query =
+            "domain=enterprise-attack&from=&to=&source=&severity=&connector=&platform=&band=";
         let answer = app.get(&format!("/api/v1/matrix?{query}"), &viewer).await;
         assert_eq!(answer.status, 200, "{backend}: {}", answer.text());
         let data = answer.json()["data"].clone();

@@ -105,3 +105,38 @@ async fn ui_files_are_served_with_their_types_and_a_strict_policy() {
     let result = server.await.expect("server task");
     assert!(result.is_ok(), "{result:?}");
 }
+
+/// The matrix routes refuse a query parameter they do not document, and the
+/// page sends its filter form's fields (`FormData` of `#filters`) to each
+/// of them: every field must be one they take.
+#[test]
+fn the_filter_form_sends_only_parameters_the_matrix_routes_take() {
+    let page = include_str!("../../ui/index.html");
+    let start = page.find("<form id=\"filters\"").expect("the filter form");
+    let form = &page[start..];
+    let form = &form[..form.find("</form>").expect("the form ends")];
+    let fields: Vec<&str> = form
+        .split("name=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(
+        fields.contains(&"from") && fields.contains(&"band"),
+        "{fields:?}"
+    );
+
+    for path in [
+        "/api/v1/matrix",
+        "/api/v1/matrix/drilldown",
+        "/api/v1/matrix/export",
+    ] {
+        let route = server::route_table()
+            .into_iter()
+            .find(|r| r.path == path)
+            .expect("a matrix route");
+        let taken: Vec<&str> = route.params.iter().map(|p| p.name).collect();
+        for field in &fields {
+            assert!(taken.contains(field), "{path} does not take `{field}`");
+        }
+    }
+}
