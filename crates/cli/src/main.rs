@@ -312,6 +312,14 @@ enum MigrationsCommand {
 
 #[derive(Debug, Subcommand)]
 enum OrgCommand {
+    /// List the orgs, by name.
+    List {
+        /// Who acts.
+        #[arg(long, default_value = "operator")]
+        actor: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Create an org.
     Create {
         /// Unique org name.
@@ -620,6 +628,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("cannot open the database")?;
     match cli.command {
         Command::Dataset(command) => dataset(&app, command).await,
+        Command::Org(OrgCommand::List { actor, json }) => {
+            let orgs = app.list_orgs(&Actor::operator(actor)).await?;
+            Printer::new(json.json).orgs(&orgs)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Org(OrgCommand::Create { name, actor, json }) => {
             let org = app.create_org(&Actor::operator(actor), &name).await?;
             Printer::new(json.json).org(&org)?;

@@ -38,6 +38,30 @@ pub enum AlertsCommand {
         #[command(flatten)]
         org: OrgArgs,
     },
+    /// The org's alerts, newest first, with their current canonical
+    /// entries; `--json` prints `{"items": [...], "next_cursor": ...}`.
+    List {
+        /// Only alerts whose current mapping holds this technique.
+        #[arg(long)]
+        technique: Option<String>,
+        /// Only alerts with an entry won by this source: manual, rule, ai.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only alerts with an entry in this band: low, medium, high.
+        #[arg(long)]
+        band: Option<String>,
+        /// Only `mapped` or `unmapped` alerts.
+        #[arg(long)]
+        state: Option<String>,
+        /// How many (1 to 500).
+        #[arg(long, default_value_t = service::PageRequest::DEFAULT_LIMIT)]
+        limit: usize,
+        /// `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        org: OrgArgs,
+    },
     /// An alert's candidates and canonical mapping with provenance.
     Show {
         /// The product's alert id or the alert's source uid.
@@ -316,6 +340,23 @@ pub async fn alerts(app: &App, command: AlertsCommand) -> anyhow::Result<ExitCod
                 text
             })?;
         }
+        AlertsCommand::List {
+            technique,
+            source,
+            band,
+            state,
+            limit,
+            cursor,
+            org,
+        } => {
+            let filter = service::AlertFilter {
+                technique,
+                source,
+                band,
+                mapping_state: state,
+            };
+            return list_alerts(app, &org, &filter, limit, cursor).await;
+        }
         AlertsCommand::Show { id, org } => {
             let actor = actor(app, &org, Role::PlatformAdmin).await?;
             let view = app.alert_mapping(&actor, &org.org, &id).await?;
@@ -372,6 +413,61 @@ pub async fn alerts(app: &App, command: AlertsCommand) -> anyhow::Result<ExitCod
             )?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `alerts list`: one page of the org's alerts, as `GET /api/v1/alerts`.
+async fn list_alerts(
+    app: &App,
+    org: &OrgArgs,
+    filter: &service::AlertFilter,
+    limit: usize,
+    cursor: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    if !(1..=service::PageRequest::MAX_LIMIT).contains(&limit) {
+        anyhow::bail!(
+            "--limit must be from 1 to {}, got {limit}",
+            service::PageRequest::MAX_LIMIT
+        );
+    }
+    let actor = actor(app, org, Role::PlatformAdmin).await?;
+    let page = service::PageRequest {
+        cursor,
+        limit: Some(limit),
+    };
+    let alerts = app.list_alerts(&actor, &org.org, filter, &page).await?;
+
+    let answer = json!({ "items": alerts.items, "next_cursor": alerts.next_cursor });
+    print(org.json, &answer, || {
+        let mut text = format!(
+            "{:<36}  {:<24}  {:<13}  {:<20}  techniques",
+            "id", "received", "severity", "host"
+        );
+        for item in &alerts.items {
+            let a = &item.alert;
+            let techniques: Vec<&str> = item
+                .canonical
+                .iter()
+                .map(|e| e.technique.as_str())
+                .collect();
+            text.push_str(&format!(
+                "\n{:<36}  {:<24}  {:<13}  {:<20}  {}",
+                a.id,
+                a.received_at,
+                a.severity,
+                a.host.as_deref().unwrap_or("-"),
+                if techniques.is_empty() {
+                    "(unmapped)".to_string()
+                } else {
+                    techniques.join(", ")
+                }
+            ));
+        }
+        if let Some(next) = &alerts.next_cursor {
+            text.push_str(&format!("\nmore: --cursor '{next}'"));
+        }
+        text
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -239,6 +239,24 @@ impl Printer {
         Ok(())
     }
 
+    /// The orgs, one per line.
+    pub fn orgs(&self, orgs: &[Org]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&orgs);
+        }
+        println!("{:<36}  {:<24}  name", "id", "created");
+        for org in orgs {
+            println!(
+                "{:<36}  {:<24}  {}",
+                org.id,
+                org.created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                org.name
+            );
+        }
+        Ok(())
+    }
+
     /// A new token: the only time its secret is shown.
     pub fn token(&self, t: &NewToken) -> anyhow::Result<()> {
         if self.json {

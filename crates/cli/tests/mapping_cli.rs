@@ -122,6 +122,81 @@ async fn mapping_commands_keep_the_issue_3_contract() {
         .json();
         assert_eq!(by_id["alert"], show["alert"]);
 
+        // `alerts list` pages through every stored alert once, newest first.
+        let list = |extra: &[&str]| {
+            let mut items: Vec<Value> = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut args = vec!["alerts", "list", "--org", "acme", "--json", "--limit", "40"];
+                args.extend_from_slice(extra);
+                let after = cursor.clone().unwrap_or_default();
+                if cursor.is_some() {
+                    args.extend_from_slice(&["--cursor", &after]);
+                }
+                let page = run(&url, &args).json();
+                items.extend(page["items"].as_array().unwrap().iter().cloned());
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_string()),
+                    None => break items,
+                }
+            }
+        };
+        let all = list(&[]);
+        let listed: BTreeSet<String> = all
+            .iter()
+            .map(|i| i["alert"]["source_uid"].as_str().unwrap().to_string())
+            .collect();
+        let fed: BTreeSet<String> = feed
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["finding_info"]["uid"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!((all.len(), &listed), (111, &fed), "{}", db.label());
+        let unmapped = list(&["--state", "unmapped"]);
+        assert_eq!(unmapped.len() as u64, ingest["unmapped"].as_u64().unwrap());
+        assert!(
+            unmapped
+                .iter()
+                .all(|i| i["canonical"] == Value::Array(vec![]))
+        );
+        // A technique filter keeps exactly the alerts whose entries name it.
+        let technique = show["canonical"]["entries"][0]["technique"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let holding = |items: &[Value]| -> BTreeSet<String> {
+            items
+                .iter()
+                .filter(|i| {
+                    i["canonical"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|e| e["technique"] == technique.as_str())
+                })
+                .map(|i| i["alert"]["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let filtered = list(&["--technique", &technique]);
+        assert!(!filtered.is_empty());
+        assert_eq!(holding(&filtered).len(), filtered.len());
+        assert_eq!(holding(&filtered), holding(&all));
+        let bad = run(&url, &["alerts", "list", "--org", "acme", "--limit", "0"]);
+        assert!(!bad.ok && bad.stderr.contains("--limit"), "{}", bad.stderr);
+
+        // `org list` names the org made above.
+        let orgs = run(&url, &["org", "list", "--json"]).json();
+        let names: Vec<&str> = orgs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec!["acme"]);
+
         let refused = run(
             &url,
             &[

@@ -130,6 +130,15 @@ impl App {
         Ok(org)
     }
 
+    /// Every org, by name: the platform's own listing (role
+    /// `platform_admin`); an org role sees its own org through
+    /// [`App::org_by_name`].
+    pub async fn list_orgs(&self, actor: &Actor) -> Result<Vec<Org>> {
+        self.authorize(actor, Action::ManageOrgs, ("org", "*"))
+            .await?;
+        Ok(self.store.list_orgs().await?)
+    }
+
     /// Finds an org by name or id. Org roles only see their own org; any
     /// other answers `not_found`, like a missing one.
     pub async fn org_by_name(&self, actor: &Actor, name: &str) -> Result<Org> {
