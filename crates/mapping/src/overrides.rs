@@ -207,6 +207,12 @@ pub enum OverrideError {
     /// Replace without the mapping it replaces.
     #[error("a replace override needs `replaces_technique`")]
     ReplaceWithoutOld,
+    /// A replace whose target is the very mapping it replaces: it would
+    /// change nothing, and is more likely a slip than an intent.
+    #[error(
+        "a replace override must name another mapping than the one it replaces (`replaces_technique`)"
+    )]
+    ReplaceWithItself,
     /// `replaces_*` given on add or remove.
     #[error("`replaces_technique` is only allowed on a replace override")]
     OldWithoutReplace,
@@ -320,6 +326,9 @@ impl OverrideRequest {
             (_, Some(_)) => return Err(OverrideError::OldWithoutReplace),
             (_, None) => None,
         };
+        if replaces.as_ref() == Some(&target) {
+            return Err(OverrideError::ReplaceWithItself);
+        }
         let confidence = match self.confidence {
             Some(c) => Confidence::new(c).map_err(OverrideError::Confidence)?,
             None => Confidence::CERTAIN,
@@ -522,6 +531,9 @@ mod tests {
             refuse(request("replace", "T1059"), alert()),
             OverrideError::ReplaceWithoutOld
         );
+        let mut same = request("replace", "T1059");
+        same.replaces_technique = Some("T1059".into());
+        assert_eq!(refuse(same, alert()), OverrideError::ReplaceWithItself);
         let mut old_on_add = request("add", "T1059");
         old_on_add.replaces_technique = Some("T1003".into());
         assert_eq!(

@@ -433,7 +433,10 @@ impl App {
     }
 
     /// Reactivates the dataset that was active before the current one of
-    /// the domain; the current becomes `rolled_back`.
+    /// the domain; the current becomes `rolled_back`. A rollback is an
+    /// activation of the previous release: incidents mapped under another
+    /// release are queued in the same transaction, and the alerts are
+    /// re-mapped under the reactivated release afterwards.
     pub async fn rollback_domain(&self, actor: &Actor, domain: Domain) -> Result<Rollback> {
         let action = Action::DatasetRollback;
         self.authorize(actor, action, (DATASET, domain.as_str()))
@@ -466,6 +469,14 @@ impl App {
             .check_transition(actor, action, &previous, LifecycleAction::Reactivate)
             .await?;
 
+        let orgs: Vec<store::OrgId> = self
+            .store
+            .list_orgs()
+            .await?
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+
         let mut tx = self.store.begin_all().await?;
         let roll_back = self.state_change(
             actor,
@@ -485,8 +496,11 @@ impl App {
             previous.previous_active.clone(),
         );
         self.apply(&mut tx, &previous.id, &reactivate).await?;
-        let details =
-            json!({"domain": domain, "rolled_back": current.id, "reactivated": previous.id});
+        let stale_incidents = self
+            .queue_release_stale(&mut tx, &orgs, domain, &previous.release)
+            .await?;
+        let details = json!({"domain": domain, "rolled_back": current.id,
+            "reactivated": previous.id, "stale_incidents": stale_incidents});
         tx.append_audit(&audit_event(
             actor,
             action.as_str(),
@@ -498,6 +512,11 @@ impl App {
         tx.commit().await?;
 
         tracing::info!(domain = %domain, rolled_back = %current.id, reactivated = %previous.id, "domain rolled back");
+        // Stored alerts were mapped under the rolled-back release.
+        let reactivated = self.existing(&previous.id).await?;
+        if let Err(e) = self.remap_after_activation(actor, &reactivated).await {
+            tracing::warn!(dataset = %previous.id, error = %e, "re-mapping after rollback failed; alerts stay stale");
+        }
         Ok(Rollback {
             reactivated: self.existing(&previous.id).await?,
             rolled_back: self.existing(&current.id).await?,

@@ -899,7 +899,9 @@ impl App {
         alerts: &[String],
     ) -> Result<(IncidentRecord, Vec<AlertId>)> {
         let record = self.open_incident(scope, id).await?;
-        if alerts.is_empty() {
+        // Blank references name nothing (resolving drops them): a request
+        // of blanks alone is refused like an empty one, not a no-op.
+        if alerts.iter().all(|a| a.trim().is_empty()) {
             return Err(invalid("alerts", "name at least one alert"));
         }
         let wanted = self.resolve_alerts(scope, alerts).await?;

@@ -594,6 +594,30 @@ impl App {
         self.resolve(actor, &scope, id, state, resolution).await
     }
 
+    /// The role check a correction of review item `id` makes before its
+    /// body is read (a denial is audited): `review_work`, and for an
+    /// incident's item the `incident_adjust` its correction is. An item
+    /// that is not there is left to [`App::review_correct`] to report.
+    pub async fn check_review_correction(&self, actor: &Actor, org: &str, id: &str) -> Result<()> {
+        self.authorize(actor, Action::ReviewWork, ("review", id))
+            .await?;
+        let scope = self.scope(actor, org).await?;
+        if let Some(incident) = self
+            .store
+            .review(&scope, id)
+            .await?
+            .and_then(|item| item.incident_id)
+        {
+            self.authorize(
+                actor,
+                Action::IncidentAdjust,
+                ("incident", incident.as_str()),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Corrects an open review item and resolves it as `corrected`: an
     /// alert's item with an override of the alert's mapping (reason code
     /// required), an incident's item with a lead adjustment of the

@@ -793,6 +793,16 @@ async fn staleness_triggers_queue_the_incident_once_until_reviewed() {
         );
         let item = review_item(&app, &analyst, "acme", first).await;
         assert_eq!(item.stale_reasons.as_ref().unwrap()[0]["to"], "critical");
+        // Correcting an incident's item is a lead adjustment: an analyst
+        // is refused before any correction is read, a lead is not.
+        let refused = app
+            .check_review_correction(&analyst, "acme", first)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "forbidden", "{label}: {refused}");
+        app.check_review_correction(&lead, "acme", first)
+            .await
+            .unwrap();
 
         // A lead adjustment resolves it as corrected.
         let adjusted = app
@@ -1150,6 +1160,52 @@ async fn activating_a_release_queues_incidents_until_their_alerts_are_remapped()
                 .unwrap();
             assert!(!view.stale, "{label}: {}", view.title);
         }
+        assert_release_reasons_agree(&app, &analyst, "acme", label).await;
+
+        // A rollback reactivates 18.1, and is an activation like any
+        // other: `live` is queued again and settled by the re-mapping,
+        // which maps every alert under 18.1 again. It was neither: the
+        // profile showed every entry stale under the old release and the
+        // queue had nothing.
+        let before_rollback: BTreeSet<String> = app
+            .review_list(&analyst, "acme", None, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        app.rollback_domain(&operator, taxonomy::Domain::Enterprise)
+            .await
+            .unwrap();
+        let items = app
+            .review_list(&analyst, "acme", None, 10_000)
+            .await
+            .unwrap();
+        let opened: Vec<&service::ReviewItem> = items
+            .iter()
+            .filter(|i| i.subject == "incident" && !before_rollback.contains(&i.id))
+            .collect();
+        assert_eq!(opened.len(), 1, "{label}: {opened:?}");
+        assert_eq!(opened[0].incident_id.as_deref(), Some(live.id.as_str()));
+        assert_eq!(opened[0].state, "accepted", "{label}");
+        assert_eq!(
+            opened[0].resolution,
+            Some(serde_json::json!({"remapped_under": "18.1"}))
+        );
+        let now = app
+            .incident_profile(&analyst, "acme", &live.id)
+            .await
+            .unwrap();
+        assert_eq!(now.release.as_deref(), Some("18.1"), "{label}");
+        assert!(
+            !now.stale && now.profile.iter().all(|e| !e.stale),
+            "{label}"
+        );
+        let alert = app
+            .alert_mapping(&analyst, "acme", &hosts[0][0])
+            .await
+            .unwrap();
+        assert_eq!(alert.canonical.release, "18.1", "{label}");
         assert_release_reasons_agree(&app, &analyst, "acme", label).await;
     }
 }
@@ -1668,6 +1724,21 @@ async fn conflicts_name_the_state_they_met() {
             assert_eq!(err.details(), Some(expected.clone()), "{label}: {err}");
             assert!(err.to_string().contains(z.id.as_str()), "{label}: {err}");
         }
+
+        // Blank alert references name nothing: refused like none at all,
+        // and nothing changes (they were a successful no-op that bumped
+        // the incident and wrote an audit event).
+        let before = app.incident_profile(&analyst, "acme", &z.id).await.unwrap();
+        for blanks in [vec![" ".to_string()], vec![String::new(), "\t".to_string()]] {
+            let attach = app.attach_alerts(&analyst, "acme", &z.id, &blanks).await;
+            let detach = app.detach_alerts(&analyst, "acme", &z.id, &blanks).await;
+            for err in [attach.unwrap_err(), detach.unwrap_err()] {
+                assert_eq!(err.code(), "invalid_input", "{label}: {err}");
+            }
+        }
+        let after = app.incident_profile(&analyst, "acme", &z.id).await.unwrap();
+        assert_eq!(after.updated_at, before.updated_at, "{label}");
+        assert_eq!(after.alerts, before.alerts, "{label}");
 
         // A review item decided twice: the second names its state.
         let queued = queued_incidents(&app, &analyst, "acme").await;

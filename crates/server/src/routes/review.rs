@@ -114,6 +114,12 @@ pub(super) async fn correct(
     ApiPath(id): ApiPath<String>,
     body: AfterRole<ApiJson<OverrideInput>>,
 ) -> Result<Envelope<Correction>, ApiError> {
+    // An incident's item needs a role the route table cannot know: the
+    // item says which, and it is checked before the body too.
+    state
+        .app
+        .check_review_correction(&principal.actor(), &principal.org_name, &id)
+        .await?;
     let ApiJson(input) = body
         .read(&state, &principal, Action::ReviewWork, ("review", &id))
         .await?;
