@@ -374,13 +374,7 @@ impl App {
         let release = self.release_of(&dataset).await?;
         let compatibility = self.compatibility(id, &release).await?;
         let report_json = serde_json::to_value(&compatibility).unwrap_or_default();
-        let orgs: Vec<store::OrgId> = self
-            .store
-            .list_orgs()
-            .await?
-            .into_iter()
-            .map(|o| o.id)
-            .collect();
+        let orgs = self.org_ids().await?;
 
         let mut tx = self.store.begin_all().await?;
         let current = tx.active_dataset(dataset.domain).await?;
@@ -469,13 +463,7 @@ impl App {
             .check_transition(actor, action, &previous, LifecycleAction::Reactivate)
             .await?;
 
-        let orgs: Vec<store::OrgId> = self
-            .store
-            .list_orgs()
-            .await?
-            .into_iter()
-            .map(|o| o.id)
-            .collect();
+        let orgs = self.org_ids().await?;
 
         let mut tx = self.store.begin_all().await?;
         let roll_back = self.state_change(
@@ -521,6 +509,18 @@ impl App {
             reactivated: self.existing(&previous.id).await?,
             rolled_back: self.existing(&current.id).await?,
         })
+    }
+
+    /// Every org's id: the orgs whose incidents an activation or a
+    /// rollback queues.
+    async fn org_ids(&self) -> Result<Vec<store::OrgId>> {
+        Ok(self
+            .store
+            .list_orgs()
+            .await?
+            .into_iter()
+            .map(|o| o.id)
+            .collect())
     }
 
     /// Lists datasets, newest first.

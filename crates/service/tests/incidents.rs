@@ -18,7 +18,7 @@ use service::{
 use store::testing::databases;
 
 mod support;
-use support::{activate_release, app_with_18_1, member, shared};
+use support::{activate_release, app_with_18_1, app_with_acme, member, shared};
 
 const PACK: &str = "sigma-rules-c5e6d0ecd.tar.gz";
 
@@ -534,9 +534,7 @@ async fn opposite_merges_at_the_same_time_leave_exactly_one_merge() {
     let raw = raw_alerts();
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
-        let operator = Actor::operator("op");
-        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let (app, acme) = app_with_acme(&db).await;
         let engineer = member(&acme, "eve", Role::Engineer);
         let lead = member(&acme, "lea", Role::Lead);
         let file =
@@ -600,9 +598,7 @@ async fn concurrent_splits_and_detaches_never_take_an_alert_twice() {
     let raw = raw_alerts();
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
-        let operator = Actor::operator("op");
-        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let (app, acme) = app_with_acme(&db).await;
         let engineer = member(&acme, "eve", Role::Engineer);
         let lead = member(&acme, "lea", Role::Lead);
         let file =
@@ -1223,9 +1219,7 @@ async fn incidents_stay_queued_and_stale_until_a_failed_remap_is_finished() {
         .expect("an alert a rule maps");
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
-        let operator = Actor::operator("op");
-        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let (app, acme) = app_with_acme(&db).await;
         let engineer = member(&acme, "eve", Role::Engineer);
         let analyst = member(&acme, "ann", Role::Analyst);
         app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
@@ -1325,9 +1319,7 @@ fn shown_time_to_validate(item: &service::ReviewItem) -> i64 {
 async fn resolving_or_closing_an_incident_resolves_its_review_item() {
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
-        let operator = Actor::operator("op");
-        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let (app, acme) = app_with_acme(&db).await;
         let analyst = member(&acme, "ann", Role::Analyst);
         let admin = member(&acme, "ada", Role::Admin);
         let input = IncidentInput {
@@ -1465,9 +1457,7 @@ async fn resolving_or_closing_an_incident_resolves_its_review_item() {
 async fn concurrent_staleness_triggers_keep_every_reason() {
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
-        let operator = Actor::operator("op");
-        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let (app, acme) = app_with_acme(&db).await;
         let analyst = member(&acme, "ann", Role::Analyst);
         let lead = member(&acme, "lea", Role::Lead);
         for round in 0..6 {
@@ -1545,9 +1535,7 @@ async fn concurrent_staleness_triggers_keep_every_reason() {
 async fn rejecting_an_incident_review_notifies_the_leads() {
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
-        let operator = Actor::operator("op");
-        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let (app, acme) = app_with_acme(&db).await;
         let analyst = member(&acme, "ann", Role::Analyst);
         let lead = member(&acme, "lea", Role::Lead);
         let admin = member(&acme, "ada", Role::Admin);
@@ -1651,9 +1639,7 @@ async fn rejecting_an_incident_review_notifies_the_leads() {
 async fn conflicts_name_the_state_they_met() {
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
-        let operator = Actor::operator("op");
-        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let (app, acme) = app_with_acme(&db).await;
         let analyst = member(&acme, "ann", Role::Analyst);
         let lead = member(&acme, "lea", Role::Lead);
         let create = |title: &str| IncidentInput {
@@ -1782,9 +1768,7 @@ async fn concurrent_attaches_of_the_same_alerts_both_succeed() {
     let raw = raw_alerts();
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
-        let operator = Actor::operator("op");
-        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let (app, acme) = app_with_acme(&db).await;
         let engineer = member(&acme, "eve", Role::Engineer);
         let analyst = member(&acme, "ann", Role::Analyst);
         let admin = member(&acme, "ada", Role::Admin);
@@ -1868,9 +1852,7 @@ async fn concurrent_attaches_of_the_same_alerts_both_succeed() {
 async fn stale_reasons_hold_each_reason_once() {
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
-        let operator = Actor::operator("op");
-        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let (app, acme) = app_with_acme(&db).await;
         let analyst = member(&acme, "ann", Role::Analyst);
         let create = |title: &str| IncidentInput {
             title: title.into(),
@@ -1936,9 +1918,7 @@ async fn finished_incidents_are_not_queued_again() {
 
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
-        let operator = Actor::operator("op");
-        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let (app, acme) = app_with_acme(&db).await;
         let engineer = member(&acme, "eve", Role::Engineer);
         let analyst = member(&acme, "ann", Role::Analyst);
         let file =

@@ -62,3 +62,13 @@ pub async fn app_with_18_1(db: &TestDatabase) -> App {
     activate_release(&app, "enterprise-attack-18.1.json.gz").await;
     app
 }
+
+/// [`app_with_18_1`] with one org, `acme`, created by the operator.
+pub async fn app_with_acme(db: &TestDatabase) -> (App, service::Org) {
+    let app = app_with_18_1(db).await;
+    let acme = app
+        .create_org(&Actor::operator("op"), "acme")
+        .await
+        .unwrap();
+    (app, acme)
+}
