@@ -1232,6 +1232,11 @@ impl App {
         mark_stale(&mut kept, &StaleReason::Merged);
         gone.updated_at = now;
         gone.merged_into = Some(kept.id.clone());
+        // Its review item is resolved below and it takes no further change,
+        // so nobody could clear a stale mark on it: what was stale about
+        // its alerts is the survivor's to review now.
+        gone.stale = false;
+        gone.stale_reasons = "[]".into();
         let (moved, shared) = tx.merge_incident(&scope, &kept.id, &gone.id).await?;
         tx.update_incident(&scope, &gone).await?;
         tx.update_incident(&scope, &kept).await?;

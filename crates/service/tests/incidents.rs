@@ -1867,9 +1867,22 @@ async fn stale_reasons_hold_each_reason_once() {
                 .create_incident(&analyst, "acme", create(title))
                 .await
                 .unwrap();
+            app.set_incident_severity(&analyst, "acme", &absorbed.id, "critical")
+                .await
+                .unwrap();
             app.merge_incidents(&analyst, "acme", &a.id, &absorbed.id)
                 .await
                 .unwrap();
+            // The absorbed incident takes no change and its item is
+            // resolved: it shows no stale mark nobody could clear.
+            let gone = app
+                .incident_profile(&analyst, "acme", &absorbed.id)
+                .await
+                .unwrap();
+            assert!(
+                !gone.stale && gone.stale_reasons.is_empty(),
+                "{label}: {gone:?}"
+            );
         }
         for (kind, reference) in [
             ("ticket", "INC-1"),
