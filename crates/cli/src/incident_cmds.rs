@@ -220,10 +220,14 @@ async fn list_incidents(
     cursor: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     if !(1..=PageRequest::MAX_LIMIT).contains(&limit) {
-        anyhow::bail!(
-            "--limit must be from 1 to {}, got {limit}",
-            PageRequest::MAX_LIMIT
-        );
+        return Err(service::ServiceError::InvalidInput {
+            field: "limit".into(),
+            message: format!(
+                "--limit must be from 1 to {}, got {limit}",
+                PageRequest::MAX_LIMIT
+            ),
+        }
+        .into());
     }
     let actor = actor(app, org, Role::PlatformAdmin).await?;
     let page = PageRequest {

@@ -425,10 +425,14 @@ async fn list_alerts(
     cursor: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     if !(1..=service::PageRequest::MAX_LIMIT).contains(&limit) {
-        anyhow::bail!(
-            "--limit must be from 1 to {}, got {limit}",
-            service::PageRequest::MAX_LIMIT
-        );
+        return Err(service::ServiceError::InvalidInput {
+            field: "limit".into(),
+            message: format!(
+                "--limit must be from 1 to {}, got {limit}",
+                service::PageRequest::MAX_LIMIT
+            ),
+        }
+        .into());
     }
     let actor = actor(app, org, Role::PlatformAdmin).await?;
     let page = service::PageRequest {

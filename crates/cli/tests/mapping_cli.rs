@@ -185,7 +185,13 @@ async fn mapping_commands_keep_the_issue_3_contract() {
         assert_eq!(holding(&filtered).len(), filtered.len());
         assert_eq!(holding(&filtered), holding(&all));
         let bad = run(&url, &["alerts", "list", "--org", "acme", "--limit", "0"]);
-        assert!(!bad.ok && bad.stderr.contains("--limit"), "{}", bad.stderr);
+        assert!(
+            !bad.ok
+                && bad.stderr.contains("error[invalid_input]")
+                && bad.stderr.contains("--limit"),
+            "{}",
+            bad.stderr
+        );
 
         // `org list` names the org made above.
         let orgs = run(&url, &["org", "list", "--json"]).json();

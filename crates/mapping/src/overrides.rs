@@ -209,9 +209,7 @@ pub enum OverrideError {
     ReplaceWithoutOld,
     /// A replace whose target is the very mapping it replaces: it would
     /// change nothing, and is more likely a slip than an intent.
-    #[error(
-        "a replace override must name another mapping than the one it replaces (`replaces_technique`)"
-    )]
+    #[error("a replace override must name another mapping than the one it replaces")]
     ReplaceWithItself,
     /// `replaces_*` given on add or remove.
     #[error("`replaces_technique` is only allowed on a replace override")]

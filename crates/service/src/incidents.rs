@@ -1011,6 +1011,14 @@ impl App {
             &INCIDENT_SEVERITIES,
             "severity",
         )?;
+        // Leaving the alerts out makes an incident without alerts; naming
+        // only blanks is a slip, refused as attach refuses it.
+        if !input.alerts.is_empty() && input.alerts.iter().all(|a| a.trim().is_empty()) {
+            return Err(invalid(
+                "alerts",
+                "name at least one alert, or leave `alerts` out for an incident without alerts",
+            ));
+        }
         let alerts = self.resolve_alerts(&scope, &input.alerts).await?;
 
         let now = store::now();

@@ -1725,6 +1725,26 @@ async fn conflicts_name_the_state_they_met() {
         let after = app.incident_profile(&analyst, "acme", &z.id).await.unwrap();
         assert_eq!(after.updated_at, before.updated_at, "{label}");
         assert_eq!(after.alerts, before.alerts, "{label}");
+        // So does a create naming only blanks (leaving them out makes an
+        // incident without alerts), and no incident is made.
+        let page = PageRequest {
+            cursor: None,
+            limit: Some(100),
+        };
+        let count = |items: &[service::IncidentSummary]| items.len();
+        let listed = app.list_incidents(&analyst, "acme", &page).await.unwrap();
+        let blank = IncidentInput {
+            title: "blank".into(),
+            alerts: vec![" ".into()],
+            ..IncidentInput::default()
+        };
+        let err = app
+            .create_incident(&analyst, "acme", blank)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_input", "{label}: {err}");
+        let now = app.list_incidents(&analyst, "acme", &page).await.unwrap();
+        assert_eq!(count(&now.items), count(&listed.items), "{label}");
 
         // A review item decided twice: the second names its state.
         let queued = queued_incidents(&app, &analyst, "acme").await;
