@@ -184,6 +184,14 @@ fn the_checked_in_schema_is_the_one_the_code_generates() {
     );
 }
 
+/// Ingests the shared regression alerts into org `acme` as `engineer`.
+async fn ingest_feed(app: &App, engineer: &Actor) {
+    let file = std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
+    app.ingest_alerts(engineer, "acme", Box::new(std::io::BufReader::new(file)))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn host_incidents_merge_split_adjust_and_refuse_bad_input() {
     let raw = raw_alerts();
@@ -537,11 +545,7 @@ async fn opposite_merges_at_the_same_time_leave_exactly_one_merge() {
         let (app, acme) = app_with_acme(&db).await;
         let engineer = member(&acme, "eve", Role::Engineer);
         let lead = member(&acme, "lea", Role::Lead);
-        let file =
-            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
-        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
-            .await
-            .unwrap();
+        ingest_feed(&app, &engineer).await;
 
         for round in 0..5 {
             let one = |n: usize| IncidentInput {
@@ -601,11 +605,7 @@ async fn concurrent_splits_and_detaches_never_take_an_alert_twice() {
         let (app, acme) = app_with_acme(&db).await;
         let engineer = member(&acme, "eve", Role::Engineer);
         let lead = member(&acme, "lea", Role::Lead);
-        let file =
-            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
-        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
-            .await
-            .unwrap();
+        ingest_feed(&app, &engineer).await;
 
         for round in 0..3 {
             let uids: Vec<String> = (0..4).map(|n| raw[4 * round + n].uid.clone()).collect();
@@ -748,11 +748,7 @@ async fn staleness_triggers_queue_the_incident_once_until_reviewed() {
         app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
             .await
             .unwrap();
-        let file =
-            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
-        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
-            .await
-            .unwrap();
+        ingest_feed(&app, &engineer).await;
         let create = |title: &str, alerts: &[String]| IncidentInput {
             title: title.into(),
             alerts: alerts.to_vec(),
@@ -1046,11 +1042,7 @@ async fn activating_a_release_queues_incidents_until_their_alerts_are_remapped()
         app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
             .await
             .unwrap();
-        let file =
-            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
-        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
-            .await
-            .unwrap();
+        ingest_feed(&app, &engineer).await;
         let create = |title: &str, alerts: &[String]| IncidentInput {
             title: title.into(),
             alerts: alerts.to_vec(),
@@ -1225,11 +1217,7 @@ async fn incidents_stay_queued_and_stale_until_a_failed_remap_is_finished() {
         app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
             .await
             .unwrap();
-        let file =
-            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
-        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
-            .await
-            .unwrap();
+        ingest_feed(&app, &engineer).await;
         let input = IncidentInput {
             title: "x".into(),
             alerts: vec![carrier.uid.clone()],
@@ -1792,11 +1780,7 @@ async fn concurrent_attaches_of_the_same_alerts_both_succeed() {
         let engineer = member(&acme, "eve", Role::Engineer);
         let analyst = member(&acme, "ann", Role::Analyst);
         let admin = member(&acme, "ada", Role::Admin);
-        let file =
-            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
-        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
-            .await
-            .unwrap();
+        ingest_feed(&app, &engineer).await;
 
         for round in 0..4 {
             let uids: Vec<String> = (0..4).map(|n| raw[4 * round + n].uid.clone()).collect();
@@ -1954,11 +1938,7 @@ async fn finished_incidents_are_not_queued_again() {
         let (app, acme) = app_with_acme(&db).await;
         let engineer = member(&acme, "eve", Role::Engineer);
         let analyst = member(&acme, "ann", Role::Analyst);
-        let file =
-            std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
-        app.ingest_alerts(&engineer, "acme", Box::new(std::io::BufReader::new(file)))
-            .await
-            .unwrap();
+        ingest_feed(&app, &engineer).await;
 
         for (round, status) in ["resolved", "closed"].into_iter().enumerate() {
             // Two alerts x keeps, two split off it, two of y merged into it.

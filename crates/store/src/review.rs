@@ -262,17 +262,7 @@ impl Tx {
         scope: &OrgScope,
         id: &str,
     ) -> Result<Option<ReviewRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM review_queue WHERE org_id = $1 AND id = $2",
-            REVIEW_COLUMNS.join(", ")
-        );
-        let row = sqlx::query(&sql)
-            .bind(scope.org().as_str())
-            .bind(id)
-            .fetch_optional(self.conn())
-            .await
-            .context(|| format!("reading review item {id}"))?;
-        row.as_ref().map(review_from_row).transpose()
+        review_by_id(self.conn(), scope, id).await
     }
 
     /// Resolves every open item of an alert with `reason` (a recomputation
@@ -529,17 +519,7 @@ impl Store {
         scope: &OrgScope,
         id: &str,
     ) -> Result<Option<ReviewRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM review_queue WHERE org_id = $1 AND id = $2",
-            REVIEW_COLUMNS.join(", ")
-        );
-        let row = sqlx::query(&sql)
-            .bind(scope.org().as_str())
-            .bind(id)
-            .fetch_optional(&mut *self.conn_in(scope).await?)
-            .await
-            .context(|| format!("reading review item {id}"))?;
-        row.as_ref().map(review_from_row).transpose()
+        review_by_id(&mut *self.conn_in(scope).await?, scope, id).await
     }
 
     /// The org's notifications, newest first.
@@ -606,4 +586,24 @@ impl Store {
         found.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(found)
     }
+}
+
+/// One review item of `scope`, read on `conn` (a transaction's or a pooled
+/// connection).
+async fn review_by_id(
+    conn: &mut sqlx::AnyConnection,
+    scope: &OrgScope,
+    id: &str,
+) -> Result<Option<ReviewRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM review_queue WHERE org_id = $1 AND id = $2",
+        REVIEW_COLUMNS.join(", ")
+    );
+    let row = sqlx::query(&sql)
+        .bind(scope.org().as_str())
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .context(|| format!("reading review item {id}"))?;
+    row.as_ref().map(review_from_row).transpose()
 }
