@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -12,11 +11,9 @@ use sqlx::{AnyConnection, Connection, Executor};
 use store::Backend;
 use store::testing::{TestDatabase, databases};
 
-fn shared() -> PathBuf {
-    std::env::var_os("NEXUS_ATTACK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+mod support;
+
+use support::{run, shared};
 
 fn attack(name: &str) -> String {
     shared().join("attack").join(name).display().to_string()
@@ -52,46 +49,6 @@ fn is_live(o: &Value) -> bool {
 }
 
 /// What one run of the binary gave.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        assert!(self.ok, "command failed: {}", self.stderr);
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
-    }
-
-    /// A failure with one line on stderr carrying `code`.
-    fn fails_with(&self, code: &str) {
-        assert!(!self.ok, "expected a failure, got: {}", self.stdout);
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "one line on stderr: {:?}", self.stderr);
-        assert!(lines[0].starts_with("error"), "{}", lines[0]);
-        assert!(lines[0].contains(code), "`{code}` in: {}", lines[0]);
-    }
-}
-
-fn run(db: &str, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_nexus-attack"))
-        .arg("--database")
-        .arg(db)
-        .args(args)
-        .env_remove("NEXUS_ATTACK_DATABASE")
-        .env_remove("NEXUS_ATTACK_LOG")
-        .env_remove("NEXUS_ATTACK_LOG_FORMAT")
-        .output()
-        .expect("run nexus-attack");
-    Run {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
 fn load(db: &str, file: &str, actor: &str) -> Value {
     run(
         db,

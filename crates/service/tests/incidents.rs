@@ -184,6 +184,14 @@ fn the_checked_in_schema_is_the_one_the_code_generates() {
     );
 }
 
+/// An incident input with only a title.
+fn titled(title: &str) -> IncidentInput {
+    IncidentInput {
+        title: title.into(),
+        ..IncidentInput::default()
+    }
+}
+
 /// Ingests the shared regression alerts into org `acme` as `engineer`.
 async fn ingest_feed(app: &App, engineer: &Actor) {
     let file = std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
@@ -1630,20 +1638,16 @@ async fn conflicts_name_the_state_they_met() {
         let (app, acme) = app_with_acme(&db).await;
         let analyst = member(&acme, "ann", Role::Analyst);
         let lead = member(&acme, "lea", Role::Lead);
-        let create = |title: &str| IncidentInput {
-            title: title.into(),
-            ..IncidentInput::default()
-        };
         let x = app
-            .create_incident(&analyst, "acme", create("x"))
+            .create_incident(&analyst, "acme", titled("x"))
             .await
             .unwrap();
         let y = app
-            .create_incident(&analyst, "acme", create("y"))
+            .create_incident(&analyst, "acme", titled("y"))
             .await
             .unwrap();
         let z = app
-            .create_incident(&analyst, "acme", create("z"))
+            .create_incident(&analyst, "acme", titled("z"))
             .await
             .unwrap();
 
@@ -1858,17 +1862,13 @@ async fn stale_reasons_hold_each_reason_once() {
         let label = db.label();
         let (app, acme) = app_with_acme(&db).await;
         let analyst = member(&acme, "ann", Role::Analyst);
-        let create = |title: &str| IncidentInput {
-            title: title.into(),
-            ..IncidentInput::default()
-        };
         let a = app
-            .create_incident(&analyst, "acme", create("a"))
+            .create_incident(&analyst, "acme", titled("a"))
             .await
             .unwrap();
         for title in ["b", "c"] {
             let absorbed = app
-                .create_incident(&analyst, "acme", create(title))
+                .create_incident(&analyst, "acme", titled(title))
                 .await
                 .unwrap();
             app.set_incident_severity(&analyst, "acme", &absorbed.id, "critical")

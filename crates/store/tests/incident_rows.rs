@@ -13,7 +13,7 @@ use std::time::Duration;
 use store::testing::databases;
 use store::{
     AlertId, AlertRecord, Backend, CanonicalEntryRecord, CanonicalRecord, CanonicalSetRecord,
-    IncidentId, IncidentRecord, MappingUpdate, Org, OrgId, OrgScope, ProfileRows, Store,
+    IncidentId, IncidentRecord, MappingUpdate, Org, OrgId, OrgScope, ProfileRows, Store, Tx,
 };
 
 /// One canonical entry as seeded and as read back: technique, tactic,
@@ -276,6 +276,22 @@ fn owned(rows: &ProfileRows) -> Vec<Row> {
         .collect()
 }
 
+/// A transaction of `scope` that has stored `org`, the `alerts` and their
+/// canonical sets (version 2), left open for what a test adds.
+async fn seeded_in(store: &Store, org: &Org, scope: &OrgScope, alerts: &[Seeded]) -> Tx {
+    let mut tx = store.begin_in(scope).await.unwrap();
+    tx.insert_org(org).await.unwrap();
+    tx.insert_alerts(alerts.iter().map(|s| alert_record(&org.id, s)).collect())
+        .await
+        .unwrap();
+    let sets = alerts
+        .iter()
+        .map(|s| canonical(&org.id, &s.id, 2, &s.entries))
+        .collect();
+    tx.insert_canonical(sets).await.unwrap();
+    tx
+}
+
 async fn rows_of(store: &Store, scope: &OrgScope, incident: &IncidentId) -> Vec<Row> {
     owned(&store.incident_profile_rows(scope, incident).await.unwrap())
 }
@@ -514,16 +530,7 @@ async fn a_new_canonical_version_reaches_every_incident_holding_the_alert() {
         let a = incident(&org.id, "a");
         let b = incident(&org.id, "b");
 
-        let mut tx = store.begin_in(&scope).await.unwrap();
-        tx.insert_org(&org).await.unwrap();
-        tx.insert_alerts(alerts.iter().map(|s| alert_record(&org.id, s)).collect())
-            .await
-            .unwrap();
-        let sets = alerts
-            .iter()
-            .map(|s| canonical(&org.id, &s.id, 2, &s.entries))
-            .collect();
-        tx.insert_canonical(sets).await.unwrap();
+        let mut tx = seeded_in(&store, &org, &scope, &alerts).await;
         let now = store::now();
         for (i, held) in [(&a, vec![a0, a1]), (&b, vec![a1])] {
             tx.insert_incident(i).await.unwrap();
@@ -637,16 +644,7 @@ async fn attaching_an_attached_alert_again_leaves_it_as_it_is() {
         let [a0, a1, a2] = [&alerts[0], &alerts[1], &alerts[2]];
         let a = incident(&org.id, "a");
 
-        let mut tx = store.begin_in(&scope).await.unwrap();
-        tx.insert_org(&org).await.unwrap();
-        tx.insert_alerts(alerts.iter().map(|s| alert_record(&org.id, s)).collect())
-            .await
-            .unwrap();
-        let sets = alerts
-            .iter()
-            .map(|s| canonical(&org.id, &s.id, 2, &s.entries))
-            .collect();
-        tx.insert_canonical(sets).await.unwrap();
+        let mut tx = seeded_in(&store, &org, &scope, &alerts).await;
         tx.insert_incident(&a).await.unwrap();
         let made = tx
             .attach_alerts(

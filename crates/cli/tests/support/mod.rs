@@ -36,6 +36,15 @@ impl Run {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
     }
+
+    /// A failure with one line on stderr carrying `code`.
+    pub fn fails_with(&self, code: &str) {
+        assert!(!self.ok, "expected a failure, got: {}", self.stdout);
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line on stderr: {:?}", self.stderr);
+        assert!(lines[0].starts_with("error"), "{}", lines[0]);
+        assert!(lines[0].contains(code), "`{code}` in: {}", lines[0]);
+    }
 }
 
 /// Runs the binary against database `db`, with none of the environment
@@ -48,6 +57,7 @@ pub fn run(db: &str, args: &[&str]) -> Run {
         .args(args)
         .env_remove("NEXUS_ATTACK_DATABASE")
         .env_remove("NEXUS_ATTACK_LOG")
+        .env_remove("NEXUS_ATTACK_LOG_FORMAT")
         .env_remove("NEXUS_ATTACK_AI_URL")
         .output()
         .expect("run nexus-attack");
