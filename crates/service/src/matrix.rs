@@ -262,20 +262,33 @@ pub(crate) fn connector_of(connector: Option<&str>, product: Option<&str>) -> St
 /// use for it (OCSF `device.os`, ECS `host.os`, native `platform`); empty
 /// when the alert does not say.
 fn platform_of(raw: &str) -> String {
-    let Ok(doc) = serde_json::from_str::<Value>(raw) else {
+    // Only the three keys that can name a platform are decoded; the rest of
+    // the document is skipped without being built. Ingestion asks this of
+    // every mapped alert, and a whole `Value` per alert cost as much as
+    // decoding the alert itself.
+    #[derive(Deserialize)]
+    struct PlatformKeys {
+        #[serde(default)]
+        device: Value,
+        #[serde(default)]
+        host: Value,
+        #[serde(default)]
+        platform: Value,
+    }
+    let Ok(keys) = serde_json::from_str::<PlatformKeys>(raw) else {
         return String::new();
     };
     let candidates = [
-        "/device/os/type",
-        "/device/os/name",
-        "/host/os/type",
-        "/host/os/platform",
-        "/host/os/family",
-        "/platform",
+        (&keys.device, "/os/type"),
+        (&keys.device, "/os/name"),
+        (&keys.host, "/os/type"),
+        (&keys.host, "/os/platform"),
+        (&keys.host, "/os/family"),
+        (&keys.platform, ""),
     ];
     candidates
         .iter()
-        .filter_map(|p| doc.pointer(p).and_then(Value::as_str))
+        .filter_map(|(doc, p)| doc.pointer(p).and_then(Value::as_str))
         .map(str::trim)
         .find(|s| !s.is_empty())
         .map(platform_name)
@@ -1145,6 +1158,20 @@ mod tests {
             "Linux"
         );
         assert_eq!(platform_of(r#"{"device": {"hostname": "h"}}"#), "");
+        // The first field in order that names something wins, past blanks
+        // and values that are not text, whatever else the alert carries.
+        assert_eq!(
+            platform_of(
+                r#"{"finding_info": {"uid": "x", "attacks": [{"t": 1}]},
+                    "device": {"os": {"type": " ", "name": 7}},
+                    "host": {"os": {"family": "darwin"}}, "platform": "Linux"}"#
+            ),
+            "macOS"
+        );
+        assert_eq!(platform_of(r#"{"platform": "Android"}"#), "Android");
+        assert_eq!(platform_of(r#"{"device": "laptop"}"#), "");
+        assert_eq!(platform_of(r#"["Windows"]"#), "");
+        assert_eq!(platform_of("not json"), "");
     }
 
     #[test]
