@@ -799,7 +799,7 @@ fn peak_rss_kib() -> Option<u64> {
 /// NDJSON lines generated on the fly from sample alerts, each with a fresh
 /// uid, host and time, so memory stays flat whatever the count.
 struct Generator {
-    samples: Vec<Value>,
+    templates: Vec<Template>,
     total: usize,
     run: i64,
     next: usize,
@@ -807,26 +807,38 @@ struct Generator {
     offset: usize,
 }
 
-impl Generator {
-    fn new(samples: Vec<Value>, total: usize, run: i64) -> Self {
-        Generator {
-            samples,
-            total,
-            run,
-            next: 0,
-            buffer: Vec::new(),
-            offset: 0,
+/// What a generated line puts in a slot of its sample.
+#[derive(Clone, Copy)]
+enum Slot {
+    Uid,
+    Host,
+    Time,
+}
+
+impl Slot {
+    /// A stand-in no real alert carries, found again in the serialized
+    /// sample to cut it around.
+    fn marker(self) -> &'static str {
+        match self {
+            Slot::Uid => "@@nexus-bench-uid@@",
+            Slot::Host => "@@nexus-bench-host@@",
+            Slot::Time => "@@nexus-bench-time@@",
         }
     }
+}
 
-    fn line(&self, n: usize) -> Vec<u8> {
-        let mut alert = self.samples[n % self.samples.len()].clone();
-        let uid = format!("bench-{}-{n:09}", self.run);
-        let host = format!("host-{:05}.bench.example", n % 50_000);
-        let time = chrono::DateTime::from_timestamp(1_767_225_600 + (n as i64) % 31_536_000, 0)
-            .map(|t| t.to_rfc3339())
-            .unwrap_or_default();
-        let set = |value: &mut Value, path: &[&str], new: Value| {
+/// A sample serialized once, cut at its slots: writing a line is copying
+/// the pieces with each slot's value between them. The measured ingestion
+/// then pays for reading the alerts, not for building them.
+struct Template {
+    pieces: Vec<Vec<u8>>,
+    slots: Vec<Slot>,
+}
+
+impl Template {
+    fn new(sample: &Value) -> Self {
+        let mut alert = sample.clone();
+        let set = |value: &mut Value, path: &[&str], slot: Slot| {
             let mut at = value;
             for key in &path[..path.len() - 1] {
                 match at.get_mut(*key) {
@@ -835,21 +847,78 @@ impl Generator {
                 }
             }
             if let Some(obj) = at.as_object_mut() {
-                obj.insert(path[path.len() - 1].to_string(), new);
+                obj.insert(path[path.len() - 1].to_string(), json!(slot.marker()));
             }
         };
-        // OCSF, ECS and native ids and hosts; a key absent from the sample
-        // is left absent.
-        set(&mut alert, &["finding_info", "uid"], json!(uid));
-        set(&mut alert, &["metadata", "uid"], json!(uid));
-        set(&mut alert, &["event", "id"], json!(uid));
-        set(&mut alert, &["uid"], json!(uid));
-        set(&mut alert, &["device", "hostname"], json!(host));
-        set(&mut alert, &["host", "name"], json!(host));
-        set(&mut alert, &["time_dt"], json!(time));
-        let mut line = serde_json::to_vec(&alert).unwrap_or_default();
-        line.push(b'\n');
-        line
+        // OCSF, ECS and native ids and hosts; a nested key whose parent is
+        // absent from the sample is left absent, a top-level one is added.
+        set(&mut alert, &["finding_info", "uid"], Slot::Uid);
+        set(&mut alert, &["metadata", "uid"], Slot::Uid);
+        set(&mut alert, &["event", "id"], Slot::Uid);
+        set(&mut alert, &["uid"], Slot::Uid);
+        set(&mut alert, &["device", "hostname"], Slot::Host);
+        set(&mut alert, &["host", "name"], Slot::Host);
+        set(&mut alert, &["time_dt"], Slot::Time);
+        let text = serde_json::to_string(&alert).unwrap_or_default();
+        let mut pieces = Vec::new();
+        let mut slots = Vec::new();
+        let mut rest = text.as_str();
+        loop {
+            let found = [Slot::Uid, Slot::Host, Slot::Time]
+                .into_iter()
+                .filter_map(|slot| rest.find(slot.marker()).map(|at| (at, slot)))
+                .min_by_key(|(at, _)| *at);
+            let Some((at, slot)) = found else {
+                pieces.push(rest.as_bytes().to_vec());
+                break;
+            };
+            pieces.push(rest.as_bytes()[..at].to_vec());
+            slots.push(slot);
+            rest = &rest[at + slot.marker().len()..];
+        }
+        Template { pieces, slots }
+    }
+}
+
+impl Generator {
+    fn new(samples: Vec<Value>, total: usize, run: i64) -> Self {
+        Generator {
+            templates: samples.iter().map(Template::new).collect(),
+            total,
+            run,
+            next: 0,
+            buffer: Vec::new(),
+            offset: 0,
+        }
+    }
+
+    /// Line `n` into the buffer. The values are plain ASCII, so they go
+    /// into the JSON strings as they are.
+    fn line(&mut self, n: usize) {
+        use std::io::Write;
+        let template = &self.templates[n % self.templates.len()];
+        self.buffer.clear();
+        for (i, piece) in template.pieces.iter().enumerate() {
+            self.buffer.extend_from_slice(piece);
+            let Some(slot) = template.slots.get(i) else {
+                continue;
+            };
+            // Writing into a Vec cannot fail.
+            let _ = match slot {
+                Slot::Uid => write!(self.buffer, "bench-{}-{n:09}", self.run),
+                Slot::Host => write!(self.buffer, "host-{:05}.bench.example", n % 50_000),
+                Slot::Time => {
+                    let time = chrono::DateTime::from_timestamp(
+                        1_767_225_600 + (n as i64) % 31_536_000,
+                        0,
+                    )
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                    self.buffer.write_all(time.as_bytes())
+                }
+            };
+        }
+        self.buffer.push(b'\n');
     }
 }
 
@@ -859,7 +928,7 @@ impl Read for Generator {
             if self.next == self.total {
                 return Ok(0);
             }
-            self.buffer = self.line(self.next);
+            self.line(self.next);
             self.offset = 0;
             self.next += 1;
         }
@@ -867,5 +936,44 @@ impl Read for Generator {
         out[..n].copy_from_slice(&self.buffer[self.offset..self.offset + n]);
         self.offset += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_lines_are_the_sample_with_their_own_uid_host_and_time() {
+        let ocsf = json!({"class_uid": 2004, "finding_info": {"uid": "a", "title": "t"},
+                          "metadata": {"uid": "a"}, "device": {"hostname": "h", "os": {"name": "Linux"}},
+                          "time_dt": "2025-01-01T00:00:00Z", "message": "uid @@ \"quoted\""});
+        let ecs = json!({"@timestamp": "2025-01-01T00:00:00Z", "event": {"id": "e"},
+                         "host": {"name": "h2"}});
+        let mut generator = Generator::new(vec![ocsf.clone(), ecs.clone()], 3, 42);
+        let mut text = String::new();
+        generator.read_to_string(&mut text).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+
+        let mut want = ocsf.clone();
+        want["finding_info"]["uid"] = json!("bench-42-000000002");
+        want["metadata"]["uid"] = json!("bench-42-000000002");
+        want["device"]["hostname"] = json!("host-00002.bench.example");
+        want["time_dt"] = json!("2026-01-01T00:00:02+00:00");
+        want["uid"] = json!("bench-42-000000002");
+        assert_eq!(lines[2], want);
+
+        let mut want = ecs.clone();
+        want["event"]["id"] = json!("bench-42-000000001");
+        want["host"]["name"] = json!("host-00001.bench.example");
+        want["uid"] = json!("bench-42-000000001");
+        want["time_dt"] = json!("2026-01-01T00:00:01+00:00");
+        // No `device` object in the sample: none is made up.
+        assert!(lines[1].get("device").is_none());
+        assert_eq!(lines[1], want);
     }
 }
