@@ -1240,14 +1240,14 @@ async fn incidents_stay_queued_and_stale_until_a_failed_remap_is_finished() {
         let mut conn =
             store::testing::connection(app.store(), store::testing::Reach::Org(&scope)).await;
         let set_raw = "UPDATE alerts SET raw = $1 WHERE org_id = $2 AND source_uid = $3";
-        let stored: String =
-            sqlx::query("SELECT raw FROM alerts WHERE org_id = $1 AND source_uid = $2")
-                .bind(acme.id.as_str())
-                .bind(carrier.uid.as_str())
-                .fetch_one(&mut *conn)
-                .await
-                .map(|row| sqlx::Row::get(&row, "raw"))
-                .unwrap();
+        // Read through the store: SQLite keeps the document packed.
+        let stored = app
+            .store()
+            .alert(&scope, &carrier.uid)
+            .await
+            .unwrap()
+            .expect("the carrier alert is stored")
+            .raw;
         let changed = sqlx::query(set_raw)
             .bind("not json")
             .bind(acme.id.as_str())

@@ -333,7 +333,7 @@ fn alert_from_row(row: &AnyRow) -> Result<AlertRecord, StoreError> {
         host: get(row, t, "host")?,
         user: get(row, t, "user_name")?,
         content_sha256: get(row, t, "content_sha256")?,
-        raw: get(row, t, "raw")?,
+        raw: raw_from_row(row, t)?,
         normalized: get(row, t, "normalized")?,
         mapping_state: get(row, t, "mapping_state")?,
         canonical_version: get(row, t, "canonical_version")?,
@@ -409,7 +409,8 @@ fn entry_from_row(row: &AnyRow) -> Result<CanonicalEntryRecord, StoreError> {
     })
 }
 
-fn alert_values(a: AlertRecord) -> Vec<Val> {
+fn alert_values(a: AlertRecord, backend: Backend) -> Vec<Val> {
+    let raw = raw_value(a.raw, backend);
     vec![
         a.id.0.into(),
         a.org_id.0.into(),
@@ -427,7 +428,7 @@ fn alert_values(a: AlertRecord) -> Vec<Val> {
         a.host.into(),
         a.user.into(),
         a.content_sha256.into(),
-        a.raw.into(),
+        raw,
         a.normalized.into(),
         a.mapping_state.into(),
         a.canonical_version.into(),
@@ -435,6 +436,27 @@ fn alert_values(a: AlertRecord) -> Vec<Val> {
         a.stale_reason.into(),
         a.locked.into(),
     ]
+}
+
+/// An alert's raw document as its backend stores it: packed on SQLite
+/// (see [`crate::packed`]), text on PostgreSQL.
+fn raw_value(raw: String, backend: Backend) -> Val {
+    match backend {
+        Backend::Sqlite => Val::Blob(crate::packed::pack(&raw)),
+        Backend::Postgres => raw.into(),
+    }
+}
+
+/// An alert's raw document from its row: packed bytes, or text (PostgreSQL,
+/// and SQLite rows written before packing).
+fn raw_from_row(row: &AnyRow, t: &str) -> Result<String, StoreError> {
+    match row.try_get::<String, _>("raw") {
+        Ok(text) => Ok(text),
+        Err(_) => {
+            let packed: Vec<u8> = get(row, t, "raw")?;
+            crate::packed::unpack(&packed, &format!("{t}.raw"))
+        }
+    }
 }
 
 fn candidate_values(c: CandidateRecord) -> Vec<Val> {
@@ -512,7 +534,7 @@ impl Tx {
     /// Inserts new alerts in multi-row statements.
     pub async fn insert_alerts(&mut self, alerts: Vec<AlertRecord>) -> Result<u64, StoreError> {
         let backend = self.backend;
-        let rows = alerts.into_iter().map(alert_values).collect();
+        let rows = alerts.into_iter().map(|a| alert_values(a, backend)).collect();
         insert_rows(self.conn(), backend, "alerts", &ALERT_COLUMNS, rows, false).await
     }
 
@@ -525,7 +547,7 @@ impl Tx {
         alerts: Vec<AlertRecord>,
     ) -> Result<HashSet<String>, StoreError> {
         let backend = self.backend;
-        let rows = alerts.into_iter().map(alert_values).collect();
+        let rows = alerts.into_iter().map(|a| alert_values(a, backend)).collect();
         let inserted = insert_new_rows(
             self.conn(),
             backend,
@@ -628,7 +650,7 @@ impl Tx {
         scope: &OrgScope,
         alert: &AlertRecord,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let query = sqlx::query(
             "UPDATE alerts SET format = $1, time = $2, title = $3, description = $4, \
              severity = $5, severity_weight = $6, connector = $7, product = $8, \
              analytic_uid = $9, host = $10, user_name = $11, content_sha256 = $12, raw = $13, \
@@ -645,8 +667,12 @@ impl Tx {
         .bind(alert.analytic_uid.as_deref())
         .bind(alert.host.as_deref())
         .bind(alert.user.as_deref())
-        .bind(alert.content_sha256.as_str())
-        .bind(alert.raw.as_str())
+        .bind(alert.content_sha256.as_str());
+        let query = match self.backend {
+            Backend::Sqlite => query.bind(crate::packed::pack(&alert.raw)),
+            Backend::Postgres => query.bind(alert.raw.as_str()),
+        };
+        query
         .bind(alert.normalized.as_str())
         .bind(alert.stale_reason.as_deref())
         .bind(scope.org().as_str())

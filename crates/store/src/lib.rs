@@ -23,6 +23,7 @@ mod incidents;
 mod kpis;
 mod notifications;
 mod orgs;
+mod packed;
 mod records;
 mod references;
 mod review;
@@ -403,6 +404,27 @@ impl Store {
     /// True when the database answers a trivial query.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// On SQLite, copies the committed part of the write-ahead log back
+    /// into the database file without waiting for anyone (a passive
+    /// checkpoint), on a pooled connection of its own; on PostgreSQL,
+    /// nothing. A connection that commits past `wal_autocheckpoint` pages
+    /// checkpoints right after its commit, on its own time: a bulk writer
+    /// calls this beside its writes instead, so that the copying runs on
+    /// another core and the writer's own checkpoint finds little left.
+    /// Returns the log frames copied back, when SQLite says.
+    pub async fn checkpoint_beside(&self) -> Result<Option<i64>, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_optional(&self.pool)
+            .await
+            .context(|| "checkpointing the write-ahead log".to_string())?;
+        // The answer is (busy, log frames, frames checkpointed); -1 outside
+        // WAL mode.
+        Ok(row.and_then(|r| r.try_get::<i64, _>(2).ok()))
     }
 
     /// Closes every pooled connection.
