@@ -37,8 +37,8 @@ pub mod staleness;
 pub const MAPPING_CONTRACT_VERSION: &str = "1";
 
 pub use alert::{
-    AlertFormat, DeclaredTechnique, DecodeError, NormalizedAlert, Severity, decode_alert,
-    read_ndjson,
+    AlertFormat, DeclaredTechnique, DecodeError, FieldSelection, NormalizedAlert, Severity,
+    decode_alert, decode_alert_keeping, read_ndjson,
 };
 pub use candidate::{Evidence, MappingCandidate, MappingContext, Subject, SubjectKind};
 pub use compat::{RefStatus, check_reference};

@@ -35,7 +35,7 @@
 //! Field paths are the alert's dotted paths, or `alert.*` for the normalized
 //! attributes ([`crate::alert::NormalizedAlert::field`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use chrono::NaiveDate;
@@ -44,7 +44,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 use taxonomy::{Release, TacticId, TechniqueId};
 
-use crate::alert::{FieldRef, NormalizedAlert};
+use crate::alert::{FieldRef, FieldSelection, NormalizedAlert};
 use crate::candidate::{Evidence, validate_target};
 use crate::compat::{RefStatus, check_reference};
 use crate::confidence::Confidence;
@@ -680,6 +680,22 @@ impl Condition {
         self.eval_into(alert, &mut evidence).then_some(evidence)
     }
 
+    /// Adds every path this condition tests that is not a normalized
+    /// attribute (those do not come from the field map).
+    fn raw_fields_into(&self, out: &mut BTreeSet<String>) {
+        match self {
+            Condition::All(items) | Condition::Any(items) => {
+                items.iter().for_each(|c| c.raw_fields_into(out))
+            }
+            Condition::Not(inner) => inner.raw_fields_into(out),
+            Condition::Predicate(p) => {
+                if !NormalizedAlert::is_attribute(&p.field) {
+                    out.insert(p.field.clone());
+                }
+            }
+        }
+    }
+
     fn eval_into(&self, alert: &NormalizedAlert, evidence: &mut Vec<Evidence>) -> bool {
         match self {
             Condition::All(items) => {
@@ -807,6 +823,8 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     by_analytic: HashMap<String, Vec<usize>>,
     general: Vec<usize>,
+    /// The raw field paths some rule tests.
+    raw_fields: BTreeSet<String>,
 }
 
 /// A rule that matched an alert, with its evidence.
@@ -833,6 +851,7 @@ impl RuleSet {
             }
         }
         for (i, rule) in set.rules.iter().enumerate() {
+            rule.condition.raw_fields_into(&mut set.raw_fields);
             match analytic_keys(&rule.condition) {
                 Some(keys) => keys
                     .into_iter()
@@ -856,6 +875,12 @@ impl RuleSet {
     /// True when there is no rule.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The raw fields the rules read: decoding an alert for these rules
+    /// needs no other field in its field map.
+    pub fn field_selection(&self) -> FieldSelection {
+        FieldSelection::Only(self.raw_fields.clone())
     }
 
     /// Number of rules found through the analytic-uid index.
@@ -1247,5 +1272,55 @@ techniques:
         assert_eq!(ids(&alert("ABC-9", "nothing")), vec!["r1"]);
         assert_eq!(ids(&alert("abc-1", "nothing")), Vec::<String>::new());
         assert_eq!(ids(&alert("DEF-2", "lsass dump")), vec!["r2", "g"]);
+    }
+
+    #[test]
+    fn rules_read_only_the_raw_fields_they_test_and_decode_the_same_through_them() {
+        let r = tiny_release();
+        let rule = |id: &str, condition: &str| {
+            parse_rule(
+                &format!(
+                    "{{id: {id}, version: 1, title: t, author: a, rationale: r, confidence: 0.7, \
+                     match: {condition}, techniques: [T1003]}}"
+                ),
+                &r,
+            )
+            .unwrap()
+        };
+        let set = RuleSet::new(vec![
+            rule("a", "{field: alert.analytic_uid, equals: x}"),
+            rule(
+                "b",
+                "{all: [{field: process.name, equals: procdump.exe}, \
+                 {not: {any: [{field: alert.title, contains: test}, \
+                 {field: process.args, contains: '-accepteula'}]}}]}",
+            ),
+            rule("c", "{field: alert.custom, exists: true}"),
+        ]);
+        let want: BTreeSet<String> = ["alert.custom", "process.args", "process.name"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(set.field_selection(), FieldSelection::Only(want));
+
+        // An alert decoded through the selection matches the same rules
+        // with the same evidence as one decoded whole.
+        let doc = json!({"uid": "u", "title": "lsass", "rule_uid": "x",
+                         "fields": {"process": {"name": "procdump.exe", "args": ["-ma"]},
+                                    "alert": {"custom": 1}, "other": "o"}});
+        let whole = decode_alert(&doc).unwrap();
+        let kept = crate::alert::decode_alert_keeping(&doc, &set.field_selection()).unwrap();
+        assert_eq!(kept.fields.len(), 3);
+        let hits = |a: &NormalizedAlert| -> Vec<(String, Vec<Evidence>)> {
+            set.evaluate(a)
+                .into_iter()
+                .map(|m| (m.rule.id.clone(), m.evidence))
+                .collect()
+        };
+        assert_eq!(hits(&kept), hits(&whole));
+        assert_eq!(
+            hits(&kept).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
     }
 }

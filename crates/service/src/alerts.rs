@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use std::sync::{Arc, RwLock};
 
-use mapping::alert::decode_alert;
+use mapping::alert::{FieldSelection, decode_alert, decode_alert_keeping};
 use mapping::engine::AlertMapping;
 use mapping::overrides::Target;
 use mapping::precedence::ReviewFlag;
@@ -152,6 +152,11 @@ impl DeclarationCounts {
         self.tactic_not_kept += other.tactic_not_kept;
     }
 }
+
+/// Batches a bulk ingest writes between two checkpoints beside it: four
+/// batches of 1,000 alerts are about 16 MiB of log, a quarter of what makes
+/// a writer checkpoint on its own (`wal_autocheckpoint`).
+const CHECKPOINT_EVERY: usize = 4;
 
 /// The compiled rules of one org under one dataset.
 #[derive(Debug)]
@@ -314,6 +319,8 @@ impl App {
 
         let mut report = IngestReport::default();
         let mut phases = IngestPhases::default();
+        let mut checkpoint: Option<tokio::task::JoinHandle<()>> = None;
+        let mut batches = 0usize;
         loop {
             let waiting = std::time::Instant::now();
             let Some(batch) = receiver.recv().await else {
@@ -322,6 +329,19 @@ impl App {
             phases.writer_idle += waiting.elapsed();
             self.store_batch(actor, &scope, &engine, batch, &mut report, &mut phases)
                 .await?;
+            batches += 1;
+            // Every few batches the log written so far is copied back into
+            // the database beside the writer (SQLite; a no-op elsewhere),
+            // one copy at a time.
+            if batches % CHECKPOINT_EVERY == 0 && checkpoint.as_ref().is_none_or(|c| c.is_finished())
+            {
+                let store = self.store.clone();
+                checkpoint = Some(tokio::spawn(async move {
+                    if let Err(e) = store.checkpoint_beside().await {
+                        tracing::debug!(error = %e, "checkpoint beside a bulk ingest skipped");
+                    }
+                }));
+            }
         }
         let (decode_map, worker_blocked) = worker
             .await
@@ -497,7 +517,12 @@ impl App {
             return Ok(false);
         };
         let old: NormalizedAlert = decode_stored(&before)?;
-        let reasons = mapping::staleness::alert_changes(&old, &p.alert);
+        // Ingestion kept only the fields the rules read; the evidence
+        // comparison needs them all.
+        let new = mapping::alert::decode_alert_str(&p.raw).map_err(|e| {
+            ServiceError::Internal(format!("alert {} decoded once but not twice: {e}", p.line))
+        })?;
+        let reasons = mapping::staleness::alert_changes(&old, &new);
         if reasons.is_empty() {
             return Ok(false);
         }
@@ -854,6 +879,12 @@ fn produce(
     let mut blocked = std::time::Duration::ZERO;
     let mapper = engine.mapper();
     let context = engine_context(engine);
+    // The suggester reads any field; the rules only the ones they test.
+    let selection = if engine.ai.is_some() {
+        FieldSelection::All
+    } else {
+        engine.rules.rules.field_selection()
+    };
     let mut batch = Batch {
         prepared: Vec::with_capacity(batch_size),
         records: Vec::new(),
@@ -863,7 +894,10 @@ fn produce(
     };
     let mut handle = |line: usize, item: std::result::Result<(String, Value), DecodeError>| {
         batch.last_line = line;
-        match item.and_then(|(raw, value)| decode_alert(&value).map(|a| (raw, a))) {
+        let decoded = item.and_then(|(raw, value)| {
+            decode_alert_keeping(&value, &selection).map(|a| (raw, a))
+        });
+        match decoded {
             Ok((raw, alert)) => {
                 let id = AlertId::generate();
                 let subject = Subject::alert(id.as_str());
