@@ -1431,6 +1431,88 @@ async fn a_failed_remap_of_one_org_does_not_stop_the_next_orgs() {
     }
 }
 
+/// Reopening an incident whose alerts are still mapped under an older
+/// release than the active one (their re-mapping failed) queues it with
+/// `release_activated` beside `reopened`, as its profile shows it. The new
+/// item held `reopened` alone: the release's reason is derived on read,
+/// not kept on the incident, so reopening lost it.
+#[tokio::test]
+async fn reopening_after_a_failed_remap_queues_the_release_reason_again() {
+    let raw = raw_alerts();
+    let carrier = raw
+        .iter()
+        .find(|a| !a.techniques.is_empty())
+        .expect("an alert a rule maps");
+    for db in databases().await {
+        let label = db.label();
+        let (app, acme) = app_with_acme(&db).await;
+        let engineer = member(&acme, "eve", Role::Engineer);
+        let analyst = member(&acme, "ann", Role::Analyst);
+        app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
+            .await
+            .unwrap();
+        ingest_feed(&app, &engineer).await;
+        let input = IncidentInput {
+            title: "x".into(),
+            alerts: vec![carrier.uid.clone()],
+            ..IncidentInput::default()
+        };
+        let x = app.create_incident(&analyst, "acme", input).await.unwrap();
+        let stored = set_stored_raw(&app, &acme, &carrier.uid, "not json").await;
+        activate_release(&app, "enterprise-attack-17.1.json.gz").await;
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(queued.len(), 1, "{label}: {queued:?}");
+        assert_eq!(queued[0].2, strings(&["release_activated"]), "{label}");
+
+        // Resolved: its item is resolved with it.
+        app.set_incident_status(&analyst, "acme", &x.id, "resolved")
+            .await
+            .unwrap();
+        assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
+
+        // Reopened while still mapped under 18.1: both reasons, the
+        // release's naming the active release.
+        app.set_incident_status(&analyst, "acme", &x.id, "reopened")
+            .await
+            .unwrap();
+        let reopened = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(reopened.len(), 1, "{label}: {reopened:?}");
+        assert_ne!(reopened[0].1, queued[0].1, "{label}: a new item");
+        assert_eq!(
+            (&reopened[0].0, &reopened[0].2),
+            (&x.id, &strings(&["reopened", "release_activated"])),
+            "{label}"
+        );
+        let item = review_item(&app, &analyst, "acme", &reopened[0].1).await;
+        assert_eq!(
+            item.stale_reasons,
+            Some(vec![
+                serde_json::json!({"reason": "reopened"}),
+                serde_json::json!({"reason": "release_activated", "release": "17.1"}),
+            ]),
+            "{label}"
+        );
+        let now = app.incident_profile(&analyst, "acme", &x.id).await.unwrap();
+        assert_eq!(
+            shown_reasons(&now),
+            strings(&["reopened", "release_activated"]),
+            "{label}"
+        );
+        assert_release_reasons_agree(&app, &analyst, "acme", label).await;
+
+        // Repaired and re-mapped: the release's reason leaves the item,
+        // which stays open for the reopening.
+        set_stored_raw(&app, &acme, &carrier.uid, &stored).await;
+        app.remap_org(&engineer, "acme").await.unwrap();
+        assert_eq!(
+            queued_incidents(&app, &analyst, "acme").await,
+            vec![(x.id.clone(), reopened[0].1.clone(), strings(&["reopened"]))],
+            "{label}"
+        );
+        assert_release_reasons_agree(&app, &analyst, "acme", label).await;
+    }
+}
+
 /// The milliseconds between an item's opening and its resolution, read from
 /// the timestamps it shows.
 fn shown_time_to_validate(item: &service::ReviewItem) -> i64 {
