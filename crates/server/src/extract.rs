@@ -2,10 +2,13 @@
 //!
 //! axum's own extractors answer a bad path, query or body with plain text;
 //! these wrappers turn every rejection into an [`ApiError`], so a client
-//! always gets `{"error": {...}}`. [`AfterRole`] puts a body off until the
-//! caller's role has been checked.
+//! always gets `{"error": {...}}`. [`AfterRole`], [`AfterRoleQuery`] and
+//! [`PathId`] put a body, a query string and a path id off until the
+//! caller's role has been checked, so a caller who may not act is told
+//! `403` (and audited) whatever it sent, never `400`.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::Uri;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use service::Principal;
@@ -153,4 +156,112 @@ where
             .await?;
         E::from_request(self.request, state).await
     }
+}
+
+/// A query string read only once the caller's role allows the action: the
+/// query counterpart of [`AfterRole`]. A caller who may not act is told
+/// `403 forbidden` whatever parameters it sent (unknown, malformed or out
+/// of range), and the refusal is audited as the use case would audit it.
+///
+/// The handler takes `AfterRoleQuery<Q>` in place of `ApiQuery<Q>`, calls
+/// [`AfterRoleQuery::read`] with the action and target the use case itself
+/// authorizes, and checks the parameters' values only after that.
+pub struct AfterRoleQuery<T> {
+    uri: Uri,
+    query: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<S, T> FromRequestParts<S> for AfterRoleQuery<T>
+where
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            uri: parts.uri.clone(),
+            query: std::marker::PhantomData,
+        })
+    }
+}
+
+impl<T> AfterRoleQuery<T>
+where
+    T: DeserializeOwned,
+{
+    /// Checks that `principal` may perform `action` on `target` (a denial is
+    /// audited), then parses the query string (rejected as `invalid_input`).
+    pub async fn read(
+        self,
+        state: &AppState,
+        principal: &Principal,
+        action: Action,
+        target: (&str, &str),
+    ) -> Result<T, ApiError> {
+        state
+            .app
+            .check_permission(&principal.actor(), action, target)
+            .await?;
+        let axum::extract::Query(value) =
+            axum::extract::Query::try_from_uri(&self.uri).map_err(ApiError::from)?;
+        Ok(value)
+    }
+}
+
+/// The `{id}` segment of a route, whose decoding answers only after the
+/// role check: a segment that is not percent-encoded UTF-8 (`%ff`) is
+/// `invalid_input`, but a caller who may not act is told `403` first.
+///
+/// The handler names [`PathId::target`] in the role check (the id, or the
+/// segment as sent when it does not decode, so the audited refusal says
+/// what was asked for) and takes the id with [`PathId::decoded`] after it.
+#[derive(Debug)]
+pub struct PathId {
+    decoded: Result<String, ApiError>,
+    raw: String,
+}
+
+impl<S> FromRequestParts<S> for PathId
+where
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = raw_id(parts).unwrap_or_else(|| parts.uri.path().to_string());
+        let decoded = ApiPath::<String>::from_request_parts(parts, state)
+            .await
+            .map(|ApiPath(id)| id);
+        Ok(Self { decoded, raw })
+    }
+}
+
+impl PathId {
+    /// The id to name in the role check: decoded, or the segment as sent
+    /// (still percent-encoded, so printable) when it does not decode.
+    pub fn target(&self) -> &str {
+        match &self.decoded {
+            Ok(id) => id,
+            Err(_) => &self.raw,
+        }
+    }
+
+    /// The decoded id, or the `invalid_input` error of a segment that does
+    /// not decode. Call it after the role check.
+    pub fn decoded(self) -> Result<String, ApiError> {
+        self.decoded
+    }
+}
+
+/// The `{id}` segment of the request path as sent, found at the position
+/// of `{id}` in the matched route template.
+fn raw_id(parts: &Parts) -> Option<String> {
+    let template = parts.extensions.get::<MatchedPath>()?;
+    let position = template.as_str().split('/').position(|s| s == "{id}")?;
+    parts
+        .uri
+        .path()
+        .split('/')
+        .nth(position)
+        .map(str::to_string)
 }

@@ -416,9 +416,7 @@ impl App {
         tracing::info!(dataset = %id, domain = %dataset.domain, issues = compatibility.issues.len(), "dataset activated");
         // Stored alerts were mapped under the previous release: re-map them.
         let activated = self.existing(id).await?;
-        if let Err(e) = self.remap_after_activation(actor, &activated).await {
-            tracing::warn!(dataset = %id, error = %e, "re-mapping after activation failed; alerts stay stale");
-        }
+        self.report_remap(actor, &activated, "activation").await;
         Ok(Activation {
             dataset: self.existing(id).await?,
             retired: previous,
@@ -502,13 +500,40 @@ impl App {
         tracing::info!(domain = %domain, rolled_back = %current.id, reactivated = %previous.id, "domain rolled back");
         // Stored alerts were mapped under the rolled-back release.
         let reactivated = self.existing(&previous.id).await?;
-        if let Err(e) = self.remap_after_activation(actor, &reactivated).await {
-            tracing::warn!(dataset = %previous.id, error = %e, "re-mapping after rollback failed; alerts stay stale");
-        }
+        self.report_remap(actor, &reactivated, "rollback").await;
         Ok(Rollback {
             reactivated: self.existing(&previous.id).await?,
             rolled_back: self.existing(&current.id).await?,
         })
+    }
+
+    /// Re-maps every org's alerts after `after` (`activation`, `rollback`)
+    /// made `dataset` active, and logs what failed: the activation has
+    /// committed and stands, so a failed re-mapping is the operator's to
+    /// finish with `alerts remap`, not the caller's error.
+    async fn report_remap(&self, actor: &Actor, dataset: &Dataset, after: &str) {
+        match self.remap_after_activation(actor, dataset).await {
+            Ok(remap) if remap.failed_orgs > 0 => tracing::warn!(
+                dataset = %dataset.id,
+                failed_orgs = remap.failed_orgs,
+                orgs = remap.orgs,
+                alerts = remap.alerts,
+                changed = remap.changed,
+                "re-mapping after {after} failed for some orgs; their alerts stay stale"
+            ),
+            Ok(remap) => tracing::info!(
+                dataset = %dataset.id,
+                orgs = remap.orgs,
+                alerts = remap.alerts,
+                changed = remap.changed,
+                "alerts re-mapped after {after}"
+            ),
+            Err(e) => tracing::warn!(
+                dataset = %dataset.id,
+                error = %e,
+                "re-mapping after {after} failed; alerts stay stale"
+            ),
+        }
     }
 
     /// Every org's id: the orgs whose incidents an activation or a

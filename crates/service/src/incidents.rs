@@ -1583,7 +1583,19 @@ impl App {
         record.updated_at = now;
         tx.update_incident(&scope, &record).await?;
         if reopened {
-            queue_stale(&mut tx, &scope, &to_queue(&record), now).await?;
+            let mut stale = to_queue(&record);
+            // `release_activated` is not kept on the record: the profile
+            // derives it on read from entries computed under another
+            // release. The new item must hold it too while the alerts
+            // still wait for their re-mapping (after one that failed), or
+            // the re-mapping that finishes the job has nothing to settle
+            // and the queue and the profile disagree.
+            if let Some(reason) = self.release_reason(&mut tx, &scope, &record.id).await? {
+                for (_, reasons) in &mut stale {
+                    reasons.push(reason.clone());
+                }
+            }
+            queue_stale(&mut tx, &scope, &stale, now).await?;
         }
         let mut resolved = Vec::new();
         if is_done(&record.status) {
@@ -1830,6 +1842,35 @@ impl App {
             queued += stale.len();
         }
         Ok(queued)
+    }
+
+    /// The `release_activated` reason the profile of `incident` shows on
+    /// read, read inside `tx`: `Some` when one of its entries is computed
+    /// under another release than the active Enterprise one.
+    async fn release_reason(
+        &self,
+        tx: &mut Tx,
+        scope: &OrgScope,
+        incident: &IncidentId,
+    ) -> Result<Option<Value>> {
+        let Some(active) = tx.active_dataset(Domain::Enterprise).await? else {
+            return Ok(None);
+        };
+        let outdated = tx
+            .incidents_among_mapped_outside(
+                scope,
+                Domain::Enterprise.as_str(),
+                &active.release,
+                std::slice::from_ref(incident),
+            )
+            .await?;
+        if outdated.is_empty() {
+            return Ok(None);
+        }
+        let reason = StaleReason::ReleaseActivated {
+            release: active.release,
+        };
+        Ok(Some(serde_json::to_value(reason).unwrap_or(Value::Null)))
     }
 
     /// After the alerts of an org were re-mapped under the active `release`

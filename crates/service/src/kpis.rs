@@ -108,7 +108,9 @@ pub const KPI_DEFINITIONS: &[KpiDefinition] = &[
         name: "correction_rate",
         unit: "ratio",
         definition: "Review items opened in the window and resolved as corrected, over review \
-                     items opened in the window and resolved (accepted, rejected or corrected).",
+                     items opened in the window and resolved by a person (accepted, rejected or \
+                     corrected; items the product resolved itself, by a `system:` actor, are \
+                     left out).",
         dimensions: ALERT_DIMENSIONS,
     },
     KpiDefinition {
@@ -136,9 +138,11 @@ pub const KPI_DEFINITIONS: &[KpiDefinition] = &[
     KpiDefinition {
         name: "mean_time_to_validate",
         unit: "seconds",
-        definition: "Mean time from a review item's opening to its resolution, over review items \
-                     opened in the window and resolved (numerator: total seconds; denominator: \
-                     those items).",
+        definition: "Mean time from a review item's opening to its resolution by a person, over \
+                     review items opened in the window and resolved by a person (numerator: total \
+                     seconds; denominator: those items). Items the product resolved itself (a \
+                     `system:` actor: a re-mapping, a merge, a finished incident) measure no \
+                     analyst and are left out; details carry their count.",
         dimensions: ALERT_DIMENSIONS,
     },
     KpiDefinition {
@@ -234,7 +238,8 @@ pub struct Kpi {
     pub unit: &'static str,
     /// What the value means.
     pub definition: &'static str,
-    /// Extra figures some KPIs carry (the cap gap's capped share).
+    /// Extra figures some KPIs carry (the cap gap's capped share, the
+    /// review items the product resolved itself).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<Value>,
 }
@@ -464,19 +469,31 @@ fn mapping_kpis(facts: &Facts, segment: Segment<'_>) -> Vec<Kpi> {
     ]
 }
 
+/// Whether a review item's resolver is the product itself
+/// (`system:recompute`, `system:merge`, `system:status`, ...).
+fn is_system_actor(resolved_by: &str) -> bool {
+    resolved_by.starts_with("system:")
+}
+
 fn review_kpis(facts: &Facts, segment: Segment<'_>) -> Vec<Kpi> {
     let reviews: Vec<&KpiReviewRow> = facts
         .reviews
         .iter()
         .filter(|r| facts.alert_in(&r.alert_id, segment))
         .collect();
-    let resolved: Vec<&&KpiReviewRow> = reviews.iter().filter(|r| r.state != "open").collect();
+    // Only a person validates: an item the product resolved itself (a
+    // re-mapping, a merge, a finished incident) took no analyst's time, and
+    // counting it would pull the mean towards the product's own speed.
+    let (system, resolved): (Vec<&&KpiReviewRow>, Vec<&&KpiReviewRow>) = reviews
+        .iter()
+        .filter(|r| r.state != "open")
+        .partition(|r| r.resolved_by.as_deref().is_some_and(is_system_actor));
     let corrected: Vec<&&KpiReviewRow> = resolved
         .iter()
         .copied()
         .filter(|r| r.state == "corrected")
         .collect();
-    let open = reviews.len() - resolved.len();
+    let open = reviews.len() - resolved.len() - system.len();
     let validate: Vec<f64> = resolved
         .iter()
         .filter_map(|r| Some(seconds(r.opened_at, r.resolved_at?)))
@@ -488,11 +505,14 @@ fn review_kpis(facts: &Facts, segment: Segment<'_>) -> Vec<Kpi> {
             corrected.len() as f64,
             resolved.len() as f64,
         ),
-        Kpi::ratio(
-            "mean_time_to_validate",
-            sum(&validate),
-            validate.len() as f64,
-        ),
+        Kpi {
+            detail: Some(json!({"system_resolved": system.len()})),
+            ..Kpi::ratio(
+                "mean_time_to_validate",
+                sum(&validate),
+                validate.len() as f64,
+            )
+        },
         Kpi::count("review_queue_depth", open as f64),
         Kpi::ratio(
             "interactions_per_correction",
@@ -844,6 +864,71 @@ mod tests {
             "AI suggestion T1003 (X): calibrated confidence 0.80 from matching terms (none)";
         assert_eq!(stated_calibration(plain), Some((0.80, false)));
         assert_eq!(stated_calibration("external provider"), None);
+    }
+
+    /// A review row opened at `opened` seconds past midnight, resolved
+    /// `after` seconds later by `by` in `state`, or still open.
+    fn review(
+        alert: &str,
+        state: &str,
+        opened: i64,
+        resolved: Option<(i64, &str)>,
+    ) -> KpiReviewRow {
+        let at = |s: i64| DateTime::<Utc>::UNIX_EPOCH + Duration::seconds(s);
+        KpiReviewRow {
+            alert_id: alert.into(),
+            state: state.into(),
+            opened_at: at(opened),
+            resolved_at: resolved.map(|(after, _)| at(opened + after)),
+            resolved_by: resolved.map(|(_, by)| by.to_string()),
+            interactions: if state == "corrected" { 3 } else { 1 },
+        }
+    }
+
+    /// The mean time to validate measured the product's own resolutions
+    /// too (a re-mapping resolves an item within milliseconds), so it
+    /// reported the product's speed as the analysts'.
+    #[test]
+    fn system_resolutions_are_no_analyst_validations() {
+        let reviews = vec![
+            review("a1", "accepted", 0, Some((100, "ann"))),
+            review("a2", "corrected", 0, Some((300, "lea"))),
+            review("a3", "rejected", 0, Some((200, "ann"))),
+            review("a4", "accepted", 0, Some((1, "system:recompute"))),
+            review("", "accepted", 0, Some((2, "system:status"))),
+            review("", "accepted", 0, Some((5, "system:merge"))),
+            review("a5", "open", 0, None),
+        ];
+        let facts = Facts {
+            alerts: Vec::new(),
+            mappings: Vec::new(),
+            reviews,
+            ai: Vec::new(),
+            denials: 0,
+            datasets: Vec::new(),
+            dims: HashMap::new(),
+        };
+        let kpis = review_kpis(&facts, Segment::All);
+        let kpi = |name: &str| kpis.iter().find(|k| k.name == name).unwrap().clone();
+
+        // Three items resolved by people: 100 + 300 + 200 seconds.
+        let validate = kpi("mean_time_to_validate");
+        assert_eq!(
+            (validate.numerator, validate.denominator, validate.value),
+            (Some(600.0), Some(3.0), Some(200.0))
+        );
+        assert_eq!(validate.detail, Some(json!({"system_resolved": 3})));
+        // One of the three corrected; the product never corrects.
+        let correction = kpi("correction_rate");
+        assert_eq!(
+            (correction.numerator, correction.denominator),
+            (Some(1.0), Some(3.0))
+        );
+        let per_correction = kpi("interactions_per_correction");
+        assert_eq!(per_correction.value, Some(3.0));
+        // The open item alone waits; the system's resolutions are no
+        // longer open either.
+        assert_eq!(kpi("review_queue_depth").value, Some(1.0));
     }
 
     #[test]

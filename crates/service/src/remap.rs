@@ -10,45 +10,109 @@ use taxonomy::Domain;
 
 use crate::{Actor, App, Dataset, Result};
 
+/// What the re-mapping after an activation did, over every org.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Remap {
+    /// Orgs whose alerts were to be re-mapped.
+    pub orgs: usize,
+    /// Orgs whose re-mapping (or the settling of their incidents) failed;
+    /// each failure was logged with its org.
+    pub failed_orgs: usize,
+    /// Alerts read, summed over the orgs that succeeded.
+    pub alerts: usize,
+    /// Alerts whose canonical mapping changed, summed likewise.
+    pub changed: usize,
+}
+
 impl App {
     /// Marks the alerts of every org stale and re-maps them under the
-    /// newly active Enterprise dataset. Returns `(alerts, changed)` summed
-    /// over orgs. Called after an activation has committed: a failure
-    /// leaves the alerts marked stale (and `alerts remap` finishes the job)
-    /// rather than undoing the activation.
+    /// newly active Enterprise dataset, org by org. Called after an
+    /// activation has committed: a failure leaves that org's alerts marked
+    /// stale (and `alerts remap` finishes the job) rather than undoing the
+    /// activation, and does not stop the orgs after it, which were as
+    /// stale and have nothing to do with it. Each org's failure is logged
+    /// with the org and counted in [`Remap::failed_orgs`]; only a failure
+    /// to list the orgs is an error.
     pub(crate) async fn remap_after_activation(
         &self,
         actor: &Actor,
         dataset: &Dataset,
-    ) -> Result<(usize, usize)> {
+    ) -> Result<Remap> {
+        let mut remap = Remap::default();
         if dataset.domain != Domain::Enterprise {
-            return Ok((0, 0));
+            return Ok(remap);
         }
-        let reason = json!([{"reason": "release_activated", "release": dataset.release}]);
-        let (mut alerts, mut changed) = (0, 0);
         for org in self.store.list_orgs().await? {
+            remap.orgs += 1;
             let scope = OrgScope::new(org.id.clone());
-            let mut tx = self.store.begin_in(&scope).await?;
-            let marked = tx
-                .mark_org_alerts_stale(&scope, &reason.to_string())
-                .await?;
-            tx.commit().await?;
-            let remapped = if marked == 0 {
-                Ok((0, 0))
-            } else {
-                let engine = self.engine(&scope).await?;
-                self.recompute_org(actor, &scope, &engine, "release_activated", |_| true)
-                    .await
-            };
-            // The activation queued the org's incidents mapped under the
-            // old release; those whose alerts are all re-mapped now leave
-            // the queue, also when a later page of alerts failed.
-            self.settle_release_stale(actor, &scope, dataset.domain, &dataset.release)
-                .await?;
-            let (seen, moved) = remapped?;
-            alerts += seen;
-            changed += moved;
+            match self
+                .remap_org_after_activation(actor, &scope, dataset)
+                .await
+            {
+                Ok((alerts, changed)) => {
+                    remap.alerts += alerts;
+                    remap.changed += changed;
+                }
+                Err(e) => {
+                    remap.failed_orgs += 1;
+                    tracing::warn!(
+                        org = %org.id,
+                        dataset = %dataset.id,
+                        error = %e,
+                        "re-mapping an org after activation failed; its alerts stay stale until \
+                         `alerts remap`"
+                    );
+                }
+            }
         }
-        Ok((alerts, changed))
+        Ok(remap)
+    }
+
+    /// One org's part of [`App::remap_after_activation`]: marks its alerts
+    /// stale, re-maps them and settles its incidents. Answers `(alerts,
+    /// changed)`, or the first failure.
+    async fn remap_org_after_activation(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        dataset: &Dataset,
+    ) -> Result<(usize, usize)> {
+        let reason = json!([{"reason": "release_activated", "release": dataset.release}]);
+        let mut tx = self.store.begin_in(scope).await?;
+        let marked = tx.mark_org_alerts_stale(scope, &reason.to_string()).await?;
+        tx.commit().await?;
+
+        let remapped = if marked == 0 {
+            Ok((0, 0))
+        } else {
+            match self.engine(scope).await {
+                Ok(engine) => {
+                    self.recompute_org(actor, scope, &engine, "release_activated", |_| true)
+                        .await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        // The activation queued the org's incidents mapped under the
+        // old release; those whose alerts are all re-mapped now leave
+        // the queue, also when a later page of alerts failed.
+        let settled = self
+            .settle_release_stale(actor, scope, dataset.domain, &dataset.release)
+            .await;
+        match (remapped, settled) {
+            (Ok(counts), Ok(_)) => Ok(counts),
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+            (Err(e), Err(settling)) => {
+                // The re-mapping's failure is the one answered; the
+                // settling's would otherwise be lost.
+                tracing::warn!(
+                    org = %scope.org(),
+                    dataset = %dataset.id,
+                    error = %settling,
+                    "settling incidents after a failed re-mapping failed too"
+                );
+                Err(e)
+            }
+        }
     }
 }

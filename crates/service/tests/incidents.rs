@@ -194,10 +194,41 @@ fn titled(title: &str) -> IncidentInput {
 
 /// Ingests the shared regression alerts into org `acme` as `engineer`.
 async fn ingest_feed(app: &App, engineer: &Actor) {
+    ingest_feed_into(app, engineer, "acme").await;
+}
+
+/// Ingests the shared regression alerts into `org` as `engineer`.
+async fn ingest_feed_into(app: &App, engineer: &Actor, org: &str) {
     let file = std::fs::File::open(shared().join("alerts/sigma-regression-alerts.ndjson")).unwrap();
-    app.ingest_alerts(engineer, "acme", Box::new(std::io::BufReader::new(file)))
+    app.ingest_alerts(engineer, org, Box::new(std::io::BufReader::new(file)))
         .await
         .unwrap();
+}
+
+/// Replaces the stored raw document of `org`'s alert `uid` with `raw`
+/// (a corruption a test makes, or its repair). Answers the document it
+/// replaced.
+async fn set_stored_raw(app: &App, org: &service::Org, uid: &str, raw: &str) -> String {
+    let scope = store::OrgScope::new(org.id.clone());
+    let mut conn =
+        store::testing::connection(app.store(), store::testing::Reach::Org(&scope)).await;
+    let stored: String =
+        sqlx::query("SELECT raw FROM alerts WHERE org_id = $1 AND source_uid = $2")
+            .bind(org.id.as_str())
+            .bind(uid)
+            .fetch_one(&mut *conn)
+            .await
+            .map(|row| sqlx::Row::get(&row, "raw"))
+            .unwrap();
+    let changed = sqlx::query("UPDATE alerts SET raw = $1 WHERE org_id = $2 AND source_uid = $3")
+        .bind(raw)
+        .bind(org.id.as_str())
+        .bind(uid)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(changed.rows_affected(), 1);
+    stored
 }
 
 #[tokio::test]
@@ -1294,6 +1325,190 @@ async fn incidents_stay_queued_and_stale_until_a_failed_remap_is_finished() {
         );
         let now = app.incident_profile(&analyst, "acme", &x.id).await.unwrap();
         assert!(!now.stale && now.stale_reasons.is_empty(), "{label}");
+        assert_release_reasons_agree(&app, &analyst, "acme", label).await;
+    }
+}
+
+/// The re-mapping after an activation goes on through every org when one
+/// org's fails: it stopped at the first failed org, so the orgs after it
+/// (in name order) kept every alert stale under the old release and their
+/// incidents queued, although nothing was wrong with them.
+#[tokio::test]
+async fn a_failed_remap_of_one_org_does_not_stop_the_next_orgs() {
+    let raw = raw_alerts();
+    let carrier = raw
+        .iter()
+        .find(|a| !a.techniques.is_empty())
+        .expect("an alert a rule maps");
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        // Orgs are re-mapped in name order: `acme` before `beta`.
+        let acme = app.create_org(&operator, "acme").await.unwrap();
+        let beta = app.create_org(&operator, "beta").await.unwrap();
+        let mut incidents = Vec::new();
+        for org in [&acme, &beta] {
+            let engineer = member(org, "eve", Role::Engineer);
+            let analyst = member(org, "ann", Role::Analyst);
+            app.import_sigma(&engineer, &org.name, &shared().join("sigma").join(PACK))
+                .await
+                .unwrap();
+            ingest_feed_into(&app, &engineer, &org.name).await;
+            let input = IncidentInput {
+                title: "x".into(),
+                alerts: vec![carrier.uid.clone()],
+                ..IncidentInput::default()
+            };
+            let x = app
+                .create_incident(&analyst, &org.name, input)
+                .await
+                .unwrap();
+            assert!(!x.profile.is_empty(), "{label}");
+            incidents.push(x);
+        }
+        // A stored alert of the first org that no longer decodes makes
+        // that org's re-mapping fail.
+        set_stored_raw(&app, &acme, &carrier.uid, "not json").await;
+
+        activate_release(&app, "enterprise-attack-17.1.json.gz").await;
+
+        // The second org: every alert re-mapped under 17.1, none stale,
+        // its incident settled by the re-mapping.
+        let beta_analyst = member(&beta, "ann", Role::Analyst);
+        for alert in &raw {
+            let view = app
+                .alert_mapping(&beta_analyst, "beta", &alert.uid)
+                .await
+                .unwrap();
+            assert_eq!(
+                (view.canonical.release.as_str(), view.alert.stale),
+                ("17.1", false),
+                "{label}: beta alert {}",
+                alert.uid
+            );
+        }
+        assert_eq!(queued_incidents(&app, &beta_analyst, "beta").await, vec![]);
+        let settled: Vec<service::ReviewItem> = app
+            .review_list(&beta_analyst, "beta", None, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.incident_id.as_deref() == Some(incidents[1].id.as_str()))
+            .collect();
+        assert_eq!(settled.len(), 1, "{label}: {settled:?}");
+        assert_eq!(
+            (
+                settled[0].state.as_str(),
+                settled[0].resolved_by.as_deref(),
+                settled[0].resolution.clone()
+            ),
+            (
+                "accepted",
+                Some("system:recompute"),
+                Some(serde_json::json!({"remapped_under": "17.1"}))
+            ),
+            "{label}"
+        );
+        assert_release_reasons_agree(&app, &beta_analyst, "beta", label).await;
+
+        // The first org: the incident on the corrupt alert stays queued and
+        // stale under 18.1, as before.
+        let acme_analyst = member(&acme, "ann", Role::Analyst);
+        let now = app
+            .incident_profile(&acme_analyst, "acme", &incidents[0].id)
+            .await
+            .unwrap();
+        assert!(now.stale && now.profile.iter().all(|e| e.stale), "{label}");
+        let queued = queued_incidents(&app, &acme_analyst, "acme").await;
+        assert_eq!(queued.len(), 1, "{label}: {queued:?}");
+        assert_eq!(
+            (&queued[0].0, &queued[0].2),
+            (&incidents[0].id, &strings(&["release_activated"])),
+            "{label}"
+        );
+        assert_release_reasons_agree(&app, &acme_analyst, "acme", label).await;
+    }
+}
+
+/// Reopening an incident whose alerts are still mapped under an older
+/// release than the active one (their re-mapping failed) queues it with
+/// `release_activated` beside `reopened`, as its profile shows it. The new
+/// item held `reopened` alone: the release's reason is derived on read,
+/// not kept on the incident, so reopening lost it.
+#[tokio::test]
+async fn reopening_after_a_failed_remap_queues_the_release_reason_again() {
+    let raw = raw_alerts();
+    let carrier = raw
+        .iter()
+        .find(|a| !a.techniques.is_empty())
+        .expect("an alert a rule maps");
+    for db in databases().await {
+        let label = db.label();
+        let (app, acme) = app_with_acme(&db).await;
+        let engineer = member(&acme, "eve", Role::Engineer);
+        let analyst = member(&acme, "ann", Role::Analyst);
+        app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
+            .await
+            .unwrap();
+        ingest_feed(&app, &engineer).await;
+        let input = IncidentInput {
+            title: "x".into(),
+            alerts: vec![carrier.uid.clone()],
+            ..IncidentInput::default()
+        };
+        let x = app.create_incident(&analyst, "acme", input).await.unwrap();
+        let stored = set_stored_raw(&app, &acme, &carrier.uid, "not json").await;
+        activate_release(&app, "enterprise-attack-17.1.json.gz").await;
+        let queued = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(queued.len(), 1, "{label}: {queued:?}");
+        assert_eq!(queued[0].2, strings(&["release_activated"]), "{label}");
+
+        // Resolved: its item is resolved with it.
+        app.set_incident_status(&analyst, "acme", &x.id, "resolved")
+            .await
+            .unwrap();
+        assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
+
+        // Reopened while still mapped under 18.1: both reasons, the
+        // release's naming the active release.
+        app.set_incident_status(&analyst, "acme", &x.id, "reopened")
+            .await
+            .unwrap();
+        let reopened = queued_incidents(&app, &analyst, "acme").await;
+        assert_eq!(reopened.len(), 1, "{label}: {reopened:?}");
+        assert_ne!(reopened[0].1, queued[0].1, "{label}: a new item");
+        assert_eq!(
+            (&reopened[0].0, &reopened[0].2),
+            (&x.id, &strings(&["reopened", "release_activated"])),
+            "{label}"
+        );
+        let item = review_item(&app, &analyst, "acme", &reopened[0].1).await;
+        assert_eq!(
+            item.stale_reasons,
+            Some(vec![
+                serde_json::json!({"reason": "reopened"}),
+                serde_json::json!({"reason": "release_activated", "release": "17.1"}),
+            ]),
+            "{label}"
+        );
+        let now = app.incident_profile(&analyst, "acme", &x.id).await.unwrap();
+        assert_eq!(
+            shown_reasons(&now),
+            strings(&["reopened", "release_activated"]),
+            "{label}"
+        );
+        assert_release_reasons_agree(&app, &analyst, "acme", label).await;
+
+        // Repaired and re-mapped: the release's reason leaves the item,
+        // which stays open for the reopening.
+        set_stored_raw(&app, &acme, &carrier.uid, &stored).await;
+        app.remap_org(&engineer, "acme").await.unwrap();
+        assert_eq!(
+            queued_incidents(&app, &analyst, "acme").await,
+            vec![(x.id.clone(), reopened[0].1.clone(), strings(&["reopened"]))],
+            "{label}"
+        );
         assert_release_reasons_agree(&app, &analyst, "acme", label).await;
     }
 }

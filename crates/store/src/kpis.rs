@@ -93,6 +93,9 @@ pub struct KpiReviewRow {
     pub opened_at: DateTime<Utc>,
     /// When it was resolved.
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Who resolved it: a person, or `system:...` for a resolution the
+    /// product made itself (a recomputation, a merge, a status change).
+    pub resolved_by: Option<String>,
     /// Actions that touched it.
     pub interactions: i64,
 }
@@ -205,7 +208,7 @@ impl Store {
         let (from, to) = window.bounds();
         let rows = sqlx::query(
             "SELECT COALESCE(alert_id, '') AS alert_id, state, opened_at, resolved_at, \
-             interactions FROM review_queue \
+             resolved_by, interactions FROM review_queue \
              WHERE org_id = $1 AND opened_at >= $2 AND opened_at < $3 ORDER BY opened_at, id",
         )
         .bind(scope.org().as_str())
@@ -222,6 +225,7 @@ impl Store {
                     state: get(row, t, "state")?,
                     opened_at: get_ts(row, t, "opened_at")?,
                     resolved_at: get_opt_ts(row, t, "resolved_at")?,
+                    resolved_by: get(row, t, "resolved_by")?,
                     interactions: get(row, t, "interactions")?,
                 })
             })

@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{AfterRole, ApiBytes, ApiJson, ApiPath, ApiQuery};
+use crate::extract::{AfterRole, AfterRoleQuery, ApiBytes, ApiJson, PathId};
 
 /// Filters of `GET /api/v1/alerts`.
 pub(super) const LIST_FILTERS: [Param; 4] = [
@@ -192,8 +192,12 @@ fn check_ndjson_type(headers: &HeaderMap) -> Result<(), ApiError> {
 pub(super) async fn list(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    query: AfterRoleQuery<ListQuery>,
 ) -> Result<Envelope<Vec<AlertListItem>>, ApiError> {
+    let target = ("alerts", principal.org_name.as_str());
+    let query = query
+        .read(&state, &principal, Action::ReadMappings, target)
+        .await?;
     let page = page_request(query.cursor, query.limit.as_deref())?;
     let filter = AlertFilter {
         technique: query.technique,
@@ -218,8 +222,18 @@ pub(super) async fn list(
 pub(super) async fn show(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
 ) -> Result<Envelope<AlertMappingView>, ApiError> {
+    state
+        .app
+        .check_permission(
+            &principal.actor(),
+            Action::ReadMappings,
+            ("alert", id.target()),
+        )
+        .await?;
+    let id = id.decoded()?;
+
     let view = state
         .app
         .alert_mapping(&principal.actor(), &principal.org_name, &id)
@@ -232,12 +246,18 @@ pub(super) async fn show(
 pub(super) async fn create_override(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<OverrideInput>>,
 ) -> Result<Envelope<OverrideOutcome>, ApiError> {
     let ApiJson(input) = body
-        .read(&state, &principal, Action::OverrideCreate, ("alert", &id))
+        .read(
+            &state,
+            &principal,
+            Action::OverrideCreate,
+            ("alert", id.target()),
+        )
         .await?;
+    let id = id.decoded()?;
 
     let outcome = state
         .app
@@ -250,7 +270,7 @@ pub(super) async fn create_override(
 pub(super) async fn decide_override(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<DecideBody>>,
 ) -> Result<Envelope<OverrideOutcome>, ApiError> {
     let ApiJson(body) = body
@@ -258,9 +278,10 @@ pub(super) async fn decide_override(
             &state,
             &principal,
             Action::OverrideApprove,
-            ("override", &id),
+            ("override", id.target()),
         )
         .await?;
+    let id = id.decoded()?;
     let approve = match body.decision.trim().to_ascii_lowercase().as_str() {
         "approve" => true,
         "reject" => false,

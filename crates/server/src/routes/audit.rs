@@ -4,13 +4,14 @@
 use axum::extract::State;
 use serde::Deserialize;
 use service::AuditEvent;
+use service::access::Action;
 
 use super::{page_envelope, page_request};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::ApiQuery;
+use crate::extract::AfterRoleQuery;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,8 +24,11 @@ pub(super) struct AuditQuery {
 pub(super) async fn list(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<AuditQuery>,
+    query: AfterRoleQuery<AuditQuery>,
 ) -> Result<Envelope<Vec<AuditEvent>>, ApiError> {
+    let query = query
+        .read(&state, &principal, Action::ReadAudit, ("audit", "*"))
+        .await?;
     let page = page_request(query.cursor, query.limit.as_deref())?;
 
     let events = state.app.audit_list(&principal.actor(), &page).await?;

@@ -2,9 +2,10 @@
 //! steward actions (load, validate, approve, reject, activate, rollback).
 //!
 //! Every handler has the same rhythm: read the input, ask the use case
-//! (which checks the role and audits), answer in the envelope. A body is
-//! read only after the role check ([`AfterRole`]), so a refused caller is
-//! told 403 whatever it sent.
+//! (which checks the role and audits), answer in the envelope. A body, a
+//! list's query and a path id are read only after the role check
+//! ([`AfterRole`], [`AfterRoleQuery`], [`DatasetPath`]), so a refused
+//! caller is told 403 whatever it sent.
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::header;
@@ -14,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use service::access::Action;
 use service::{
-    Activation, Dataset, DatasetFilter, DatasetId, DatasetState, LoadOptions, Rollback,
+    Activation, Dataset, DatasetFilter, DatasetId, DatasetState, LoadOptions, Principal, Rollback,
     ValidationSummary,
 };
 
@@ -25,7 +26,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{AfterRole, ApiBytes, ApiJson, ApiPath, ApiQuery};
+use crate::extract::{AfterRole, AfterRoleQuery, ApiBytes, ApiJson, ApiQuery, PathId};
 
 const STATES: &[&str] = &[
     "loaded",
@@ -107,20 +108,48 @@ pub(super) fn reject_schema() -> Value {
     )
 }
 
-/// The `{id}` of a dataset route; recorded as the `dataset` field of the
-/// request span so that every log line of the request names it.
-pub(super) struct DatasetPath(DatasetId);
+/// The `{id}` of a dataset route, decoded only after the role check (see
+/// [`PathId`]); recorded as the `dataset` field of the request span so that
+/// every log line of the request names it.
+pub(super) struct DatasetPath(PathId);
 
 impl FromRequestParts<AppState> for DatasetPath {
-    type Rejection = ApiError;
+    type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let ApiPath(id) = ApiPath::<String>::from_request_parts(parts, state).await?;
-        tracing::Span::current().record("dataset", tracing::field::display(&id));
-        Ok(Self(DatasetId(id)))
+        let id = PathId::from_request_parts(parts, state).await?;
+        tracing::Span::current().record("dataset", tracing::field::display(id.target()));
+        Ok(Self(id))
+    }
+}
+
+impl DatasetPath {
+    /// The dataset to name in the role check.
+    fn target(&self) -> (&'static str, &str) {
+        (DATASET, self.0.target())
+    }
+
+    /// The dataset's id; call it after the role check.
+    fn decoded(self) -> Result<DatasetId, ApiError> {
+        self.0.decoded().map(DatasetId)
+    }
+
+    /// Checks that `principal` may perform `action` on the dataset (a
+    /// denial is audited), then answers its id.
+    async fn after_role(
+        self,
+        state: &AppState,
+        principal: &Principal,
+        action: Action,
+    ) -> Result<DatasetId, ApiError> {
+        state
+            .app
+            .check_permission(&principal.actor(), action, self.target())
+            .await?;
+        self.decoded()
     }
 }
 
@@ -138,8 +167,11 @@ pub(super) struct ListQuery {
 pub(super) async fn list(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    query: AfterRoleQuery<ListQuery>,
 ) -> Result<Envelope<Vec<Dataset>>, ApiError> {
+    let query = query
+        .read(&state, &principal, Action::ReadDatasets, (DATASET, "*"))
+        .await?;
     let filter = DatasetFilter {
         domain: query
             .domain
@@ -215,8 +247,11 @@ pub(super) struct LoadQuery {
 pub(super) async fn show(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    DatasetPath(id): DatasetPath,
+    path: DatasetPath,
 ) -> Result<Envelope<Dataset>, ApiError> {
+    let id = path
+        .after_role(&state, &principal, Action::ReadDatasets)
+        .await?;
     let dataset = state.app.dataset(&principal.actor(), &id).await?;
     Ok(Envelope::ok(dataset))
 }
@@ -225,8 +260,11 @@ pub(super) async fn show(
 pub(super) async fn validation(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    DatasetPath(id): DatasetPath,
+    path: DatasetPath,
 ) -> Result<Envelope<ValidationSummary>, ApiError> {
+    let id = path
+        .after_role(&state, &principal, Action::ReadDatasets)
+        .await?;
     let report = state.app.validation_report(&principal.actor(), &id).await?;
     Ok(Envelope::ok(report))
 }
@@ -278,8 +316,11 @@ pub(super) async fn diff(
 pub(super) async fn validate(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    DatasetPath(id): DatasetPath,
+    path: DatasetPath,
 ) -> Result<Envelope<ValidationSummary>, ApiError> {
+    let id = path
+        .after_role(&state, &principal, Action::DatasetValidate)
+        .await?;
     let report = state.app.validate_dataset(&principal.actor(), &id).await?;
     Ok(Envelope::ok(report))
 }
@@ -288,8 +329,11 @@ pub(super) async fn validate(
 pub(super) async fn approve(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    DatasetPath(id): DatasetPath,
+    path: DatasetPath,
 ) -> Result<Envelope<Dataset>, ApiError> {
+    let id = path
+        .after_role(&state, &principal, Action::DatasetApprove)
+        .await?;
     let dataset = state.app.approve_dataset(&principal.actor(), &id).await?;
     Ok(Envelope::ok(dataset))
 }
@@ -304,17 +348,13 @@ pub(super) struct RejectBody {
 pub(super) async fn reject(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    DatasetPath(id): DatasetPath,
+    path: DatasetPath,
     body: AfterRole<ApiJson<RejectBody>>,
 ) -> Result<Envelope<Dataset>, ApiError> {
     let ApiJson(body) = body
-        .read(
-            &state,
-            &principal,
-            Action::DatasetReject,
-            (DATASET, id.as_str()),
-        )
+        .read(&state, &principal, Action::DatasetReject, path.target())
         .await?;
+    let id = path.decoded()?;
     let reason = body.reason.trim();
     if reason.is_empty() {
         return Err(ApiError::invalid_field(
@@ -334,8 +374,11 @@ pub(super) async fn reject(
 pub(super) async fn activate(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    DatasetPath(id): DatasetPath,
+    path: DatasetPath,
 ) -> Result<Envelope<Activation>, ApiError> {
+    let id = path
+        .after_role(&state, &principal, Action::DatasetActivate)
+        .await?;
     let activation = state.app.activate_dataset(&principal.actor(), &id).await?;
     Ok(Envelope::ok(activation))
 }

@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{AfterRole, ApiJson, ApiPath, ApiQuery};
+use crate::extract::{AfterRole, AfterRoleQuery, ApiJson, PathId};
 
 /// `GET /api/v1/incidents` query.
 #[derive(Debug, Deserialize)]
@@ -80,8 +80,11 @@ pub(super) async fn create(
 pub(super) async fn list(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    query: AfterRoleQuery<ListQuery>,
 ) -> Result<Envelope<Vec<IncidentSummary>>, ApiError> {
+    let query = query
+        .read(&state, &principal, Action::ReadMappings, ("incident", "*"))
+        .await?;
     let page = page_request(query.cursor, query.limit.as_deref())?;
 
     let incidents = state
@@ -100,8 +103,18 @@ pub(super) async fn list(
 pub(super) async fn show(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
+    state
+        .app
+        .check_permission(
+            &principal.actor(),
+            Action::ReadMappings,
+            ("incident", id.target()),
+        )
+        .await?;
+    let id = id.decoded()?;
+
     let view = state
         .app
         .incident_profile(&principal.actor(), &principal.org_name, &id)
@@ -113,12 +126,18 @@ pub(super) async fn show(
 pub(super) async fn attach(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<AlertsBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
     let ApiJson(body) = body
-        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .read(
+            &state,
+            &principal,
+            Action::IncidentWrite,
+            ("incident", id.target()),
+        )
         .await?;
+    let id = id.decoded()?;
 
     let view = state
         .app
@@ -131,12 +150,18 @@ pub(super) async fn attach(
 pub(super) async fn detach(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<AlertsBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
     let ApiJson(body) = body
-        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .read(
+            &state,
+            &principal,
+            Action::IncidentWrite,
+            ("incident", id.target()),
+        )
         .await?;
+    let id = id.decoded()?;
 
     let view = state
         .app
@@ -149,12 +174,18 @@ pub(super) async fn detach(
 pub(super) async fn merge(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<MergeBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
     let ApiJson(body) = body
-        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .read(
+            &state,
+            &principal,
+            Action::IncidentWrite,
+            ("incident", id.target()),
+        )
         .await?;
+    let id = id.decoded()?;
 
     let view = state
         .app
@@ -167,12 +198,18 @@ pub(super) async fn merge(
 pub(super) async fn split(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<AlertsBody>>,
 ) -> Result<Envelope<SplitOutcome>, ApiError> {
     let ApiJson(body) = body
-        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .read(
+            &state,
+            &principal,
+            Action::IncidentWrite,
+            ("incident", id.target()),
+        )
         .await?;
+    let id = id.decoded()?;
 
     let outcome = state
         .app
@@ -185,7 +222,7 @@ pub(super) async fn split(
 pub(super) async fn adjust(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<AdjustmentInput>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
     let ApiJson(input) = body
@@ -193,9 +230,10 @@ pub(super) async fn adjust(
             &state,
             &principal,
             Action::IncidentAdjust,
-            ("incident", &id),
+            ("incident", id.target()),
         )
         .await?;
+    let id = id.decoded()?;
 
     let view = state
         .app
@@ -208,12 +246,18 @@ pub(super) async fn adjust(
 pub(super) async fn status(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<StatusBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
     let ApiJson(body) = body
-        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .read(
+            &state,
+            &principal,
+            Action::IncidentWrite,
+            ("incident", id.target()),
+        )
         .await?;
+    let id = id.decoded()?;
 
     let view = state
         .app
@@ -226,12 +270,18 @@ pub(super) async fn status(
 pub(super) async fn severity(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<SeverityBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
     let ApiJson(body) = body
-        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .read(
+            &state,
+            &principal,
+            Action::IncidentWrite,
+            ("incident", id.target()),
+        )
         .await?;
+    let id = id.decoded()?;
 
     let view = state
         .app
@@ -244,12 +294,18 @@ pub(super) async fn severity(
 pub(super) async fn evidence(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<EvidenceBody>>,
 ) -> Result<Envelope<IncidentProfileView>, ApiError> {
     let ApiJson(body) = body
-        .read(&state, &principal, Action::IncidentWrite, ("incident", &id))
+        .read(
+            &state,
+            &principal,
+            Action::IncidentWrite,
+            ("incident", id.target()),
+        )
         .await?;
+    let id = id.decoded()?;
 
     let view = state
         .app

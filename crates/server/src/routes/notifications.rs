@@ -6,13 +6,14 @@
 use axum::extract::State;
 use serde::Deserialize;
 use service::NotificationView;
+use service::access::Action;
 
 use super::{page_envelope, page_request};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{ApiPath, ApiQuery};
+use crate::extract::{AfterRoleQuery, PathId};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,8 +26,12 @@ pub(super) struct NotificationQuery {
 pub(super) async fn list(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<NotificationQuery>,
+    query: AfterRoleQuery<NotificationQuery>,
 ) -> Result<Envelope<Vec<NotificationView>>, ApiError> {
+    let target = ("notifications", "*");
+    let query = query
+        .read(&state, &principal, Action::ReadNotifications, target)
+        .await?;
     let page = page_request(query.cursor, query.limit.as_deref())?;
 
     let notifications = state
@@ -45,8 +50,15 @@ pub(super) async fn list(
 pub(super) async fn acknowledge(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
 ) -> Result<Envelope<NotificationView>, ApiError> {
+    let target = ("notification", id.target());
+    state
+        .app
+        .check_permission(&principal.actor(), Action::ReadNotifications, target)
+        .await?;
+    let id = id.decoded()?;
+
     let acknowledged = state
         .app
         .acknowledge_notification(&principal.actor(), &id)

@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{AfterRole, ApiJson, ApiPath, ApiQuery};
+use crate::extract::{AfterRole, AfterRoleQuery, ApiJson, PathId};
 
 /// Filter of `GET /api/v1/review`.
 pub(super) const LIST_FILTERS: [Param; 1] = [Param::query(
@@ -60,8 +60,12 @@ pub(super) struct Correction {
 pub(super) async fn list(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    query: AfterRoleQuery<ListQuery>,
 ) -> Result<Envelope<Vec<ReviewItem>>, ApiError> {
+    let target = ("review", principal.org_name.as_str());
+    let query = query
+        .read(&state, &principal, Action::ReadMappings, target)
+        .await?;
     let page = page_request(query.cursor, query.limit.as_deref())?;
 
     let items = state
@@ -85,12 +89,18 @@ pub(super) async fn list(
 pub(super) async fn decide(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<DecideBody>>,
 ) -> Result<Envelope<ReviewItem>, ApiError> {
     let ApiJson(body) = body
-        .read(&state, &principal, Action::ReviewWork, ("review", &id))
+        .read(
+            &state,
+            &principal,
+            Action::ReviewWork,
+            ("review", id.target()),
+        )
         .await?;
+    let id = id.decoded()?;
 
     let item = state
         .app
@@ -111,18 +121,25 @@ pub(super) async fn decide(
 pub(super) async fn correct(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
     body: AfterRole<ApiJson<OverrideInput>>,
 ) -> Result<Envelope<Correction>, ApiError> {
     // An incident's item needs a role the route table cannot know: the
-    // item says which, and it is checked before the body too.
+    // item says which, and it is checked before the body too. An id that
+    // does not decode names no item, so only the first check applies.
     state
         .app
-        .check_review_correction(&principal.actor(), &principal.org_name, &id)
+        .check_review_correction(&principal.actor(), &principal.org_name, id.target())
         .await?;
     let ApiJson(input) = body
-        .read(&state, &principal, Action::ReviewWork, ("review", &id))
+        .read(
+            &state,
+            &principal,
+            Action::ReviewWork,
+            ("review", id.target()),
+        )
         .await?;
+    let id = id.decoded()?;
 
     let (review, correction) = state
         .app

@@ -22,7 +22,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{AfterRole, ApiBytes, ApiJson, ApiPath, ApiQuery};
+use crate::extract::{AfterRole, AfterRoleQuery, ApiBytes, ApiJson, ApiQuery, PathId};
 
 /// Filter of `GET /api/v1/rules`.
 pub(super) const LIST_FILTERS: [Param; 1] = [Param::query(
@@ -88,8 +88,12 @@ pub(super) struct SigmaQuery {
 pub(super) async fn list(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    query: AfterRoleQuery<ListQuery>,
 ) -> Result<Envelope<Vec<RuleView>>, ApiError> {
+    let target = ("rule", principal.org_name.as_str());
+    let query = query
+        .read(&state, &principal, Action::ReadMappings, target)
+        .await?;
     let status = query
         .status
         .as_deref()
@@ -202,8 +206,14 @@ pub(super) async fn simulate(
 pub(super) async fn rollback(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
 ) -> Result<Envelope<RuleChange>, ApiError> {
+    state
+        .app
+        .check_permission(&principal.actor(), Action::RuleWrite, ("rule", id.target()))
+        .await?;
+    let id = id.decoded()?;
+
     let change = state
         .app
         .rollback_rule(&principal.actor(), &principal.org_name, &id)
@@ -216,8 +226,15 @@ pub(super) async fn rollback(
 pub(super) async fn import_report(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
+    id: PathId,
 ) -> Result<Envelope<Value>, ApiError> {
+    let target = ("rule_pack", id.target());
+    state
+        .app
+        .check_permission(&principal.actor(), Action::ReadMappings, target)
+        .await?;
+    let id = id.decoded()?;
+
     let report = state
         .app
         .rule_pack_import(&principal.actor(), &principal.org_name, &id)

@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::auth::Authenticated;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{AfterRole, ApiJson, ApiPath, ApiQuery};
+use crate::extract::{AfterRole, AfterRoleQuery, ApiJson, PathId};
 
 /// Most inputs in one batch request.
 pub const MAX_BATCH_INPUTS: usize = 100;
@@ -367,14 +367,13 @@ fn subject_envelope(found: SubjectSuggestions) -> Envelope<Vec<Suggestion>> {
 pub(super) async fn alert(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
-    query: Result<ApiQuery<SubjectQuery>, ApiError>,
+    id: PathId,
+    query: AfterRoleQuery<SubjectQuery>,
 ) -> Result<Envelope<Vec<Suggestion>>, ApiError> {
-    state
-        .app
-        .check_permission(&principal.actor(), Action::Suggest, ("alert", &id))
+    let query = query
+        .read(&state, &principal, Action::Suggest, ("alert", id.target()))
         .await?;
-    let ApiQuery(query) = query?;
+    let id = id.decoded()?;
     let limit = query.limit()?;
 
     let found = state
@@ -390,14 +389,18 @@ pub(super) async fn alert(
 pub(super) async fn incident(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiPath(id): ApiPath<String>,
-    query: Result<ApiQuery<SubjectQuery>, ApiError>,
+    id: PathId,
+    query: AfterRoleQuery<SubjectQuery>,
 ) -> Result<Envelope<Vec<Suggestion>>, ApiError> {
-    state
-        .app
-        .check_permission(&principal.actor(), Action::Suggest, ("incident", &id))
+    let query = query
+        .read(
+            &state,
+            &principal,
+            Action::Suggest,
+            ("incident", id.target()),
+        )
         .await?;
-    let ApiQuery(query) = query?;
+    let id = id.decoded()?;
     let limit = query.limit()?;
 
     let found = state

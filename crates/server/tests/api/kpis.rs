@@ -177,6 +177,29 @@ async fn kpis_match_what_the_test_did_and_stay_in_their_org() {
                 .await
                 .unwrap();
         }
+        // An incident's item that the product resolves itself: queued by a
+        // severity shift, resolved by `system:status` when the incident is
+        // resolved. No analyst validated it.
+        let incident = service
+            .create_incident(
+                &lead,
+                "acme",
+                service::IncidentInput {
+                    title: "kpi".into(),
+                    ..service::IncidentInput::default()
+                },
+            )
+            .await
+            .unwrap();
+        service
+            .set_incident_severity(&lead, "acme", &incident.id, "critical")
+            .await
+            .unwrap();
+        service
+            .set_incident_status(&lead, "acme", &incident.id, "resolved")
+            .await
+            .unwrap();
+
         // Two direct overrides on alerts outside the review work.
         let uids: Vec<String> = alerts
             .iter()
@@ -307,7 +330,30 @@ async fn kpis_match_what_the_test_did_and_stay_in_their_org() {
             label,
         );
 
-        let resolved: Vec<_> = items.iter().filter(|i| i.state != "open").collect();
+        // Validations are people's: the items the product resolved itself
+        // (`system:` actors) are left out, and counted apart.
+        let by_system = |i: &&service::ReviewItem| {
+            i.resolved_by
+                .as_deref()
+                .is_some_and(|by| by.starts_with("system:"))
+        };
+        let system = items
+            .iter()
+            .filter(|i| i.state != "open")
+            .filter(by_system)
+            .count();
+        assert!(
+            items
+                .iter()
+                .any(|i| i.resolved_by.as_deref() == Some("system:status")
+                    && i.incident_id.as_deref() == Some(incident.id.as_str())),
+            "{backend}: the incident's item was resolved by the product"
+        );
+        let resolved: Vec<_> = items
+            .iter()
+            .filter(|i| i.state != "open")
+            .filter(|i| !by_system(i))
+            .collect();
         let corrected: Vec<_> = resolved.iter().filter(|i| i.state == "corrected").collect();
         assert_eq!(corrected.len(), 2, "{backend}");
         assert_ratio(kpis, "correction_rate", 2.0, resolved.len() as f64, label);
@@ -319,8 +365,13 @@ async fn kpis_match_what_the_test_did_and_stay_in_their_org() {
             kpis,
             "mean_time_to_validate",
             validate.iter().sum(),
-            validate.len() as f64,
+            resolved.len() as f64,
             label,
+        );
+        assert_eq!(
+            kpi(kpis, "mean_time_to_validate")["detail"],
+            json!({"system_resolved": system}),
+            "{backend}"
         );
         let interactions: i64 = corrected.iter().map(|i| i.interactions).sum();
         assert_ratio(
@@ -331,7 +382,8 @@ async fn kpis_match_what_the_test_did_and_stay_in_their_org() {
             label,
         );
         let open = items.iter().filter(|i| i.state == "open").count();
-        assert_eq!(open, queue.len() - resolved.len(), "{backend}");
+        // The queue read before the review work plus the incident's item.
+        assert_eq!(open, queue.len() + 1 - resolved.len() - system, "{backend}");
         assert_eq!(kpi(kpis, "review_queue_depth")["value"], json!(open as f64));
 
         assert_eq!(

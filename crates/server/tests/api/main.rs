@@ -15,6 +15,7 @@ mod matrix;
 mod ops;
 mod queries;
 mod role_before_body;
+mod role_before_query;
 mod roles;
 mod rules;
 mod serve;
