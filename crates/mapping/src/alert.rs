@@ -444,7 +444,10 @@ impl FieldSelection {
         match self {
             FieldSelection::All => true,
             FieldSelection::Only(paths) => paths
-                .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+                .range::<str, _>((
+                    std::ops::Bound::Included(prefix),
+                    std::ops::Bound::Unbounded,
+                ))
                 .take_while(|p| p.starts_with(prefix))
                 .any(|p| p.len() == prefix.len() || p.as_bytes()[prefix.len()] == b'.'),
         }
@@ -899,11 +902,10 @@ fn decode_native(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, De
             }));
         }
     }
-    let alert: NativeAlert =
-        NativeAlert::deserialize(v).map_err(|e| DecodeError::BadField {
-            field: "(native alert)".into(),
-            message: e.to_string(),
-        })?;
+    let alert: NativeAlert = NativeAlert::deserialize(v).map_err(|e| DecodeError::BadField {
+        field: "(native alert)".into(),
+        message: e.to_string(),
+    })?;
     if alert.uid.trim().is_empty() {
         return Err(DecodeError::MissingField("uid"));
     }
@@ -1271,7 +1273,10 @@ mod tests {
         assert_eq!(kept.fields["kibana.alert.rule.name"].len(), 2);
         assert_eq!(
             kept.fields["process.args"],
-            [FieldValue::Text("-enc".into()), FieldValue::Text("abc".into())]
+            [
+                FieldValue::Text("-enc".into()),
+                FieldValue::Text("abc".into())
+            ]
         );
         assert_eq!(kept.fields.len(), 2);
         assert!(full.fields.len() > 6);

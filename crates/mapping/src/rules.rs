@@ -1319,7 +1319,10 @@ techniques:
         };
         assert_eq!(hits(&kept), hits(&whole));
         assert_eq!(
-            hits(&kept).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            hits(&kept)
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect::<Vec<_>>(),
             ["a", "b", "c"]
         );
     }

@@ -95,6 +95,21 @@ pub struct IngestReport {
     pub errors: Vec<IngestError>,
 }
 
+impl IngestReport {
+    /// Adds what another part of the same ingestion did.
+    fn absorb(&mut self, other: IngestReport) {
+        self.ingested += other.ingested;
+        self.mapped += other.mapped;
+        self.unmapped += other.unmapped;
+        self.rejected += other.rejected;
+        self.duplicates += other.duplicates;
+        self.updated += other.updated;
+        self.queued_for_review += other.queued_for_review;
+        self.declarations.merge(&other.declarations);
+        self.errors.extend(other.errors);
+    }
+}
+
 /// Declarations of the alerts stored by one ingestion that were not mapped
 /// as declared, by status (see `docs/alert-formats.md`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,7 +226,7 @@ struct Prepared {
 /// canonical set, its review items and its rollup changes. The decoding
 /// worker builds them, so the writer, which sets the pace, only writes.
 struct NewRecords {
-    alert: AlertRecord,
+    alert: store::AlertRow,
     mapping: MappingRecords,
 }
 
@@ -232,6 +247,21 @@ struct Batch {
     errors: Vec<IngestError>,
     first_line: usize,
     last_line: usize,
+}
+
+impl Batch {
+    /// True when both batches hold an alert with the same source uid.
+    fn shares_alerts_with(&self, other: &Batch) -> bool {
+        let mine: std::collections::HashSet<&str> = self
+            .prepared
+            .iter()
+            .map(|p| p.alert.source_uid.as_str())
+            .collect();
+        other
+            .prepared
+            .iter()
+            .any(|p| mine.contains(p.alert.source_uid.as_str()))
+    }
 }
 
 /// Where an ingestion spent its time, logged at debug level: the decoding
@@ -261,6 +291,20 @@ struct IngestPhases {
     write_rollups: std::time::Duration,
     /// Review items, the audit event and the commit.
     write_rest: std::time::Duration,
+}
+
+impl IngestPhases {
+    /// Adds the phases of a batch stored beside another one.
+    fn absorb(&mut self, other: &IngestPhases) {
+        self.lookup += other.lookup;
+        self.records += other.records;
+        self.write += other.write;
+        self.write_alerts += other.write_alerts;
+        self.write_candidates += other.write_candidates;
+        self.write_canonical += other.write_canonical;
+        self.write_rollups += other.write_rollups;
+        self.write_rest += other.write_rest;
+    }
 }
 
 /// Where the lines come from.
@@ -312,29 +356,77 @@ impl App {
         let batch_size = self.config.mapping.batch_size.max(1);
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(2);
         let worker_engine = engine.clone();
+        let backend = self.store.backend();
         let worker_scope = scope.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            produce(lines, &worker_scope, &worker_engine, batch_size, &sender)
+            produce(
+                lines,
+                &worker_scope,
+                &worker_engine,
+                batch_size,
+                backend,
+                &sender,
+            )
         });
 
         let mut report = IngestReport::default();
         let mut phases = IngestPhases::default();
         let mut checkpoint: Option<tokio::task::JoinHandle<()>> = None;
-        let mut batches = 0usize;
+        let (mut batches, mut next_checkpoint) = (0usize, CHECKPOINT_EVERY);
+        // PostgreSQL takes two batches at once on two connections: one
+        // writer left the server idle while the client built the next
+        // statement and the other way round. SQLite has one writer at a time
+        // anyway.
+        let pairs = self.store.backend() == store::Backend::Postgres;
         loop {
             let waiting = std::time::Instant::now();
             let Some(batch) = receiver.recv().await else {
                 break;
             };
+            let second = if pairs { receiver.recv().await } else { None };
             phases.writer_idle += waiting.elapsed();
-            self.store_batch(actor, &scope, &engine, batch, &mut report, &mut phases)
-                .await?;
-            batches += 1;
+            match second {
+                // Two batches naming the same alert go one after the other,
+                // so that the later line is the later write.
+                Some(next) if !batch.shares_alerts_with(&next) => {
+                    let (mut first, mut then) = (IngestReport::default(), IngestReport::default());
+                    let (mut first_phases, mut then_phases) =
+                        (IngestPhases::default(), IngestPhases::default());
+                    let (a, b) = tokio::join!(
+                        self.store_batch(
+                            actor,
+                            &scope,
+                            &engine,
+                            batch,
+                            &mut first,
+                            &mut first_phases
+                        ),
+                        self.store_batch(actor, &scope, &engine, next, &mut then, &mut then_phases),
+                    );
+                    a?;
+                    b?;
+                    for (r, p) in [(first, first_phases), (then, then_phases)] {
+                        report.absorb(r);
+                        phases.absorb(&p);
+                    }
+                    batches += 2;
+                }
+                second => {
+                    self.store_batch(actor, &scope, &engine, batch, &mut report, &mut phases)
+                        .await?;
+                    batches += 1;
+                    if let Some(next) = second {
+                        self.store_batch(actor, &scope, &engine, next, &mut report, &mut phases)
+                            .await?;
+                        batches += 1;
+                    }
+                }
+            }
             // Every few batches the log written so far is copied back into
             // the database beside the writer (SQLite; a no-op elsewhere),
             // one copy at a time.
-            if batches % CHECKPOINT_EVERY == 0 && checkpoint.as_ref().is_none_or(|c| c.is_finished())
-            {
+            if batches >= next_checkpoint && checkpoint.as_ref().is_none_or(|c| c.is_finished()) {
+                next_checkpoint = batches + CHECKPOINT_EVERY;
                 let store = self.store.clone();
                 checkpoint = Some(tokio::spawn(async move {
                     if let Err(e) = store.checkpoint_beside().await {
@@ -371,7 +463,7 @@ impl App {
         // insertion; a later copy is a duplicate or, with other content, an
         // update once the first is stored.
         let mut seen: HashMap<String, String> = HashMap::new();
-        let mut alerts: Vec<AlertRecord> = Vec::new();
+        let mut alerts: Vec<store::AlertRow> = Vec::new();
         let mut fresh: Vec<(Prepared, MappingRecords)> = Vec::new();
         let mut updates: Vec<(Option<AlertId>, Prepared)> = Vec::new();
         let mut duplicates = 0;
@@ -397,7 +489,7 @@ impl App {
         };
         // Insert first, look up only what the database refused: a batch of
         // new alerts, the usual case, costs no read.
-        let inserted = tx.insert_new_alerts(alerts).await?;
+        let inserted = tx.insert_new_alert_rows(alerts).await?;
         split(&mut phases.write_alerts);
         let refused: Vec<String> = fresh
             .iter()
@@ -873,6 +965,7 @@ fn produce(
     scope: &OrgScope,
     engine: &Engine,
     batch_size: usize,
+    backend: store::Backend,
     sender: &tokio::sync::mpsc::Sender<Batch>,
 ) -> (std::time::Duration, std::time::Duration) {
     let started = std::time::Instant::now();
@@ -894,9 +987,8 @@ fn produce(
     };
     let mut handle = |line: usize, item: std::result::Result<(String, Value), DecodeError>| {
         batch.last_line = line;
-        let decoded = item.and_then(|(raw, value)| {
-            decode_alert_keeping(&value, &selection).map(|a| (raw, a))
-        });
+        let decoded = item
+            .and_then(|(raw, value)| decode_alert_keeping(&value, &selection).map(|a| (raw, a)));
         match decoded {
             Ok((raw, alert)) => {
                 let id = AlertId::generate();
@@ -937,7 +1029,7 @@ fn produce(
                 last_line: line,
             };
             let mut full = std::mem::replace(&mut batch, next);
-            seal(&mut full, scope, &context);
+            seal(&mut full, scope, &context, backend);
             // The receiver only goes away when storing failed; that error
             // is what the caller sees, so stop quietly.
             let sending = std::time::Instant::now();
@@ -989,7 +1081,7 @@ fn produce(
         }
     }
     if !stopped && (!batch.prepared.is_empty() || !batch.errors.is_empty()) {
-        seal(&mut batch, scope, &context);
+        seal(&mut batch, scope, &context, backend);
         let sending = std::time::Instant::now();
         let _ = sender.blocking_send(batch);
         blocked += sending.elapsed();
@@ -999,7 +1091,7 @@ fn produce(
 
 /// Builds the records of every alert of a full batch, with one timestamp
 /// for the batch.
-fn seal(batch: &mut Batch, scope: &OrgScope, context: &Context) {
+fn seal(batch: &mut Batch, scope: &OrgScope, context: &Context, backend: store::Backend) {
     let now = store::now();
     batch.records = batch
         .prepared
@@ -1009,7 +1101,7 @@ fn seal(batch: &mut Batch, scope: &OrgScope, context: &Context) {
             let canonical = canonical_record(scope, &p.id, 1, &p.set, "ingest", context, now);
             let rollup = crate::matrix::ingest_deltas(&alert, &canonical);
             NewRecords {
-                alert,
+                alert: store::AlertRow::new(alert, backend),
                 mapping: MappingRecords {
                     candidates: p
                         .mapping

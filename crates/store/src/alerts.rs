@@ -438,6 +438,24 @@ fn alert_values(a: AlertRecord, backend: Backend) -> Vec<Val> {
     ]
 }
 
+/// An alert as one backend's row: made where there is time for it (the
+/// document packed, the texts checked), so that the writer only writes.
+#[derive(Debug)]
+pub struct AlertRow {
+    backend: Backend,
+    values: Vec<Val>,
+}
+
+impl AlertRow {
+    /// The row of `alert` for `backend`.
+    pub fn new(alert: AlertRecord, backend: Backend) -> Self {
+        AlertRow {
+            backend,
+            values: alert_values(alert, backend),
+        }
+    }
+}
+
 /// An alert's raw document as its backend stores it: packed on SQLite
 /// (see [`crate::packed`]), text on PostgreSQL.
 fn raw_value(raw: String, backend: Backend) -> Val {
@@ -534,7 +552,10 @@ impl Tx {
     /// Inserts new alerts in multi-row statements.
     pub async fn insert_alerts(&mut self, alerts: Vec<AlertRecord>) -> Result<u64, StoreError> {
         let backend = self.backend;
-        let rows = alerts.into_iter().map(|a| alert_values(a, backend)).collect();
+        let rows = alerts
+            .into_iter()
+            .map(|a| alert_values(a, backend))
+            .collect();
         insert_rows(self.conn(), backend, "alerts", &ALERT_COLUMNS, rows, false).await
     }
 
@@ -547,7 +568,26 @@ impl Tx {
         alerts: Vec<AlertRecord>,
     ) -> Result<HashSet<String>, StoreError> {
         let backend = self.backend;
-        let rows = alerts.into_iter().map(|a| alert_values(a, backend)).collect();
+        let rows = alerts
+            .into_iter()
+            .map(|a| AlertRow::new(a, backend))
+            .collect();
+        self.insert_new_alert_rows(rows).await
+    }
+
+    /// [`Tx::insert_new_alerts`] with rows made beforehand.
+    pub async fn insert_new_alert_rows(
+        &mut self,
+        alerts: Vec<AlertRow>,
+    ) -> Result<HashSet<String>, StoreError> {
+        let backend = self.backend;
+        if let Some(other) = alerts.iter().find(|a| a.backend != backend) {
+            return Err(StoreError::Corrupt {
+                what: "alert row".into(),
+                reason: format!("made for {:?}, written to {backend:?}", other.backend),
+            });
+        }
+        let rows = alerts.into_iter().map(|a| a.values).collect();
         let inserted = insert_new_rows(
             self.conn(),
             backend,
@@ -673,13 +713,13 @@ impl Tx {
             Backend::Postgres => query.bind(alert.raw.as_str()),
         };
         query
-        .bind(alert.normalized.as_str())
-        .bind(alert.stale_reason.as_deref())
-        .bind(scope.org().as_str())
-        .bind(alert.id.as_str())
-        .execute(self.conn())
-        .await
-        .context(|| format!("updating alert {}", alert.id))?;
+            .bind(alert.normalized.as_str())
+            .bind(alert.stale_reason.as_deref())
+            .bind(scope.org().as_str())
+            .bind(alert.id.as_str())
+            .execute(self.conn())
+            .await
+            .context(|| format!("updating alert {}", alert.id))?;
         Ok(())
     }
 

@@ -420,7 +420,10 @@ mod tests {
             literal.push('|');
             push_element(&mut literal, value);
         }
-        assert_eq!(literal, r#"|"a \"b\" c\\d,{e}"|NULL|-3|0.7|-Infinity|""|"\\x01ab""#);
+        assert_eq!(
+            literal,
+            r#"|"a \"b\" c\\d,{e}"|NULL|-3|0.7|-Infinity|""|"\\x01ab""#
+        );
     }
 
     #[test]

@@ -41,8 +41,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction};
 
 pub use alerts::{
-    AlertId, AlertListFilter, AlertRecord, CandidateRecord, CanonicalEntryRecord, CanonicalRecord,
-    CanonicalSetRecord, MappingUpdate,
+    AlertId, AlertListFilter, AlertRecord, AlertRow, CandidateRecord, CanonicalEntryRecord,
+    CanonicalRecord, CanonicalSetRecord, MappingUpdate,
 };
 pub use audit::{GENESIS_HASH, canonical_hash};
 pub use datasets::DatasetDocument;

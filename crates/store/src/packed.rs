@@ -66,7 +66,12 @@ mod tests {
         .to_string();
         let packed = pack(&doc);
         assert_eq!(packed[0], LZ4_BLOCK);
-        assert!(packed.len() < doc.len() / 2, "{} of {}", packed.len(), doc.len());
+        assert!(
+            packed.len() < doc.len() / 2,
+            "{} of {}",
+            packed.len(),
+            doc.len()
+        );
         assert_eq!(unpack(&packed, "alert").unwrap(), doc);
         assert_eq!(unpack(&pack(""), "alert").unwrap(), "");
     }
