@@ -443,6 +443,9 @@ impl FieldSelection {
     fn reaches(&self, prefix: &str) -> bool {
         match self {
             FieldSelection::All => true,
+            // An empty prefix is the root, or an empty key at the root,
+            // which joins its children without a dot: anything may follow.
+            FieldSelection::Only(_) if prefix.is_empty() => true,
             FieldSelection::Only(paths) => paths
                 .range::<str, _>((
                     std::ops::Bound::Included(prefix),
@@ -1254,6 +1257,8 @@ mod tests {
             // Sorts between `process` and `process.args` and must not hide
             // the paths after it.
             "process-x": {"args": "decoy"},
+            // An empty key at the root joins its children without a dot.
+            "": {"process.args": "from an empty key"},
             "user": {"name": "bob"}
         });
         let wanted = ["kibana.alert.rule.name", "process.args", "process.parent"];
@@ -1274,6 +1279,7 @@ mod tests {
         assert_eq!(
             kept.fields["process.args"],
             [
+                FieldValue::Text("from an empty key".into()),
                 FieldValue::Text("-enc".into()),
                 FieldValue::Text("abc".into())
             ]

@@ -460,17 +460,22 @@ impl App {
         report.rejected += batch.errors.len();
         report.errors.extend(batch.errors.iter().cloned());
         // Within the batch the first copy of a uid is the candidate for
-        // insertion; a later copy is a duplicate or, with other content, an
-        // update once the first is stored.
+        // insertion; a later copy is a duplicate of the copy before it or,
+        // with other content, an update once the first is stored. `seen`
+        // holds the content of the last copy so far, so that A, B, A is two
+        // updates and ends with A.
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut alerts: Vec<store::AlertRow> = Vec::new();
         let mut fresh: Vec<(Prepared, MappingRecords)> = Vec::new();
         let mut updates: Vec<(Option<AlertId>, Prepared)> = Vec::new();
         let mut duplicates = 0;
         for (p, records) in batch.prepared.into_iter().zip(batch.records) {
-            match seen.get(&p.alert.source_uid) {
-                Some(sha) if *sha == p.content_sha256 => duplicates += 1,
-                Some(_) => updates.push((None, p)),
+            match seen.get_mut(&p.alert.source_uid) {
+                Some(last) if *last == p.content_sha256 => duplicates += 1,
+                Some(last) => {
+                    last.clone_from(&p.content_sha256);
+                    updates.push((None, p));
+                }
                 None => {
                     seen.insert(p.alert.source_uid.clone(), p.content_sha256.clone());
                     alerts.push(records.alert);
@@ -574,6 +579,9 @@ impl App {
         report.queued_for_review += queued;
         report.declarations.merge(&declarations);
 
+        // In line order: the update of a stored alert's first copy comes
+        // before those of its later copies, and the last line wins.
+        updates.sort_by_key(|(_, p)| p.line);
         for (id, p) in updates {
             let id = match id {
                 Some(id) => id,

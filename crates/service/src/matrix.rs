@@ -262,37 +262,59 @@ pub(crate) fn connector_of(connector: Option<&str>, product: Option<&str>) -> St
 /// use for it (OCSF `device.os`, ECS `host.os`, native `platform`); empty
 /// when the alert does not say.
 fn platform_of(raw: &str) -> String {
-    // Only the three keys that can name a platform are decoded; the rest of
-    // the document is skipped without being built. Ingestion asks this of
-    // every mapped alert, and a whole `Value` per alert cost as much as
-    // decoding the alert itself.
-    #[derive(Deserialize)]
-    struct PlatformKeys {
-        #[serde(default)]
-        device: Value,
-        #[serde(default)]
-        host: Value,
-        #[serde(default)]
-        platform: Value,
-    }
-    let Ok(keys) = serde_json::from_str::<PlatformKeys>(raw) else {
+    let Ok(PlatformKeys(keys)) = serde_json::from_str::<PlatformKeys>(raw) else {
         return String::new();
     };
+    let at = |key: &str, pointer: &str| keys.get(key).and_then(|v| v.pointer(pointer));
     let candidates = [
-        (&keys.device, "/os/type"),
-        (&keys.device, "/os/name"),
-        (&keys.host, "/os/type"),
-        (&keys.host, "/os/platform"),
-        (&keys.host, "/os/family"),
-        (&keys.platform, ""),
+        at("device", "/os/type"),
+        at("device", "/os/name"),
+        at("host", "/os/type"),
+        at("host", "/os/platform"),
+        at("host", "/os/family"),
+        at("platform", ""),
     ];
     candidates
-        .iter()
-        .filter_map(|(doc, p)| doc.pointer(p).and_then(Value::as_str))
+        .into_iter()
+        .filter_map(|v| v.and_then(Value::as_str))
         .map(str::trim)
         .find(|s| !s.is_empty())
         .map(platform_name)
         .unwrap_or_default()
+}
+
+/// The top-level keys that can name a platform, decoded; the rest of the
+/// document is skipped without being built. Ingestion asks this of every
+/// mapped alert, and a whole `Value` per alert cost as much as decoding the
+/// alert itself. A key given twice keeps its last value, as a whole
+/// `Value` would.
+struct PlatformKeys(serde_json::Map<String, Value>);
+
+impl<'de> Deserialize<'de> for PlatformKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = PlatformKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<PlatformKeys, A::Error> {
+                let mut keys = serde_json::Map::new();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if matches!(key.as_ref(), "device" | "host" | "platform") {
+                        keys.insert(key.into_owned(), map.next_value()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(PlatformKeys(keys))
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
 }
 
 /// ATT&CK's platform spelling for the common OS words.
@@ -1169,6 +1191,20 @@ mod tests {
             "macOS"
         );
         assert_eq!(platform_of(r#"{"platform": "Android"}"#), "Android");
+        // A key given twice counts with its last value, as in a whole
+        // JSON value.
+        assert_eq!(
+            platform_of(
+                r#"{"device": {"os": {"name": "Windows"}}, "device": {"os": {"name": "Linux"}}}"#
+            ),
+            "Linux"
+        );
+        assert_eq!(
+            platform_of(r#"{"platform": "Windows", "x": 1, "platform": "linux"}"#),
+            "Linux"
+        );
+        // Escaped keys are read as keys.
+        assert_eq!(platform_of(r#"{"pl\u0061tform": "macos"}"#), "macOS");
         assert_eq!(platform_of(r#"{"device": "laptop"}"#), "");
         assert_eq!(platform_of(r#"["Windows"]"#), "");
         assert_eq!(platform_of("not json"), "");

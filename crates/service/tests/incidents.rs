@@ -212,14 +212,14 @@ async fn set_stored_raw(app: &App, org: &service::Org, uid: &str, raw: &str) -> 
     let scope = store::OrgScope::new(org.id.clone());
     let mut conn =
         store::testing::connection(app.store(), store::testing::Reach::Org(&scope)).await;
-    let stored: String =
-        sqlx::query("SELECT raw FROM alerts WHERE org_id = $1 AND source_uid = $2")
-            .bind(org.id.as_str())
-            .bind(uid)
-            .fetch_one(&mut *conn)
-            .await
-            .map(|row| sqlx::Row::get(&row, "raw"))
-            .unwrap();
+    // Read through the store: SQLite keeps the document packed.
+    let stored = app
+        .store()
+        .alert(&scope, uid)
+        .await
+        .unwrap()
+        .expect("the alert is stored")
+        .raw;
     let changed = sqlx::query("UPDATE alerts SET raw = $1 WHERE org_id = $2 AND source_uid = $3")
         .bind(raw)
         .bind(org.id.as_str())
@@ -1267,27 +1267,7 @@ async fn incidents_stay_queued_and_stale_until_a_failed_remap_is_finished() {
 
         // A stored alert that no longer decodes stops the re-mapping of its
         // org (the activation itself stands).
-        let scope = store::OrgScope::new(acme.id.clone());
-        let mut conn =
-            store::testing::connection(app.store(), store::testing::Reach::Org(&scope)).await;
-        let set_raw = "UPDATE alerts SET raw = $1 WHERE org_id = $2 AND source_uid = $3";
-        // Read through the store: SQLite keeps the document packed.
-        let stored = app
-            .store()
-            .alert(&scope, &carrier.uid)
-            .await
-            .unwrap()
-            .expect("the carrier alert is stored")
-            .raw;
-        let changed = sqlx::query(set_raw)
-            .bind("not json")
-            .bind(acme.id.as_str())
-            .bind(carrier.uid.as_str())
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        assert_eq!(changed.rows_affected(), 1, "{label}");
-        drop(conn);
+        let stored = set_stored_raw(&app, &acme, &carrier.uid, "not json").await;
 
         activate_release(&app, "enterprise-attack-17.1.json.gz").await;
 
@@ -1305,16 +1285,7 @@ async fn incidents_stay_queued_and_stale_until_a_failed_remap_is_finished() {
         assert_release_reasons_agree(&app, &analyst, "acme", label).await;
 
         // Repaired and re-mapped: the item is resolved, nothing is stale.
-        let mut conn =
-            store::testing::connection(app.store(), store::testing::Reach::Org(&scope)).await;
-        sqlx::query(set_raw)
-            .bind(stored.as_str())
-            .bind(acme.id.as_str())
-            .bind(carrier.uid.as_str())
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        drop(conn);
+        set_stored_raw(&app, &acme, &carrier.uid, &stored).await;
         app.remap_org(&engineer, "acme").await.unwrap();
         assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
         let item = review_item(&app, &analyst, "acme", &queued[0].1).await;

@@ -700,6 +700,113 @@ async fn vendor_declared_techniques_and_changed_alerts() {
     }
 }
 
+/// Copies of one alert within one request are applied in line order: the
+/// last line is what is stored, and each change counts as an update.
+#[tokio::test]
+async fn the_last_copy_of_an_alert_in_a_request_wins() {
+    let ocsf = |uid: &str, severity_id: i64| {
+        serde_json::json!({
+            "class_uid": 2004, "severity_id": severity_id, "time_dt": "2026-01-02T03:04:05Z",
+            "finding_info": {"uid": uid, "title": "Credential dumping",
+                "attacks": [{"technique": {"uid": "T1003"}}]},
+        })
+    };
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let org = app
+            .create_org(&Actor::operator("op"), "acme")
+            .await
+            .unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+        let severity = |uid: &'static str| {
+            let app = &app;
+            let engineer = &engineer;
+            async move {
+                app.alert_mapping(engineer, "acme", uid)
+                    .await
+                    .unwrap()
+                    .alert
+                    .severity
+            }
+        };
+
+        // Low, critical, low: stored once, then two real changes; the
+        // third line equals the first but not the line before it.
+        let report = app
+            .ingest_alert_values(
+                &engineer,
+                "acme",
+                vec![ocsf("aba", 2), ocsf("aba", 5), ocsf("aba", 2)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.ingested, report.updated, report.duplicates),
+            (1, 2, 0),
+            "{label}"
+        );
+        assert_eq!(severity("aba").await, "low", "{label}");
+
+        // Stored as informational; the request brings medium, then
+        // critical, then critical again: two updates, one duplicate, and
+        // the stored alert's own update comes first.
+        app.ingest_alert_values(&engineer, "acme", vec![ocsf("bc", 1)])
+            .await
+            .unwrap();
+        let report = app
+            .ingest_alert_values(
+                &engineer,
+                "acme",
+                vec![ocsf("bc", 3), ocsf("bc", 5), ocsf("bc", 5)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.ingested, report.updated, report.duplicates),
+            (0, 2, 1),
+            "{label}"
+        );
+        assert_eq!(severity("bc").await, "critical", "{label}");
+    }
+}
+
+/// Two ingestions of the same alerts in opposite orders at once: each
+/// alert is stored once and neither fails (PostgreSQL once broke such runs
+/// as a deadlock, each writer holding keys the other wanted).
+#[tokio::test]
+async fn opposite_ingestions_of_the_same_alerts_at_once_both_finish() {
+    let ocsf = |uid: String| {
+        serde_json::json!({
+            "class_uid": 2004, "severity_id": 3, "time_dt": "2026-01-02T03:04:05Z",
+            "finding_info": {"uid": uid, "title": "Credential dumping",
+                "attacks": [{"technique": {"uid": "T1003"}}]},
+        })
+    };
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let org = app
+            .create_org(&Actor::operator("op"), "acme")
+            .await
+            .unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+        for round in 0..3 {
+            let forward: Vec<Value> = (0..3000)
+                .map(|n| ocsf(format!("r{round}-{n:05}")))
+                .collect();
+            let backward: Vec<Value> = forward.iter().rev().cloned().collect();
+            let (a, b) = tokio::join!(
+                app.ingest_alert_values(&engineer, "acme", forward),
+                app.ingest_alert_values(&engineer, "acme", backward),
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!(a.ingested + b.ingested, 3000, "{label} round {round}");
+            assert_eq!(a.duplicates + b.duplicates, 3000, "{label} round {round}");
+        }
+    }
+}
+
 /// PostgreSQL text cannot hold a NUL character. An alert carrying one in
 /// its uid, title or host used to fail its whole batch there (SQLite took
 /// it): now both databases store it with U+FFFD in those columns, the

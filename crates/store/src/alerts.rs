@@ -443,6 +443,7 @@ fn alert_values(a: AlertRecord, backend: Backend) -> Vec<Val> {
 #[derive(Debug)]
 pub struct AlertRow {
     backend: Backend,
+    source_uid: String,
     values: Vec<Val>,
 }
 
@@ -451,6 +452,7 @@ impl AlertRow {
     pub fn new(alert: AlertRecord, backend: Backend) -> Self {
         AlertRow {
             backend,
+            source_uid: alert.source_uid.clone(),
             values: alert_values(alert, backend),
         }
     }
@@ -587,6 +589,12 @@ impl Tx {
                 reason: format!("made for {:?}, written to {backend:?}", other.backend),
             });
         }
+        // In key order: two writers inserting overlapping alerts then take
+        // the key's locks in the same order, one waits for the other
+        // instead of both waiting for each other (a deadlock PostgreSQL
+        // breaks by failing one of them).
+        let mut alerts = alerts;
+        alerts.sort_unstable_by(|a, b| a.source_uid.cmp(&b.source_uid));
         let rows = alerts.into_iter().map(|a| a.values).collect();
         let inserted = insert_new_rows(
             self.conn(),
