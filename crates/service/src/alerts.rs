@@ -232,8 +232,8 @@ struct NewRecords {
 
 /// The rows of a new alert's mapping, written once its alert row is in.
 struct MappingRecords {
-    candidates: Vec<CandidateRecord>,
-    canonical: CanonicalRecord,
+    /// Its candidates and first canonical set, as rows.
+    rows: store::MappingRows,
     reviews: Vec<ReviewRecord>,
     rollup: Vec<RollupRecord>,
 }
@@ -510,8 +510,7 @@ impl App {
 
         let (mut ingested, mut mapped) = (0, 0);
         let mut declarations = DeclarationCounts::default();
-        let mut candidates = Vec::new();
-        let mut sets = Vec::new();
+        let mut mapping_rows = store::MappingRows::default();
         let mut reviews = Vec::new();
         let mut rollup = Vec::new();
         let mut done = Vec::with_capacity(fresh.len());
@@ -534,8 +533,7 @@ impl App {
             }
             declarations.add(&p.mapping.problems);
             reviews.extend(records.reviews);
-            candidates.extend(records.candidates);
-            sets.push(records.canonical);
+            mapping_rows.append(records.rows);
             rollup.extend(records.rollup);
             done.push(p);
         }
@@ -543,10 +541,10 @@ impl App {
         // writer's time, and the writer sets the pace; the blocking pool
         // frees them beside it.
         tokio::task::spawn_blocking(move || drop(done));
-        tx.insert_candidates(candidates).await?;
-        split(&mut phases.write_candidates);
-        tx.insert_canonical(sets).await?;
+        let (candidates_took, _) = tx.insert_mapping_rows(mapping_rows).await?;
         split(&mut phases.write_canonical);
+        phases.write_canonical = phases.write_canonical.saturating_sub(candidates_took);
+        phases.write_candidates += candidates_took;
         store::rollups::apply_delta(&mut tx, scope, rollup).await?;
         split(&mut phases.write_rollups);
         let queued = reviews.len();
@@ -1111,14 +1109,15 @@ fn seal(batch: &mut Batch, scope: &OrgScope, context: &Context, backend: store::
             NewRecords {
                 alert: store::AlertRow::new(alert, backend),
                 mapping: MappingRecords {
-                    candidates: p
-                        .mapping
-                        .candidates
-                        .iter()
-                        .map(|c| candidate_record(scope, &p.id, c, now))
-                        .collect(),
+                    rows: store::MappingRows::of(
+                        p.mapping
+                            .candidates
+                            .iter()
+                            .map(|c| candidate_record(scope, &p.id, c, now))
+                            .collect(),
+                        canonical,
+                    ),
                     reviews: review_items(scope, &p.id, &p.set, now),
-                    canonical,
                     rollup,
                 },
             }

@@ -458,6 +458,33 @@ impl AlertRow {
     }
 }
 
+/// The rows of alerts' mappings (candidates, canonical sets and their
+/// entries), made beforehand like [`AlertRow`].
+#[derive(Debug, Default)]
+pub struct MappingRows {
+    candidates: Vec<Vec<Val>>,
+    sets: Vec<Vec<Val>>,
+    entries: Vec<Vec<Val>>,
+}
+
+impl MappingRows {
+    /// The rows of one alert's candidates and canonical set.
+    pub fn of(candidates: Vec<CandidateRecord>, canonical: CanonicalRecord) -> Self {
+        MappingRows {
+            candidates: candidates.into_iter().map(candidate_values).collect(),
+            sets: vec![set_values(canonical.set)],
+            entries: canonical.entries.into_iter().map(entry_values).collect(),
+        }
+    }
+
+    /// Adds `other`'s rows after these.
+    pub fn append(&mut self, other: MappingRows) {
+        self.candidates.extend(other.candidates);
+        self.sets.extend(other.sets);
+        self.entries.extend(other.entries);
+    }
+}
+
 /// An alert's raw document as its backend stores it: packed on SQLite
 /// (see [`crate::packed`]), text on PostgreSQL.
 fn raw_value(raw: String, backend: Backend) -> Val {
@@ -625,8 +652,12 @@ impl Tx {
         &mut self,
         candidates: Vec<CandidateRecord>,
     ) -> Result<u64, StoreError> {
-        let backend = self.backend;
         let rows = candidates.into_iter().map(candidate_values).collect();
+        self.insert_candidate_rows(rows).await
+    }
+
+    async fn insert_candidate_rows(&mut self, rows: Vec<Vec<Val>>) -> Result<u64, StoreError> {
+        let backend = self.backend;
         insert_rows(
             self.conn(),
             backend,
@@ -640,19 +671,27 @@ impl Tx {
 
     /// Appends canonical set versions and their entries.
     pub async fn insert_canonical(&mut self, sets: Vec<CanonicalRecord>) -> Result<(), StoreError> {
-        let backend = self.backend;
         let mut set_rows = Vec::with_capacity(sets.len());
         let mut entry_rows = Vec::new();
         for s in sets {
             set_rows.push(set_values(s.set));
             entry_rows.extend(s.entries.into_iter().map(entry_values));
         }
+        self.insert_canonical_rows(set_rows, entry_rows).await
+    }
+
+    async fn insert_canonical_rows(
+        &mut self,
+        sets: Vec<Vec<Val>>,
+        entries: Vec<Vec<Val>>,
+    ) -> Result<(), StoreError> {
+        let backend = self.backend;
         insert_rows(
             self.conn(),
             backend,
             "canonical_sets",
             &SET_COLUMNS,
-            set_rows,
+            sets,
             false,
         )
         .await?;
@@ -661,11 +700,25 @@ impl Tx {
             backend,
             "canonical_mappings",
             &ENTRY_COLUMNS,
-            entry_rows,
+            entries,
             false,
         )
         .await?;
         Ok(())
+    }
+
+    /// Inserts mapping rows made beforehand: the candidates, then the
+    /// canonical sets and their entries. Returns the time each part took,
+    /// for the ingestion's phase log.
+    pub async fn insert_mapping_rows(
+        &mut self,
+        rows: MappingRows,
+    ) -> Result<(std::time::Duration, std::time::Duration), StoreError> {
+        let started = std::time::Instant::now();
+        self.insert_candidate_rows(rows.candidates).await?;
+        let candidates = started.elapsed();
+        self.insert_canonical_rows(rows.sets, rows.entries).await?;
+        Ok((candidates, started.elapsed() - candidates))
     }
 
     /// Points alerts at their new canonical version and clears their stale mark.

@@ -287,7 +287,7 @@ async fn insert_unnest(
                 literal
             })
             .collect();
-        for (r, row) in chunk.into_iter().enumerate() {
+        for (r, row) in chunk.iter().enumerate() {
             // Rows and column lists are built side by side in this crate.
             debug_assert_eq!(row.len(), columns.len(), "a row for {table}");
             for (literal, value) in literals.iter_mut().zip(row) {
@@ -306,13 +306,25 @@ async fn insert_unnest(
             query = query.bind(literal.as_str());
         }
         done.run(conn, query).await?;
+        free_beside(chunk);
     }
     Ok(())
 }
 
+/// Frees a chunk of rows on the blocking pool. The rows were made on
+/// another thread, and freeing memory another thread allocated is slow
+/// with the allocator the binary uses: a fifth of the writer's own time,
+/// while the writer sets the pace of a bulk ingest.
+fn free_beside(rows: Vec<Vec<Val>>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(rows))),
+        Err(_) => drop(rows),
+    }
+}
+
 /// Appends one value to a PostgreSQL array literal: NULL bare, numbers as
 /// written, text quoted with `"` and `\` escaped (the array input syntax).
-fn push_element(literal: &mut String, value: Val) {
+fn push_element(literal: &mut String, value: &Val) {
     use std::fmt::Write;
     match value {
         Val::Text(None) | Val::Int(None) => literal.push_str("NULL"),
@@ -321,7 +333,7 @@ fn push_element(literal: &mut String, value: Val) {
         }
         Val::Real(x) if x.is_nan() => literal.push_str("NaN"),
         Val::Real(x) if x.is_infinite() => {
-            literal.push_str(if x > 0.0 { "Infinity" } else { "-Infinity" })
+            literal.push_str(if *x > 0.0 { "Infinity" } else { "-Infinity" })
         }
         Val::Real(x) => {
             let _ = write!(literal, "{x:?}");
@@ -385,6 +397,7 @@ async fn insert_values(
             }
         }
         done.run(conn, query).await?;
+        free_beside(chunk);
     }
     Ok(())
 }
@@ -418,7 +431,7 @@ mod tests {
             Val::Blob(vec![1, 0xab]),
         ] {
             literal.push('|');
-            push_element(&mut literal, value);
+            push_element(&mut literal, &value);
         }
         assert_eq!(
             literal,

@@ -42,7 +42,7 @@ use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Ro
 
 pub use alerts::{
     AlertId, AlertListFilter, AlertRecord, AlertRow, CandidateRecord, CanonicalEntryRecord,
-    CanonicalRecord, CanonicalSetRecord, MappingUpdate,
+    CanonicalRecord, CanonicalSetRecord, MappingRows, MappingUpdate,
 };
 pub use audit::{GENESIS_HASH, canonical_hash};
 pub use datasets::DatasetDocument;
