@@ -597,11 +597,7 @@ async fn vendor_declared_techniques_and_changed_alerts() {
     for db in databases().await {
         let label = db.label();
         let app = app_with_18_1(&db).await;
-        let org = app
-            .create_org(&Actor::operator("op"), "acme")
-            .await
-            .unwrap();
-        let engineer = member(&org, "eve", Role::Engineer);
+        let engineer = acme_engineer(&app).await;
 
         // The alert's own ATT&CK context is a rule-source candidate marked
         // vendor-declared, with the declared tactic.
@@ -700,25 +696,33 @@ async fn vendor_declared_techniques_and_changed_alerts() {
     }
 }
 
+/// The org `acme` with the engineer `eve`, who acts in the tests.
+async fn acme_engineer(app: &App) -> Actor {
+    let org = app
+        .create_org(&Actor::operator("op"), "acme")
+        .await
+        .unwrap();
+    member(&org, "eve", Role::Engineer)
+}
+
+/// An OCSF finding declaring T1003.
+fn credential_dumping(uid: &str, severity_id: i64) -> Value {
+    serde_json::json!({
+        "class_uid": 2004, "severity_id": severity_id, "time_dt": "2026-01-02T03:04:05Z",
+        "finding_info": {"uid": uid, "title": "Credential dumping",
+            "attacks": [{"technique": {"uid": "T1003"}}]},
+    })
+}
+
 /// Copies of one alert within one request are applied in line order: the
 /// last line is what is stored, and each change counts as an update.
 #[tokio::test]
 async fn the_last_copy_of_an_alert_in_a_request_wins() {
-    let ocsf = |uid: &str, severity_id: i64| {
-        serde_json::json!({
-            "class_uid": 2004, "severity_id": severity_id, "time_dt": "2026-01-02T03:04:05Z",
-            "finding_info": {"uid": uid, "title": "Credential dumping",
-                "attacks": [{"technique": {"uid": "T1003"}}]},
-        })
-    };
+    let ocsf = credential_dumping;
     for db in databases().await {
         let label = db.label();
         let app = app_with_18_1(&db).await;
-        let org = app
-            .create_org(&Actor::operator("op"), "acme")
-            .await
-            .unwrap();
-        let engineer = member(&org, "eve", Role::Engineer);
+        let engineer = acme_engineer(&app).await;
         let severity = |uid: &'static str| {
             let app = &app;
             let engineer = &engineer;
@@ -776,24 +780,13 @@ async fn the_last_copy_of_an_alert_in_a_request_wins() {
 /// as a deadlock, each writer holding keys the other wanted).
 #[tokio::test]
 async fn opposite_ingestions_of_the_same_alerts_at_once_both_finish() {
-    let ocsf = |uid: String| {
-        serde_json::json!({
-            "class_uid": 2004, "severity_id": 3, "time_dt": "2026-01-02T03:04:05Z",
-            "finding_info": {"uid": uid, "title": "Credential dumping",
-                "attacks": [{"technique": {"uid": "T1003"}}]},
-        })
-    };
     for db in databases().await {
         let label = db.label();
         let app = app_with_18_1(&db).await;
-        let org = app
-            .create_org(&Actor::operator("op"), "acme")
-            .await
-            .unwrap();
-        let engineer = member(&org, "eve", Role::Engineer);
+        let engineer = acme_engineer(&app).await;
         for round in 0..3 {
             let forward: Vec<Value> = (0..3000)
-                .map(|n| ocsf(format!("r{round}-{n:05}")))
+                .map(|n| credential_dumping(&format!("r{round}-{n:05}"), 3))
                 .collect();
             let backward: Vec<Value> = forward.iter().rev().cloned().collect();
             let (a, b) = tokio::join!(
@@ -822,11 +815,7 @@ async fn a_nul_character_in_an_alert_fails_neither_its_batch_nor_a_database() {
     for db in databases().await {
         let label = db.label();
         let app = app_with_18_1(&db).await;
-        let org = app
-            .create_org(&Actor::operator("op"), "acme")
-            .await
-            .unwrap();
-        let engineer = member(&org, "eve", Role::Engineer);
+        let engineer = acme_engineer(&app).await;
         let ingest = || {
             app.ingest_alerts(
                 &engineer,
