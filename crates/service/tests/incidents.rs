@@ -1237,37 +1237,56 @@ async fn activating_a_release_queues_incidents_until_their_alerts_are_remapped()
     }
 }
 
+/// The first shared alert a Sigma rule maps: the incidents of the re-map
+/// tests hold it, and its stored document is what they break.
+fn mapped_carrier() -> String {
+    raw_alerts()
+        .into_iter()
+        .find(|a| !a.techniques.is_empty())
+        .expect("an alert a rule maps")
+        .uid
+}
+
+/// The org with the Sigma pack and the shared feed, and an incident `x`
+/// made by its analyst `ann` on `carrier`.
+async fn incident_on(app: &App, org: &service::Org, carrier: &str) -> IncidentProfileView {
+    let engineer = member(org, "eve", Role::Engineer);
+    let analyst = member(org, "ann", Role::Analyst);
+    app.import_sigma(&engineer, &org.name, &shared().join("sigma").join(PACK))
+        .await
+        .unwrap();
+    ingest_feed_into(app, &engineer, &org.name).await;
+    let input = IncidentInput {
+        title: "x".into(),
+        alerts: vec![carrier.to_string()],
+        ..IncidentInput::default()
+    };
+    let x = app
+        .create_incident(&analyst, &org.name, input)
+        .await
+        .unwrap();
+    assert!(!x.profile.is_empty(), "the carrier is mapped");
+    x
+}
+
 /// When the re-mapping after an activation fails, the incidents whose
 /// alerts stay mapped under the old release stay queued and show `stale`
 /// with `release_activated`; `alerts remap` then re-maps them and settles
 /// the queue the same way.
 #[tokio::test]
 async fn incidents_stay_queued_and_stale_until_a_failed_remap_is_finished() {
-    let raw = raw_alerts();
-    let carrier = raw
-        .iter()
-        .find(|a| !a.techniques.is_empty())
-        .expect("an alert a rule maps");
+    let carrier = mapped_carrier();
     for db in databases().await {
         let label = db.label();
         let (app, acme) = app_with_acme(&db).await;
         let engineer = member(&acme, "eve", Role::Engineer);
         let analyst = member(&acme, "ann", Role::Analyst);
-        app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
-            .await
-            .unwrap();
-        ingest_feed(&app, &engineer).await;
-        let input = IncidentInput {
-            title: "x".into(),
-            alerts: vec![carrier.uid.clone()],
-            ..IncidentInput::default()
-        };
-        let x = app.create_incident(&analyst, "acme", input).await.unwrap();
+        let x = incident_on(&app, &acme, &carrier).await;
         assert!(!x.profile.is_empty(), "{label}");
 
         // A stored alert that no longer decodes stops the re-mapping of its
         // org (the activation itself stands).
-        let stored = set_stored_raw(&app, &acme, &carrier.uid, "not json").await;
+        let stored = set_stored_raw(&app, &acme, &carrier, "not json").await;
 
         activate_release(&app, "enterprise-attack-17.1.json.gz").await;
 
@@ -1285,7 +1304,7 @@ async fn incidents_stay_queued_and_stale_until_a_failed_remap_is_finished() {
         assert_release_reasons_agree(&app, &analyst, "acme", label).await;
 
         // Repaired and re-mapped: the item is resolved, nothing is stale.
-        set_stored_raw(&app, &acme, &carrier.uid, &stored).await;
+        set_stored_raw(&app, &acme, &carrier, &stored).await;
         app.remap_org(&engineer, "acme").await.unwrap();
         assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
         let item = review_item(&app, &analyst, "acme", &queued[0].1).await;
@@ -1307,10 +1326,7 @@ async fn incidents_stay_queued_and_stale_until_a_failed_remap_is_finished() {
 #[tokio::test]
 async fn a_failed_remap_of_one_org_does_not_stop_the_next_orgs() {
     let raw = raw_alerts();
-    let carrier = raw
-        .iter()
-        .find(|a| !a.techniques.is_empty())
-        .expect("an alert a rule maps");
+    let carrier = mapped_carrier();
     for db in databases().await {
         let label = db.label();
         let app = app_with_18_1(&db).await;
@@ -1320,27 +1336,11 @@ async fn a_failed_remap_of_one_org_does_not_stop_the_next_orgs() {
         let beta = app.create_org(&operator, "beta").await.unwrap();
         let mut incidents = Vec::new();
         for org in [&acme, &beta] {
-            let engineer = member(org, "eve", Role::Engineer);
-            let analyst = member(org, "ann", Role::Analyst);
-            app.import_sigma(&engineer, &org.name, &shared().join("sigma").join(PACK))
-                .await
-                .unwrap();
-            ingest_feed_into(&app, &engineer, &org.name).await;
-            let input = IncidentInput {
-                title: "x".into(),
-                alerts: vec![carrier.uid.clone()],
-                ..IncidentInput::default()
-            };
-            let x = app
-                .create_incident(&analyst, &org.name, input)
-                .await
-                .unwrap();
-            assert!(!x.profile.is_empty(), "{label}");
-            incidents.push(x);
+            incidents.push(incident_on(&app, org, &carrier).await);
         }
         // A stored alert of the first org that no longer decodes makes
         // that org's re-mapping fail.
-        set_stored_raw(&app, &acme, &carrier.uid, "not json").await;
+        set_stored_raw(&app, &acme, &carrier, "not json").await;
 
         activate_release(&app, "enterprise-attack-17.1.json.gz").await;
 
@@ -1409,27 +1409,14 @@ async fn a_failed_remap_of_one_org_does_not_stop_the_next_orgs() {
 /// not kept on the incident, so reopening lost it.
 #[tokio::test]
 async fn reopening_after_a_failed_remap_queues_the_release_reason_again() {
-    let raw = raw_alerts();
-    let carrier = raw
-        .iter()
-        .find(|a| !a.techniques.is_empty())
-        .expect("an alert a rule maps");
+    let carrier = mapped_carrier();
     for db in databases().await {
         let label = db.label();
         let (app, acme) = app_with_acme(&db).await;
         let engineer = member(&acme, "eve", Role::Engineer);
         let analyst = member(&acme, "ann", Role::Analyst);
-        app.import_sigma(&engineer, "acme", &shared().join("sigma").join(PACK))
-            .await
-            .unwrap();
-        ingest_feed(&app, &engineer).await;
-        let input = IncidentInput {
-            title: "x".into(),
-            alerts: vec![carrier.uid.clone()],
-            ..IncidentInput::default()
-        };
-        let x = app.create_incident(&analyst, "acme", input).await.unwrap();
-        let stored = set_stored_raw(&app, &acme, &carrier.uid, "not json").await;
+        let x = incident_on(&app, &acme, &carrier).await;
+        let stored = set_stored_raw(&app, &acme, &carrier, "not json").await;
         activate_release(&app, "enterprise-attack-17.1.json.gz").await;
         let queued = queued_incidents(&app, &analyst, "acme").await;
         assert_eq!(queued.len(), 1, "{label}: {queued:?}");
@@ -1473,7 +1460,7 @@ async fn reopening_after_a_failed_remap_queues_the_release_reason_again() {
 
         // Repaired and re-mapped: the release's reason leaves the item,
         // which stays open for the reopening.
-        set_stored_raw(&app, &acme, &carrier.uid, &stored).await;
+        set_stored_raw(&app, &acme, &carrier, &stored).await;
         app.remap_org(&engineer, "acme").await.unwrap();
         assert_eq!(
             queued_incidents(&app, &analyst, "acme").await,
