@@ -150,12 +150,25 @@ where
         action: Action,
         target: (&str, &str),
     ) -> Result<E, ApiError> {
-        state
-            .app
-            .check_permission(&principal.actor(), action, target)
-            .await?;
+        check_role(state, principal, action, target).await?;
         E::from_request(self.request, state).await
     }
+}
+
+/// Checks that `principal` may perform `action` on `target`; a denial is
+/// audited by the use case's own check. Routes call it before reading
+/// anything else the caller sent.
+pub(crate) async fn check_role(
+    state: &AppState,
+    principal: &Principal,
+    action: Action,
+    target: (&str, &str),
+) -> Result<(), ApiError> {
+    state
+        .app
+        .check_permission(&principal.actor(), action, target)
+        .await
+        .map_err(ApiError::from)
 }
 
 /// A query string read only once the caller's role allows the action: the
@@ -198,10 +211,7 @@ where
         action: Action,
         target: (&str, &str),
     ) -> Result<T, ApiError> {
-        state
-            .app
-            .check_permission(&principal.actor(), action, target)
-            .await?;
+        check_role(state, principal, action, target).await?;
         let axum::extract::Query(value) =
             axum::extract::Query::try_from_uri(&self.uri).map_err(ApiError::from)?;
         Ok(value)

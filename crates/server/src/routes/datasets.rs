@@ -145,10 +145,7 @@ impl DatasetPath {
         principal: &Principal,
         action: Action,
     ) -> Result<DatasetId, ApiError> {
-        state
-            .app
-            .check_permission(&principal.actor(), action, self.target())
-            .await?;
+        crate::extract::check_role(state, principal, action, self.target()).await?;
         self.decoded()
     }
 }

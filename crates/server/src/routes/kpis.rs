@@ -78,10 +78,7 @@ pub(super) async fn kpis(
         .to_string();
     // The role before the rest of the query, against the org the use case
     // would name: a refused caller is told 403 whatever it sent.
-    state
-        .app
-        .check_permission(&principal.actor(), Action::ReadAudit, ("kpis", &org))
-        .await?;
+    crate::extract::check_role(&state, &principal, Action::ReadAudit, ("kpis", &org)).await?;
     let ApiQuery(query) = query?;
 
     let by = query

@@ -221,11 +221,7 @@ async fn check_role(
     kind: &str,
 ) -> Result<(), ApiError> {
     let target = (kind, principal.org_name.as_str());
-    state
-        .app
-        .check_permission(&principal.actor(), action, target)
-        .await
-        .map_err(ApiError::from)
+    crate::extract::check_role(state, principal, action, target).await
 }
 
 impl MatrixQuery {

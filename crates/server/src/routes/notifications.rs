@@ -53,10 +53,7 @@ pub(super) async fn acknowledge(
     id: PathId,
 ) -> Result<Envelope<NotificationView>, ApiError> {
     let target = ("notification", id.target());
-    state
-        .app
-        .check_permission(&principal.actor(), Action::ReadNotifications, target)
-        .await?;
+    crate::extract::check_role(&state, &principal, Action::ReadNotifications, target).await?;
     let id = id.decoded()?;
 
     let acknowledged = state

@@ -208,9 +208,7 @@ pub(super) async fn rollback(
     Authenticated(principal): Authenticated,
     id: PathId,
 ) -> Result<Envelope<RuleChange>, ApiError> {
-    state
-        .app
-        .check_permission(&principal.actor(), Action::RuleWrite, ("rule", id.target()))
+    crate::extract::check_role(&state, &principal, Action::RuleWrite, ("rule", id.target()))
         .await?;
     let id = id.decoded()?;
 
@@ -229,10 +227,7 @@ pub(super) async fn import_report(
     id: PathId,
 ) -> Result<Envelope<Value>, ApiError> {
     let target = ("rule_pack", id.target());
-    state
-        .app
-        .check_permission(&principal.actor(), Action::ReadMappings, target)
-        .await?;
+    crate::extract::check_role(&state, &principal, Action::ReadMappings, target).await?;
     let id = id.decoded()?;
 
     let report = state
