@@ -210,6 +210,8 @@ fn redact(url: &str) -> String {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: the one connection write transactions take turns on.
+    writer: Option<AnyPool>,
     backend: Backend,
     /// How to open a connection outside the pool (for PostgreSQL
     /// migrations).
@@ -222,6 +224,68 @@ impl fmt::Debug for Store {
             .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
+}
+
+/// A pool of at most `max_connections`, set up for `backend` as each
+/// connection opens and as it is given back.
+fn open_pool(backend: Backend, options: &AnyConnectOptions, max_connections: u32) -> AnyPool {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                match backend {
+                    Backend::Sqlite => {
+                        // WAL lets readers proceed during a write; NORMAL
+                        // is durable enough with WAL; the busy timeout
+                        // makes a second writer wait instead of failing
+                        // at once; a 64 MiB page cache keeps bulk alert
+                        // ingestion from re-reading index pages (the
+                        // default is 2 MiB). The WAL is copied back into
+                        // the database every 16,384 pages (64 MiB)
+                        // instead of every 1,000: a bulk ingest's batch
+                        // of 1,000 alerts fills about 1,000 pages, so
+                        // each commit checkpointed, writing every page
+                        // twice, and an index page changed by ten
+                        // batches was copied back ten times.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
+                             PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;",
+                        )
+                        .await?;
+                    }
+                    Backend::Postgres => {
+                        // A superuser (how CI and many installs connect)
+                        // ignores row-level security: act as the
+                        // policy-bound `nexus_app` whenever this login
+                        // may. Without the role (not migrated yet, or a
+                        // login that may not create roles) the login's
+                        // own rights apply; FORCE still binds an owner
+                        // that is no superuser.
+                        conn.execute(
+                            "SELECT set_config('role', rolname, false) FROM pg_roles \
+                             WHERE rolname = 'nexus_app' \
+                             AND pg_has_role(session_user, oid, 'MEMBER')",
+                        )
+                        .await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .after_release(move |conn, _meta| {
+            Box::pin(async move {
+                // The org a connection was handed out for must not
+                // follow it to its next user: a read that forgets to
+                // choose one sees nothing instead of the last org's rows.
+                if backend == Backend::Postgres {
+                    conn.execute("RESET nexus.org").await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_lazy_with(options.clone())
 }
 
 impl Store {
@@ -276,68 +340,24 @@ impl Store {
             }
         }
 
-        // Lazy: the pool opens its connections on first use, normally after
-        // `migrate`, so that on a fresh cluster every pooled connection
-        // finds the `nexus_app` role the migrations create.
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    match backend {
-                        Backend::Sqlite => {
-                            // WAL lets readers proceed during a write; NORMAL
-                            // is durable enough with WAL; the busy timeout
-                            // makes a second writer wait instead of failing
-                            // at once; a 64 MiB page cache keeps bulk alert
-                            // ingestion from re-reading index pages (the
-                            // default is 2 MiB). The WAL is copied back into
-                            // the database every 16,384 pages (64 MiB)
-                            // instead of every 1,000: a bulk ingest's batch
-                            // of 1,000 alerts fills about 1,000 pages, so
-                            // each commit checkpointed, writing every page
-                            // twice, and an index page changed by ten
-                            // batches was copied back ten times.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-                                 PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
-                                 PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;",
-                            )
-                            .await?;
-                        }
-                        Backend::Postgres => {
-                            // A superuser (how CI and many installs connect)
-                            // ignores row-level security: act as the
-                            // policy-bound `nexus_app` whenever this login
-                            // may. Without the role (not migrated yet, or a
-                            // login that may not create roles) the login's
-                            // own rights apply; FORCE still binds an owner
-                            // that is no superuser.
-                            conn.execute(
-                                "SELECT set_config('role', rolname, false) FROM pg_roles \
-                                 WHERE rolname = 'nexus_app' \
-                                 AND pg_has_role(session_user, oid, 'MEMBER')",
-                            )
-                            .await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .after_release(move |conn, _meta| {
-                Box::pin(async move {
-                    // The org a connection was handed out for must not
-                    // follow it to its next user: a read that forgets to
-                    // choose one sees nothing instead of the last org's rows.
-                    if backend == Backend::Postgres {
-                        conn.execute("RESET nexus.org").await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_lazy_with(options.clone());
+        // Lazy: the pools open their connections on first use, normally
+        // after `migrate`, so that on a fresh cluster every pooled
+        // connection finds the `nexus_app` role the migrations create.
+        let pool = open_pool(backend, &options, 8);
+        // SQLite lets one transaction write at a time, and a connection's
+        // page cache goes cold whenever another connection has written:
+        // write transactions there take turns on one connection of their
+        // own, which keeps the index pages a bulk ingest revisits in its
+        // cache from batch to batch (a pool hands out its connections in
+        // turn, so each batch found its connection's cache stale and read
+        // the pages again). PostgreSQL writers run side by side.
+        let writer = match backend {
+            Backend::Sqlite => Some(open_pool(backend, &options, 1)),
+            Backend::Postgres => None,
+        };
         Ok(Store {
             pool,
+            writer,
             backend,
             options,
         })
@@ -429,6 +449,9 @@ impl Store {
 
     /// Closes every pooled connection.
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -453,7 +476,10 @@ impl Store {
 
     async fn begin_as(&self, org: &str) -> Result<Tx, StoreError> {
         let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Sqlite => {
+                let writer = self.writer.as_ref().unwrap_or(&self.pool);
+                writer.begin_with("BEGIN IMMEDIATE").await
+            }
             Backend::Postgres => self.pool.begin().await,
         }
         .context(|| "beginning a transaction".to_string())?;
