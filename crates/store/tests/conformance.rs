@@ -120,6 +120,49 @@ async fn unknown_urls_are_refused_and_nothing_is_created() {
     assert!(Store::connect("mysql://localhost/x").await.is_err());
 }
 
+/// The page size a SQLite database file says it has.
+async fn page_size(path: &std::path::Path) -> i64 {
+    let mut conn = AnyConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let size: i64 = sqlx::query("PRAGMA page_size")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    conn.close().await.unwrap();
+    size
+}
+
+#[tokio::test]
+async fn new_sqlite_databases_get_large_pages_and_old_ones_keep_theirs() {
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("fresh.db");
+    let store = Store::connect(&format!("sqlite://{}", fresh.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store.close().await;
+    assert_eq!(page_size(&fresh).await, 16_384);
+
+    // A database made before (here with SQLite's default of 4 KiB) keeps
+    // its pages: a page size changes only with a rebuild of the file.
+    let old = dir.path().join("old.db");
+    let mut conn = AnyConnection::connect(&format!("sqlite://{}?mode=rwc", old.display()))
+        .await
+        .unwrap();
+    conn.execute("PRAGMA page_size = 4096; CREATE TABLE earlier (x INTEGER)")
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let store = Store::connect(&format!("sqlite://{}", old.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store.close().await;
+    assert_eq!(page_size(&old).await, 4_096);
+}
 #[tokio::test]
 async fn a_release_is_stored_whole() {
     let name = "enterprise-attack-18.1.json.gz";
