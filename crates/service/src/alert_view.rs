@@ -308,20 +308,24 @@ pub struct AlertIngestOutcome {
 }
 
 impl App {
-    /// Ingests one alert document (OCSF, ECS or native) and answers its
-    /// mapping. The outer error is the use case failing (role, org, no
-    /// active dataset); the inner one is the document refused, with the
-    /// same code as a refused NDJSON line.
+    /// Ingests one alert document (OCSF, ECS or native), given as the JSON
+    /// text it was sent as and stored exactly so, and answers its mapping.
+    /// The outer error is the use case failing (role, org, no active
+    /// dataset); the inner one is the document refused, with the same code
+    /// as a refused NDJSON line.
     pub async fn ingest_alert(
         &self,
         actor: &Actor,
         org: &str,
-        alert: Value,
+        document: String,
     ) -> Result<std::result::Result<AlertIngestOutcome, IngestError>> {
         // Decoded here only for the source uid to read back; ingestion
         // decodes again, which for one document costs nothing worth sharing.
-        let source_uid = mapping::alert::decode_alert(&alert).map(|a| a.source_uid);
-        let report = self.ingest_alert_values(actor, org, vec![alert]).await?;
+        let source_uid = serde_json::from_str::<Value>(&document)
+            .map_err(|e| e.to_string())
+            .and_then(|v| mapping::alert::decode_alert(&v).map_err(|e| e.to_string()))
+            .map(|a| a.source_uid);
+        let report = self.ingest_alert_texts(actor, org, vec![document]).await?;
         if let Some(error) = report.errors.into_iter().next() {
             return Ok(Err(error));
         }

@@ -319,6 +319,9 @@ pub(crate) enum Lines {
     Reader(Box<dyn BufRead + Send>),
     /// Already parsed documents.
     Values(Vec<Value>),
+    /// Whole documents as sent, each stored as written (a pretty-printed
+    /// one keeps its line breaks).
+    Texts(Vec<String>),
 }
 
 impl App {
@@ -345,6 +348,17 @@ impl App {
         alerts: Vec<Value>,
     ) -> Result<IngestReport> {
         self.ingest(actor, org, Lines::Values(alerts)).await
+    }
+
+    /// Ingests alert documents given as JSON text, each stored exactly as
+    /// written; `line` in errors is the 1-based position in the list.
+    pub async fn ingest_alert_texts(
+        &self,
+        actor: &Actor,
+        org: &str,
+        alerts: Vec<String>,
+    ) -> Result<IngestReport> {
+        self.ingest(actor, org, Lines::Texts(alerts)).await
     }
 
     async fn ingest(&self, actor: &Actor, org: &str, lines: Lines) -> Result<IngestReport> {
@@ -1087,6 +1101,17 @@ fn produce(
         Lines::Values(values) => {
             for (i, value) in values.into_iter().enumerate() {
                 if !handle(i + 1, Ok((value.to_string(), value))) {
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+        Lines::Texts(texts) => {
+            for (i, text) in texts.into_iter().enumerate() {
+                let item = serde_json::from_str::<Value>(&text)
+                    .map(|v| (text.trim().to_string(), v))
+                    .map_err(|e| DecodeError::Json(e.to_string()));
+                if !handle(i + 1, item) {
                     stopped = true;
                     break;
                 }

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use service::access::Action;
 use service::{
@@ -95,8 +96,10 @@ pub(super) struct RemapSummary {
 pub(super) async fn ingest(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    body: AfterRole<ApiJson<Value>>,
+    body: AfterRole<ApiJson<Box<RawValue>>>,
 ) -> Result<Response, ApiError> {
+    // Read as text, checked as JSON: the document is stored as it was
+    // sent (key order, number spelling), as an NDJSON line is.
     let ApiJson(alert) = body
         .read(
             &state,
@@ -105,7 +108,7 @@ pub(super) async fn ingest(
             ("alerts", &principal.org_name),
         )
         .await?;
-    if !alert.is_object() {
+    if !alert.get().starts_with('{') {
         return Err(ApiError::invalid_field(
             "body",
             "the body must be one alert as a JSON object; send many as NDJSON to /api/v1/alerts/bulk",
@@ -114,7 +117,11 @@ pub(super) async fn ingest(
 
     let outcome = state
         .app
-        .ingest_alert(&principal.actor(), &principal.org_name, alert)
+        .ingest_alert(
+            &principal.actor(),
+            &principal.org_name,
+            alert.get().to_string(),
+        )
         .await?
         .map_err(|refused| {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", refused.message)

@@ -945,3 +945,63 @@ async fn a_list_cursor_this_api_did_not_issue_is_refused() {
         assert_eq!(count, 3, "{backend}");
     }
 }
+
+#[tokio::test]
+async fn one_alert_is_stored_exactly_as_it_was_sent() {
+    // Keys out of order, a number no f64 holds, a float spelled with a
+    // trailing zero, escapes and line breaks: a re-serialized document
+    // would differ in each.
+    let sent = "{\n  \"time\": 1764000000000,\n  \"class_uid\": 2004,\n  \
+        \"finding_info\": {\"uid\": \"exact-1\", \"title\": \"caf\\u00e9 \\\"quoted\\\"\",\n    \
+        \"analytic\": {\"uid\": \"no-such-rule\"}},\n  \
+        \"count\": 123456789012345678901234567890,\n  \"score\": 1.50,\n  \
+        \"severity_id\": 3\n}";
+    assert!(serde_json::from_str::<Value>(sent).is_ok());
+
+    for backend in backends() {
+        let app = TestApp::new(backend).await;
+        app.with_enterprise_and_sigma("acme").await;
+        let engineer = app.token("acme", Role::Engineer).await;
+
+        let answer = app
+            .send(
+                Method::POST,
+                "/api/v1/alerts",
+                Some(&engineer),
+                Some(("application/json", sent.as_bytes().to_vec())),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{backend}: {}", answer.text());
+        assert_eq!(
+            answer.json()["data"]["mapping"]["alert"]["source_uid"],
+            "exact-1"
+        );
+
+        let org = app
+            .app
+            .org_by_name(&service::Actor::operator("op"), "acme")
+            .await
+            .unwrap();
+        let stored = app
+            .app
+            .store()
+            .alert(&store::OrgScope::new(org.id), "exact-1")
+            .await
+            .unwrap()
+            .expect("the alert is stored")
+            .raw;
+        assert_eq!(stored, sent, "{backend}");
+
+        // Not an object: refused before anything is stored.
+        let answer = app
+            .send(
+                Method::POST,
+                "/api/v1/alerts",
+                Some(&engineer),
+                Some(("application/json", b" [1, 2] ".to_vec())),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{backend}: {}", answer.text());
+        assert_eq!(error_of(&answer)["details"]["field"], "body");
+    }
+}
