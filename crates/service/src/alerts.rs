@@ -601,6 +601,7 @@ impl App {
         // In line order: the update of a stored alert's first copy comes
         // before those of its later copies, and the last line wins.
         updates.sort_by_key(|(_, p)| p.line);
+        let mut pending = Vec::with_capacity(updates.len());
         for (id, p) in updates {
             let id = match id {
                 Some(id) => id,
@@ -609,76 +610,116 @@ impl App {
                     None => continue,
                 },
             };
-            let problems = p.mapping.problems.clone();
-            if self.update_alert(actor, scope, engine, &id, p).await? {
-                report.updated += 1;
-                report.declarations.add(&problems);
-            } else {
-                report.duplicates += 1;
+            pending.push((id, p));
+        }
+        // Stored in rounds of one transaction each, in which no alert comes
+        // twice: a later copy of an alert waits for the next round, so it
+        // compares with the content its earlier copy left.
+        while !pending.is_empty() {
+            let mut named = std::collections::HashSet::new();
+            let (round, later): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|(id, _)| named.insert(id.clone()));
+            pending = later;
+            let problems: Vec<_> = round
+                .iter()
+                .map(|(_, p)| p.mapping.problems.clone())
+                .collect();
+            let outcomes = self.update_alerts(actor, scope, engine, round).await?;
+            for (updated, problems) in outcomes.into_iter().zip(problems) {
+                if updated {
+                    report.updated += 1;
+                    report.declarations.add(&problems);
+                } else {
+                    report.duplicates += 1;
+                }
             }
         }
         Ok(())
     }
 
-    /// A stored alert sent again with other content: when what changed can
-    /// change its mapping (severity, evidence, analytic, declarations), the
-    /// new content is stored, the mapping is marked stale and recomputed.
-    /// False when nothing relevant changed.
-    async fn update_alert(
+    /// Stored alerts sent again with other content, each alert at most
+    /// once: where what changed can change an alert's mapping (severity,
+    /// evidence, analytic, declarations), the new content is stored, the
+    /// mapping is marked stale and recomputed. One transaction for the
+    /// contents and one for the mappings: two per alert made a stream of
+    /// re-sent alerts crawl. Answers, for each, whether it was updated
+    /// (false when nothing relevant changed).
+    async fn update_alerts(
         &self,
         actor: &Actor,
         scope: &OrgScope,
         engine: &Engine,
-        id: &AlertId,
-        p: Prepared,
-    ) -> Result<bool> {
-        let Some(before) = self.store.alert(scope, id.as_str()).await? else {
-            return Ok(false);
-        };
-        let old: NormalizedAlert = decode_stored(&before)?;
-        // Ingestion kept only the fields the rules read; the evidence
-        // comparison needs them all.
-        let new = mapping::alert::decode_alert_str(&p.raw).map_err(|e| {
-            ServiceError::Internal(format!("alert {} decoded once but not twice: {e}", p.line))
-        })?;
-        let reasons = mapping::staleness::alert_changes(&old, &new);
-        if reasons.is_empty() {
-            return Ok(false);
-        }
-        let mut record = alert_record(scope, &p, store::now());
-        // The new content keeps the stored mapping's identity: recompute
-        // numbers the next canonical version after the stored one, and a
-        // locked alert stays locked.
-        record.id = id.clone();
-        record.canonical_version = before.canonical_version;
-        record.mapping_state = before.mapping_state.clone();
-        record.locked = before.locked;
-        record.received_at = before.received_at;
-        record.stale = true;
-        record.stale_reason = Some(serde_json::to_string(&reasons).unwrap_or_default());
+        updates: Vec<(AlertId, Prepared)>,
+    ) -> Result<Vec<bool>> {
+        let mut outcomes = Vec::with_capacity(updates.len());
+        let (mut records, mut rollup, mut events) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, p) in updates {
+            let Some(before) = self.store.alert(scope, id.as_str()).await? else {
+                outcomes.push(false);
+                continue;
+            };
+            let old: NormalizedAlert = decode_stored(&before)?;
+            // Ingestion kept only the fields the rules read; the evidence
+            // comparison needs them all.
+            let new = mapping::alert::decode_alert_str(&p.raw).map_err(|e| {
+                ServiceError::Internal(format!("alert {} decoded once but not twice: {e}", p.line))
+            })?;
+            let reasons = mapping::staleness::alert_changes(&old, &new);
+            if reasons.is_empty() {
+                outcomes.push(false);
+                continue;
+            }
+            let mut record = alert_record(scope, &p, store::now());
+            // The new content keeps the stored mapping's identity:
+            // recompute numbers the next canonical version after the
+            // stored one, and a locked alert stays locked.
+            record.id = id.clone();
+            record.canonical_version = before.canonical_version;
+            record.mapping_state = before.mapping_state.clone();
+            record.locked = before.locked;
+            record.received_at = before.received_at;
+            record.stale = true;
+            record.stale_reason = Some(serde_json::to_string(&reasons).unwrap_or_default());
 
-        let details = json!({"source_uid": p.alert.source_uid, "line": p.line, "changes": reasons});
-        let current = self
-            .store
-            .canonical(scope, id, before.canonical_version)
-            .await?;
-        let rollup = crate::matrix::content_deltas(&before, &record, current.as_ref());
+            let details =
+                json!({"source_uid": p.alert.source_uid, "line": p.line, "changes": reasons});
+            let current = self
+                .store
+                .canonical(scope, &id, before.canonical_version)
+                .await?;
+            rollup.extend(crate::matrix::content_deltas(
+                &before,
+                &record,
+                current.as_ref(),
+            ));
+            events.push(self.org_event(
+                actor,
+                scope,
+                "alert_update",
+                ("alert", id.as_str()),
+                details,
+            ));
+            records.push(record);
+            outcomes.push(true);
+        }
+        if records.is_empty() {
+            return Ok(outcomes);
+        }
+
         let mut tx = self.store.begin_in(scope).await?;
-        tx.update_alert_content(scope, &record).await?;
+        for record in &records {
+            tx.update_alert_content(scope, record).await?;
+        }
         store::rollups::apply_delta(&mut tx, scope, rollup).await?;
-        tx.append_audit(&self.org_event(
-            actor,
-            scope,
-            "alert_update",
-            ("alert", id.as_str()),
-            details,
-        ))
-        .await?;
+        for event in &events {
+            tx.append_audit(event).await?;
+        }
         tx.commit().await?;
 
-        self.recompute(actor, scope, engine, &[record], "alert_update")
+        self.recompute(actor, scope, engine, &records, "alert_update")
             .await?;
-        Ok(true)
+        Ok(outcomes)
     }
 
     /// The org scope for `org` (name or id), refusing another org's actor.

@@ -772,6 +772,47 @@ async fn the_last_copy_of_an_alert_in_a_request_wins() {
             "{label}"
         );
         assert_eq!(severity("bc").await, "critical", "{label}");
+
+        // Several stored alerts changed in one request, two of them more
+        // than once: the updates of different alerts go together, each
+        // alert's later copy after, and compared with, its earlier one.
+        let stored: Vec<Value> = ["m1", "m2", "m3", "m4"]
+            .into_iter()
+            .map(|uid| ocsf(uid, 1))
+            .collect();
+        app.ingest_alert_values(&engineer, "acme", stored)
+            .await
+            .unwrap();
+        let report = app
+            .ingest_alert_values(
+                &engineer,
+                "acme",
+                vec![
+                    ocsf("m1", 3),
+                    ocsf("m2", 3),
+                    ocsf("m1", 5),
+                    ocsf("m3", 1),
+                    ocsf("m4", 4),
+                    ocsf("m2", 2),
+                    // Back to what is stored, but not to the copy before.
+                    ocsf("m1", 1),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.ingested, report.updated, report.duplicates),
+            (0, 6, 1),
+            "{label}"
+        );
+        for (uid, expected) in [
+            ("m1", "informational"),
+            ("m2", "low"),
+            ("m3", "informational"),
+            ("m4", "high"),
+        ] {
+            assert_eq!(severity(uid).await, expected, "{label}: {uid}");
+        }
     }
 }
 

@@ -120,8 +120,14 @@ async fn unknown_urls_are_refused_and_nothing_is_created() {
     assert!(Store::connect("mysql://localhost/x").await.is_err());
 }
 
-/// The page size a SQLite database file says it has.
-async fn page_size(path: &std::path::Path) -> i64 {
+/// Migrates the SQLite database at `path` through the store, then answers
+/// the page size the file says it has.
+async fn page_size_after_migrating(path: &std::path::Path) -> i64 {
+    let store = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store.close().await;
     let mut conn = AnyConnection::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
@@ -139,12 +145,7 @@ async fn new_sqlite_databases_get_large_pages_and_old_ones_keep_theirs() {
     sqlx::any::install_default_drivers();
     let dir = tempfile::tempdir().unwrap();
     let fresh = dir.path().join("fresh.db");
-    let store = Store::connect(&format!("sqlite://{}", fresh.display()))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    store.close().await;
-    assert_eq!(page_size(&fresh).await, 16_384);
+    assert_eq!(page_size_after_migrating(&fresh).await, 16_384);
 
     // A database made before (here with SQLite's default of 4 KiB) keeps
     // its pages: a page size changes only with a rebuild of the file.
@@ -156,13 +157,9 @@ async fn new_sqlite_databases_get_large_pages_and_old_ones_keep_theirs() {
         .await
         .unwrap();
     conn.close().await.unwrap();
-    let store = Store::connect(&format!("sqlite://{}", old.display()))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    store.close().await;
-    assert_eq!(page_size(&old).await, 4_096);
+    assert_eq!(page_size_after_migrating(&old).await, 4_096);
 }
+
 #[tokio::test]
 async fn a_release_is_stored_whole() {
     let name = "enterprise-attack-18.1.json.gz";
