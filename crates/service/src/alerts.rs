@@ -954,20 +954,36 @@ impl App {
         mut affected: impl FnMut(&AlertRecord) -> bool,
     ) -> Result<(usize, usize)> {
         const PAGE: i64 = 500;
+        // A page read before an override or update of one of its alerts
+        // commits names a version that is no longer the next one, and its
+        // write is refused as a conflict: the page is read again and
+        // recomputed from the alerts as they are now, a few times at most.
+        const ATTEMPTS: usize = 4;
         let (mut seen, mut changed) = (0, 0);
         let mut after: Option<AlertId> = None;
         loop {
-            let page = self.store.alerts_page(scope, after.as_ref(), PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            seen += page.len();
-            let chosen: Vec<AlertRecord> = page.into_iter().filter(|a| affected(a)).collect();
-            changed += self
-                .recompute(actor, scope, engine, &chosen, cause)
-                .await?
-                .len();
+            let mut attempt = 1;
+            let (page_len, last, page_changed) = loop {
+                let page = self.store.alerts_page(scope, after.as_ref(), PAGE).await?;
+                let Some(last) = page.last().map(|a| a.id.clone()) else {
+                    return Ok((seen, changed));
+                };
+                let page_len = page.len();
+                let chosen: Vec<AlertRecord> = page.into_iter().filter(|a| affected(a)).collect();
+                match self.recompute(actor, scope, engine, &chosen, cause).await {
+                    Err(ServiceError::Store(store::StoreError::Conflict { .. }))
+                        if attempt < ATTEMPTS =>
+                    {
+                        tracing::debug!(org = %scope.org(), attempt, "re-map page met a concurrent change; reading it again");
+                        attempt += 1;
+                    }
+                    outcome => break (page_len, last, outcome?.len()),
+                }
+            };
+            after = Some(last);
+            seen += page_len;
+            changed += page_changed;
         }
-        Ok((seen, changed))
     }
 
     /// Marks every alert of the org stale (a new release became active) and

@@ -888,3 +888,63 @@ async fn a_nul_character_in_an_alert_fails_neither_its_batch_nor_a_database() {
         );
     }
 }
+
+/// A re-map of the org while leads override some of its alerts: an
+/// override that commits between the re-map reading a page and writing it
+/// gives that page's alerts a newer version than the one the re-map
+/// computed. The re-map reads the page again instead of failing half done
+/// with every later alert left stale.
+#[tokio::test]
+async fn a_remap_beside_overrides_finishes_and_leaves_nothing_stale() {
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let engineer = acme_engineer(&app).await;
+        let org = app
+            .org_by_name(&Actor::operator("op"), "acme")
+            .await
+            .unwrap();
+        let lead = member(&org, "lea", Role::Lead);
+        let uids: Vec<String> = (0..3000).map(|n| format!("rm-{n:05}")).collect();
+        let alerts = uids.iter().map(|u| credential_dumping(u, 3)).collect();
+        app.ingest_alert_values(&engineer, "acme", alerts)
+            .await
+            .unwrap();
+
+        let overrides = async {
+            // Spread over the pages, so that some land while the re-map is
+            // between reading and writing theirs.
+            for uid in uids.iter().step_by(97) {
+                let input = OverrideInput {
+                    action: "add".into(),
+                    technique: "T1105".into(),
+                    reason: Some("missing_technique".into()),
+                    ..OverrideInput::default()
+                };
+                app.create_override(&lead, "acme", uid, input)
+                    .await
+                    .unwrap();
+                tokio::task::yield_now().await;
+            }
+        };
+        let (remapped, ()) = tokio::join!(app.remap_org(&engineer, "acme"), overrides);
+        let (seen, _) = remapped.unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(seen, uids.len(), "{label}");
+
+        for (n, uid) in uids.iter().enumerate() {
+            let view = app.alert_mapping(&engineer, "acme", uid).await.unwrap();
+            assert!(!view.alert.stale, "{label}: {uid} left stale");
+            let techniques: BTreeSet<String> = view
+                .canonical
+                .entries
+                .iter()
+                .map(|e| e.technique.clone())
+                .collect();
+            let mut expected = BTreeSet::from(["T1003".to_string()]);
+            if n % 97 == 0 {
+                expected.insert("T1105".to_string());
+            }
+            assert_eq!(techniques, expected, "{label}: {uid}");
+        }
+    }
+}

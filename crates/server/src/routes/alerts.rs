@@ -109,10 +109,13 @@ pub(super) async fn ingest(
         )
         .await?;
     if !alert.get().starts_with('{') {
-        return Err(ApiError::invalid_field(
-            "body",
+        // The reason code a bulk line gets for the same mistake.
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
             "the body must be one alert as a JSON object; send many as NDJSON to /api/v1/alerts/bulk",
-        ));
+        )
+        .with_details(json!({"field": "body", "reason": "not_an_object"})));
     }
 
     let outcome = state

@@ -1002,6 +1002,9 @@ async fn one_alert_is_stored_exactly_as_it_was_sent() {
             )
             .await;
         assert_eq!(answer.status, 400, "{backend}: {}", answer.text());
-        assert_eq!(error_of(&answer)["details"]["field"], "body");
+        assert_eq!(
+            error_of(&answer)["details"],
+            json!({"field": "body", "reason": "not_an_object"})
+        );
     }
 }
