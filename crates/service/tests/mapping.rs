@@ -734,77 +734,49 @@ async fn the_last_copy_of_an_alert_in_a_request_wins() {
                     .severity
             }
         };
+        // One request: (ingested, updated, duplicates).
+        let send = |alerts: Vec<Value>| {
+            let app = &app;
+            let engineer = &engineer;
+            async move {
+                let report = app
+                    .ingest_alert_values(engineer, "acme", alerts)
+                    .await
+                    .unwrap();
+                (report.ingested, report.updated, report.duplicates)
+            }
+        };
 
         // Low, critical, low: stored once, then two real changes; the
         // third line equals the first but not the line before it.
-        let report = app
-            .ingest_alert_values(
-                &engineer,
-                "acme",
-                vec![ocsf("aba", 2), ocsf("aba", 5), ocsf("aba", 2)],
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            (report.ingested, report.updated, report.duplicates),
-            (1, 2, 0),
-            "{label}"
-        );
+        let counts = send(vec![ocsf("aba", 2), ocsf("aba", 5), ocsf("aba", 2)]).await;
+        assert_eq!(counts, (1, 2, 0), "{label}");
         assert_eq!(severity("aba").await, "low", "{label}");
 
         // Stored as informational; the request brings medium, then
         // critical, then critical again: two updates, one duplicate, and
         // the stored alert's own update comes first.
-        app.ingest_alert_values(&engineer, "acme", vec![ocsf("bc", 1)])
-            .await
-            .unwrap();
-        let report = app
-            .ingest_alert_values(
-                &engineer,
-                "acme",
-                vec![ocsf("bc", 3), ocsf("bc", 5), ocsf("bc", 5)],
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            (report.ingested, report.updated, report.duplicates),
-            (0, 2, 1),
-            "{label}"
-        );
+        send(vec![ocsf("bc", 1)]).await;
+        let counts = send(vec![ocsf("bc", 3), ocsf("bc", 5), ocsf("bc", 5)]).await;
+        assert_eq!(counts, (0, 2, 1), "{label}");
         assert_eq!(severity("bc").await, "critical", "{label}");
 
         // Several stored alerts changed in one request, two of them more
         // than once: the updates of different alerts go together, each
         // alert's later copy after, and compared with, its earlier one.
-        let stored: Vec<Value> = ["m1", "m2", "m3", "m4"]
-            .into_iter()
-            .map(|uid| ocsf(uid, 1))
-            .collect();
-        app.ingest_alert_values(&engineer, "acme", stored)
-            .await
-            .unwrap();
-        let report = app
-            .ingest_alert_values(
-                &engineer,
-                "acme",
-                vec![
-                    ocsf("m1", 3),
-                    ocsf("m2", 3),
-                    ocsf("m1", 5),
-                    ocsf("m3", 1),
-                    ocsf("m4", 4),
-                    ocsf("m2", 2),
-                    // Back to what is stored, but not to the copy before.
-                    ocsf("m1", 1),
-                ],
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            (report.ingested, report.updated, report.duplicates),
-            (0, 6, 1),
-            "{label}"
-        );
+        send(["m1", "m2", "m3", "m4"].map(|uid| ocsf(uid, 1)).to_vec()).await;
+        let counts = send(vec![
+            ocsf("m1", 3),
+            ocsf("m2", 3),
+            ocsf("m1", 5),
+            ocsf("m3", 1),
+            ocsf("m4", 4),
+            ocsf("m2", 2),
+            // Back to what is stored, but not to the copy before.
+            ocsf("m1", 1),
+        ])
+        .await;
+        assert_eq!(counts, (0, 6, 1), "{label}");
         for (uid, expected) in [
             ("m1", "informational"),
             ("m2", "low"),
