@@ -717,7 +717,7 @@ impl App {
         }
         tx.commit().await?;
 
-        self.recompute(actor, scope, engine, &records, "alert_update")
+        self.recompute_settled(actor, scope, engine, records, "alert_update")
             .await?;
         Ok(outcomes)
     }
@@ -890,6 +890,7 @@ impl App {
             ));
             updates.push(MappingUpdate {
                 alert_id: alert.id.clone(),
+                based_on: alert.canonical_version,
                 canonical_version: version,
                 mapping_state: if set.is_unmapped() {
                     "unmapped"
@@ -906,6 +907,7 @@ impl App {
             .filter(|a| a.stale && unchanged.contains(&a.id))
             .map(|a| MappingUpdate {
                 alert_id: a.id.clone(),
+                based_on: a.canonical_version,
                 canonical_version: a.canonical_version,
                 mapping_state: a.mapping_state.clone(),
             })
@@ -954,36 +956,65 @@ impl App {
         mut affected: impl FnMut(&AlertRecord) -> bool,
     ) -> Result<(usize, usize)> {
         const PAGE: i64 = 500;
-        // A page read before an override or update of one of its alerts
-        // commits names a version that is no longer the next one, and its
-        // write is refused as a conflict: the page is read again and
-        // recomputed from the alerts as they are now, a few times at most.
-        const ATTEMPTS: usize = 4;
         let (mut seen, mut changed) = (0, 0);
         let mut after: Option<AlertId> = None;
         loop {
+            let page = self.store.alerts_page(scope, after.as_ref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            seen += page.len();
+            let chosen: Vec<AlertRecord> = page.into_iter().filter(|a| affected(a)).collect();
+            changed += self
+                .recompute_settled(actor, scope, engine, chosen, cause)
+                .await?
+                .len();
+        }
+        Ok((seen, changed))
+    }
+
+    /// [`App::recompute`], for alerts read before it runs. Their mapping
+    /// may have moved on meanwhile (an override, an update or another
+    /// re-map committed in between): the store then refuses the write as a
+    /// conflict rather than put an older version back, and the alerts are
+    /// recomputed one at a time as they are now, a few times at most each.
+    pub(crate) async fn recompute_settled(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        engine: &Engine,
+        alerts: Vec<AlertRecord>,
+        cause: &str,
+    ) -> Result<Vec<AlertId>> {
+        const ATTEMPTS: usize = 8;
+        match self.recompute(actor, scope, engine, &alerts, cause).await {
+            Err(ServiceError::Store(store::StoreError::Conflict { .. })) => {}
+            other => return other,
+        }
+        tracing::debug!(org = %scope.org(), alerts = alerts.len(), cause, "recompute met a concurrent change; one alert at a time");
+        let mut changed = Vec::new();
+        for alert in alerts {
             let mut attempt = 1;
-            let (page_len, last, page_changed) = loop {
-                let page = self.store.alerts_page(scope, after.as_ref(), PAGE).await?;
-                let Some(last) = page.last().map(|a| a.id.clone()) else {
-                    return Ok((seen, changed));
+            loop {
+                let Some(now) = self.store.alert(scope, alert.id.as_str()).await? else {
+                    break;
                 };
-                let page_len = page.len();
-                let chosen: Vec<AlertRecord> = page.into_iter().filter(|a| affected(a)).collect();
-                match self.recompute(actor, scope, engine, &chosen, cause).await {
+                match self
+                    .recompute(actor, scope, engine, std::slice::from_ref(&now), cause)
+                    .await
+                {
                     Err(ServiceError::Store(store::StoreError::Conflict { .. }))
                         if attempt < ATTEMPTS =>
                     {
-                        tracing::debug!(org = %scope.org(), attempt, "re-map page met a concurrent change; reading it again");
                         attempt += 1;
                     }
-                    outcome => break (page_len, last, outcome?.len()),
+                    outcome => {
+                        changed.extend(outcome?);
+                        break;
+                    }
                 }
-            };
-            after = Some(last);
-            seen += page_len;
-            changed += page_changed;
+            }
         }
+        Ok(changed)
     }
 
     /// Marks every alert of the org stale (a new release became active) and

@@ -196,6 +196,11 @@ pub struct CanonicalRecord {
 pub struct MappingUpdate {
     /// The alert.
     pub alert_id: AlertId,
+    /// The current version the change was computed from: the update is
+    /// refused as a conflict when the alert has moved on since (an
+    /// override or another re-map committed in between), instead of
+    /// putting an older version back.
+    pub based_on: i64,
     /// The new current version.
     pub canonical_version: i64,
     /// `mapped` or `unmapped`.
@@ -739,17 +744,26 @@ impl Tx {
         updates: &[MappingUpdate],
     ) -> Result<(), StoreError> {
         for u in updates {
-            sqlx::query(
+            let done = sqlx::query(
                 "UPDATE alerts SET canonical_version = $1, mapping_state = $2, stale = 0, \
-                 stale_reason = NULL WHERE org_id = $3 AND id = $4",
+                 stale_reason = NULL WHERE org_id = $3 AND id = $4 AND canonical_version = $5",
             )
             .bind(u.canonical_version)
             .bind(u.mapping_state.as_str())
             .bind(scope.org().as_str())
             .bind(u.alert_id.as_str())
+            .bind(u.based_on)
             .execute(self.conn())
             .await
             .context(|| format!("updating the mapping of alert {}", u.alert_id))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict {
+                    what: format!(
+                        "a mapping of alert {} newer than version {}",
+                        u.alert_id, u.based_on
+                    ),
+                });
+            }
         }
         let alerts: Vec<&AlertId> = updates.iter().map(|u| &u.alert_id).collect();
         self.refresh_mapping_copies(scope, &alerts).await

@@ -13,7 +13,8 @@ use std::time::Duration;
 use store::testing::databases;
 use store::{
     AlertId, AlertRecord, Backend, CanonicalEntryRecord, CanonicalRecord, CanonicalSetRecord,
-    IncidentId, IncidentRecord, MappingUpdate, Org, OrgId, OrgScope, ProfileRows, Store, Tx,
+    IncidentId, IncidentRecord, MappingUpdate, Org, OrgId, OrgScope, ProfileRows, Store,
+    StoreError, Tx,
 };
 
 /// One canonical entry as seeded and as read back: technique, tactic,
@@ -472,10 +473,17 @@ async fn profile_rows_are_exact_and_merged_attachments_serve_the_survivor() {
     }
 }
 
-/// Points `alert` at a new canonical version holding `entries`.
-async fn remap(store: &Store, scope: &OrgScope, alert: &Seeded, version: i64, entries: &[Entry]) {
+/// Points `alert`, now at version `from`, at a new canonical version
+/// holding `entries`.
+async fn remap(
+    store: &Store,
+    scope: &OrgScope,
+    alert: &Seeded,
+    (from, version): (i64, i64),
+    entries: &[Entry],
+) {
     let mut tx = store.begin_in(scope).await.unwrap();
-    remap_in(&mut tx, scope, alert, version, entries).await;
+    remap_in(&mut tx, scope, alert, (from, version), entries).await;
     tx.commit().await.unwrap();
 }
 
@@ -483,7 +491,7 @@ async fn remap_in(
     tx: &mut store::Tx,
     scope: &OrgScope,
     alert: &Seeded,
-    version: i64,
+    (from, version): (i64, i64),
     entries: &[Entry],
 ) {
     tx.insert_canonical(vec![canonical(scope.org(), &alert.id, version, entries)])
@@ -498,6 +506,7 @@ async fn remap_in(
         scope,
         &[MappingUpdate {
             alert_id: alert.id.clone(),
+            based_on: from,
             canonical_version: version,
             mapping_state: state.into(),
         }],
@@ -551,7 +560,7 @@ async fn a_new_canonical_version_reaches_every_incident_holding_the_alert() {
             r#"["lead:lee"]"#,
             "18.1",
         )];
-        remap(&store, &scope, a1, 3, &third).await;
+        remap(&store, &scope, a1, (2, 3), &third).await;
         let a1_third = with_entries(a1, &third);
         assert_eq!(
             rows_of(&store, &scope, &a.id).await,
@@ -564,8 +573,34 @@ async fn a_new_canonical_version_reaches_every_incident_holding_the_alert() {
             "{label}"
         );
         // A version without entries: the alert stays, unmapped.
-        remap(&store, &scope, a1, 4, &[]).await;
+        remap(&store, &scope, a1, (3, 4), &[]).await;
         let a1_none = with_entries(a1, &[]);
+        assert_eq!(
+            rows_of(&store, &scope, &b.id).await,
+            expected(&[&a1_none]),
+            "{label}"
+        );
+
+        // A change computed from version 3, written after version 4 was:
+        // refused as a conflict, and version 4 stays current.
+        let mut late = store.begin_in(&scope).await.unwrap();
+        let refused = late
+            .set_current_mapping(
+                &scope,
+                &[MappingUpdate {
+                    alert_id: a1.id.clone(),
+                    based_on: 3,
+                    canonical_version: 3,
+                    mapping_state: "mapped".into(),
+                }],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, StoreError::Conflict { .. }),
+            "{label}: {refused}"
+        );
+        drop(late);
         assert_eq!(
             rows_of(&store, &scope, &b.id).await,
             expected(&[&a1_none]),
@@ -588,7 +623,7 @@ async fn a_new_canonical_version_reaches_every_incident_holding_the_alert() {
             )];
             let c = incident(&org.id, "c");
             let mut changing = store.begin_in(&scope).await.unwrap();
-            remap_in(&mut changing, &scope, a0, 5, &fifth).await;
+            remap_in(&mut changing, &scope, a0, (2, 5), &fifth).await;
             let attaching = {
                 let (store, scope, c, a0) =
                     (store.clone(), scope.clone(), c.clone(), a0.id.clone());
