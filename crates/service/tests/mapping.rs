@@ -863,9 +863,10 @@ async fn a_nul_character_in_an_alert_fails_neither_its_batch_nor_a_database() {
 
 /// A re-map of the org while leads override some of its alerts: an
 /// override that commits between the re-map reading a page and writing it
-/// gives that page's alerts a newer version than the one the re-map
-/// computed. The re-map reads the page again instead of failing half done
-/// with every later alert left stale.
+/// gives that alert a newer version than the one the re-map computed from.
+/// The re-map recomputes such alerts as they are now, instead of failing
+/// half done with every later alert left stale or putting the older
+/// version back.
 #[tokio::test]
 async fn a_remap_beside_overrides_finishes_and_leaves_nothing_stale() {
     for db in databases().await {
