@@ -615,6 +615,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|d| parse_domain(d))
             .collect::<anyhow::Result<_>>()?;
+        // An activation over the API answers once it has committed; the
+        // re-map it starts goes on in the server.
+        config.remap_beside = true;
         let watch = &mut config.watch;
         if let Some(secs) = audit_verify_interval {
             watch.audit_interval = Duration::from_secs(*secs);

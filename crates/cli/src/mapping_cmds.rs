@@ -405,7 +405,13 @@ pub async fn alerts(app: &App, command: AlertsCommand) -> anyhow::Result<ExitCod
         }
         AlertsCommand::Remap { org } => {
             let actor = actor(app, &org, Role::PlatformAdmin).await?;
-            let (alerts, changed) = app.remap_org(&actor, &org.org).await?;
+            let bar = crate::spinner("re-mapping", org.json);
+            let mut progress = |alerts: usize, changed: usize| {
+                bar.set_message(format!("re-mapping: {alerts} alerts, {changed} changed"));
+            };
+            let outcome = app.remap_org(&actor, &org.org, &mut progress).await;
+            bar.finish_and_clear();
+            let (alerts, changed) = outcome?;
             print(
                 org.json,
                 &json!({"alerts": alerts, "changed": changed}),

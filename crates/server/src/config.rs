@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub bulk_limit: usize,
     /// Time a request may take before it is answered with `timeout`.
     pub request_timeout: Duration,
+    /// How long `POST /api/v1/remap` waits for its run before answering
+    /// `202 Accepted` while the run goes on; well below `request_timeout`.
+    pub remap_wait: Duration,
     /// Time a client has to send a request's headers (slow-client defence).
     pub header_read_timeout: Duration,
     /// On shutdown, how long requests in flight may still run.
@@ -44,6 +47,7 @@ impl Default for ServerConfig {
             upload_limit: 64 * 1024 * 1024,
             bulk_limit: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
+            remap_wait: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             rate_limit: Some(RateLimit::default()),

@@ -49,6 +49,14 @@ impl<T: Serialize> Envelope<T> {
         }
     }
 
+    /// A `202 Accepted` answer: the work goes on after it.
+    pub fn accepted(data: T) -> Self {
+        Self {
+            status: StatusCode::ACCEPTED,
+            ..Self::ok(data)
+        }
+    }
+
     /// A page of a list, with the cursor of the next page if there is one.
     pub fn page(data: T, next_cursor: Option<String>) -> Self {
         let mut envelope = Self::ok(data);

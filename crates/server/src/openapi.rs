@@ -94,19 +94,25 @@ fn operation(route: &RouteSpec) -> Value {
     let error = json!({ "$ref": "#/components/responses/Error" });
     let mut responses = Map::new();
     let success = if route.created { "201" } else { "200" };
-    responses.insert(
-        success.to_string(),
-        json!({
-            "description": route.summary,
-            "content": {
-                route.produces: { "schema": if route.produces == "application/json" {
-                    json!({ "$ref": "#/components/schemas/Envelope" })
-                } else {
-                    json!({ "type": "string" })
-                }}
-            }
-        }),
-    );
+    let mut successes = vec![(success, route.summary)];
+    if route.may_continue {
+        successes.push(("202", "Accepted: the work goes on after the answer"));
+    }
+    for (status, description) in successes {
+        responses.insert(
+            status.to_string(),
+            json!({
+                "description": description,
+                "content": {
+                    route.produces: { "schema": if route.produces == "application/json" {
+                        json!({ "$ref": "#/components/schemas/Envelope" })
+                    } else {
+                        json!({ "type": "string" })
+                    }}
+                }
+            }),
+        );
+    }
     for status in route.errors() {
         responses.insert(status.to_string(), error.clone());
     }

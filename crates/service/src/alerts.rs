@@ -954,6 +954,7 @@ impl App {
         engine: &Engine,
         cause: &str,
         mut affected: impl FnMut(&AlertRecord) -> bool,
+        progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<(usize, usize)> {
         const PAGE: i64 = 500;
         let (mut seen, mut changed) = (0, 0);
@@ -968,6 +969,7 @@ impl App {
                 .recompute_settled(actor, scope, engine, chosen, cause)
                 .await?
                 .len();
+            progress(seen, changed);
         }
         Ok((seen, changed))
     }
@@ -1020,30 +1022,47 @@ impl App {
     /// Marks every alert of the org stale (a new release became active) and
     /// recomputes them; the canonical mapping changes only through
     /// precedence. Incidents queued as mapped under another release leave
-    /// the review queue once none of their entries is. Returns `(alerts,
-    /// changed)`.
-    pub async fn remap_org(&self, actor: &Actor, org: &str) -> Result<(usize, usize)> {
+    /// the review queue once none of their entries is. Tells `progress`
+    /// the alerts re-evaluated and changed so far after each page. Returns
+    /// `(alerts, changed)`.
+    pub async fn remap_org(
+        &self,
+        actor: &Actor,
+        org: &str,
+        progress: &mut (dyn FnMut(usize, usize) + Send),
+    ) -> Result<(usize, usize)> {
         self.authorize(actor, Action::RuleWrite, ("alerts", org))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let engine = self.engine(&scope).await?;
+        self.remap_scope(actor, &scope, progress).await
+    }
+
+    /// [`App::remap_org`] once authorized.
+    pub(crate) async fn remap_scope(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        progress: &mut (dyn FnMut(usize, usize) + Send),
+    ) -> Result<(usize, usize)> {
+        let engine = self.engine(scope).await?;
         let reason = json!([{"reason": "release_activated", "release": engine.dataset.release}]);
-        let mut tx = self.store.begin_in(&scope).await?;
-        tx.mark_org_alerts_stale(&scope, &reason.to_string())
-            .await?;
+        let mut tx = self.store.begin_in(scope).await?;
+        tx.mark_org_alerts_stale(scope, &reason.to_string()).await?;
         tx.commit().await?;
         let remapped = self
-            .recompute_org(actor, &scope, &engine, "release_activated", |_| true)
+            .recompute_org(
+                actor,
+                scope,
+                &engine,
+                "release_activated",
+                |_| true,
+                progress,
+            )
             .await;
         // Incidents queued as mapped under an older release leave the queue
         // once their alerts are re-mapped (see `settle_release_stale`).
-        self.settle_release_stale(
-            actor,
-            &scope,
-            engine.dataset.domain,
-            &engine.dataset.release,
-        )
-        .await?;
+        self.settle_release_stale(actor, scope, engine.dataset.domain, &engine.dataset.release)
+            .await?;
         remapped
     }
 

@@ -416,7 +416,7 @@ impl App {
         tracing::info!(dataset = %id, domain = %dataset.domain, issues = compatibility.issues.len(), "dataset activated");
         // Stored alerts were mapped under the previous release: re-map them.
         let activated = self.existing(id).await?;
-        self.report_remap(actor, &activated, "activation").await;
+        self.remap_after(actor, &activated, "activation").await;
         Ok(Activation {
             dataset: self.existing(id).await?,
             retired: previous,
@@ -500,11 +500,22 @@ impl App {
         tracing::info!(domain = %domain, rolled_back = %current.id, reactivated = %previous.id, "domain rolled back");
         // Stored alerts were mapped under the rolled-back release.
         let reactivated = self.existing(&previous.id).await?;
-        self.report_remap(actor, &reactivated, "rollback").await;
+        self.remap_after(actor, &reactivated, "rollback").await;
         Ok(Rollback {
             reactivated: self.existing(&previous.id).await?,
             rolled_back: self.existing(&current.id).await?,
         })
+    }
+
+    /// Runs [`App::report_remap`] before returning, or beside the caller
+    /// when the configuration says so (`AppConfig::remap_beside`).
+    async fn remap_after(&self, actor: &Actor, dataset: &Dataset, after: &'static str) {
+        if self.config.remap_beside {
+            let (app, actor, dataset) = (self.clone(), actor.clone(), dataset.clone());
+            tokio::spawn(async move { app.report_remap(&actor, &dataset, after).await });
+        } else {
+            self.report_remap(actor, dataset, after).await;
+        }
     }
 
     /// Re-maps every org's alerts after `after` (`activation`, `rollback`)

@@ -47,6 +47,7 @@ mod orgs;
 mod overrides;
 mod reads;
 mod remap;
+mod remap_runs;
 mod rollup_cache;
 mod rules;
 mod suggestions;
@@ -92,6 +93,7 @@ pub use overrides::{
     Notification, OverrideInput, OverrideOutcome, REVIEW_STATES, ReviewCorrection, ReviewDecision,
     ReviewItem,
 };
+pub use remap_runs::{RemapRun, RemapState};
 pub use rules::{
     RuleChange, RuleView, SigmaImportOutcome, SigmaImportSummary, SimulatedAlert, Simulation,
 };
@@ -131,6 +133,11 @@ pub struct AppConfig {
     /// What `serve` checks on its own (audit chain, misuse signals) and how
     /// often.
     pub watch: WatchConfig,
+    /// Whether the re-map after an activation or a rollback runs beside
+    /// the caller instead of before the call returns. A service sets it:
+    /// re-mapping a large org outlasts any request. The CLI leaves it off,
+    /// since its process ends with the command.
+    pub remap_beside: bool,
 }
 
 impl AppConfig {
@@ -144,6 +151,7 @@ impl AppConfig {
             mapping: MappingConfig::default(),
             connect_timeout: store::DEFAULT_CONNECT_TIMEOUT,
             watch: WatchConfig::default(),
+            remap_beside: false,
         }
     }
 }
@@ -553,6 +561,8 @@ pub struct App {
     suggesters: Arc<suggestions::SuggestState>,
     /// The watch's counters, read by `/metrics`.
     watch: WatchStats,
+    /// The latest re-map run of each org (see [`remap_runs`]).
+    remap_runs: Arc<remap_runs::RemapRuns>,
 }
 
 impl fmt::Debug for App {
@@ -578,6 +588,7 @@ impl App {
             orgs: Arc::default(),
             suggesters: Arc::default(),
             watch: WatchStats::default(),
+            remap_runs: Arc::default(),
         })
     }
 

@@ -87,8 +87,15 @@ impl App {
         } else {
             match self.engine(scope).await {
                 Ok(engine) => {
-                    self.recompute_org(actor, scope, &engine, "release_activated", |_| true)
-                        .await
+                    self.recompute_org(
+                        actor,
+                        scope,
+                        &engine,
+                        "release_activated",
+                        |_| true,
+                        &mut |_, _| {},
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             }

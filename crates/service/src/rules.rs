@@ -608,11 +608,18 @@ impl App {
         let engine = self.engine(scope).await?;
         let mut selected = 0;
         let (_, changed) = self
-            .recompute_org(actor, scope, &engine, cause, |a| {
-                let hit = decode_stored(a).map(|n| touched(&n)).unwrap_or(true);
-                selected += usize::from(hit);
-                hit
-            })
+            .recompute_org(
+                actor,
+                scope,
+                &engine,
+                cause,
+                |a| {
+                    let hit = decode_stored(a).map(|n| touched(&n)).unwrap_or(true);
+                    selected += usize::from(hit);
+                    hit
+                },
+                &mut |_, _| {},
+            )
             .await?;
         Ok((selected, changed))
     }

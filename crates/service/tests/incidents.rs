@@ -1305,7 +1305,9 @@ async fn incidents_stay_queued_and_stale_until_a_failed_remap_is_finished() {
 
         // Repaired and re-mapped: the item is resolved, nothing is stale.
         set_stored_raw(&app, &acme, &carrier, &stored).await;
-        app.remap_org(&engineer, "acme").await.unwrap();
+        app.remap_org(&engineer, "acme", &mut |_, _| {})
+            .await
+            .unwrap();
         assert_eq!(queued_incidents(&app, &analyst, "acme").await, vec![]);
         let item = review_item(&app, &analyst, "acme", &queued[0].1).await;
         assert_eq!(
@@ -1461,7 +1463,9 @@ async fn reopening_after_a_failed_remap_queues_the_release_reason_again() {
         // Repaired and re-mapped: the release's reason leaves the item,
         // which stays open for the reopening.
         set_stored_raw(&app, &acme, &carrier, &stored).await;
-        app.remap_org(&engineer, "acme").await.unwrap();
+        app.remap_org(&engineer, "acme", &mut |_, _| {})
+            .await
+            .unwrap();
         assert_eq!(
             queued_incidents(&app, &analyst, "acme").await,
             vec![(x.id.clone(), reopened[0].1.clone(), strings(&["reopened"]))],

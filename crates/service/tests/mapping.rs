@@ -10,12 +10,13 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use service::{
-    Actor, App, ErrorKind, LoadOptions, OverrideInput, ReviewDecision, Role, ServiceError,
+    Actor, App, AppConfig, ErrorKind, LoadOptions, OverrideInput, ReviewDecision, Role,
+    ServiceError,
 };
 use store::testing::databases;
 
 mod support;
-use support::{app_with_18_1, member, shared, steward};
+use support::{activate_release, app_with_18_1, member, shared, steward};
 
 fn sigma_pack(name: &str) -> PathBuf {
     shared().join("sigma").join(name)
@@ -696,6 +697,46 @@ async fn vendor_declared_techniques_and_changed_alerts() {
     }
 }
 
+/// In a service (`remap_beside`), an activation returns once it has
+/// committed and its re-map goes on beside the caller: nothing else
+/// re-maps here, yet every alert ends up mapped under the new release and
+/// no longer stale.
+#[tokio::test]
+async fn a_service_activation_returns_and_its_remap_goes_on_beside() {
+    for db in databases().await {
+        let label = db.label();
+        let mut config = AppConfig::new(db.url.clone());
+        config.remap_beside = true;
+        let app = App::connect(config).await.unwrap();
+        activate_release(&app, "enterprise-attack-18.1.json.gz").await;
+        let engineer = acme_engineer(&app).await;
+        let uids: Vec<String> = (0..1_200).map(|n| format!("bs-{n:05}")).collect();
+        let alerts = uids.iter().map(|u| credential_dumping(u, 3)).collect();
+        app.ingest_alert_values(&engineer, "acme", alerts)
+            .await
+            .unwrap();
+
+        activate_release(&app, "enterprise-attack-17.1.json.gz").await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        for uid in [&uids[0], &uids[599], &uids[1_199]] {
+            loop {
+                let view = app.alert_mapping(&engineer, "acme", uid).await.unwrap();
+                if view.canonical.release == "17.1" && !view.alert.stale {
+                    assert_eq!(view.canonical.cause, "release_activated", "{label}");
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{label}: {uid} still under {} (stale: {})",
+                    view.canonical.release,
+                    view.alert.stale
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// The org `acme` with the engineer `eve`, who acts in the tests.
 async fn acme_engineer(app: &App) -> Actor {
     let org = app
@@ -900,9 +941,20 @@ async fn a_remap_beside_overrides_finishes_and_leaves_nothing_stale() {
                 tokio::task::yield_now().await;
             }
         };
-        let (remapped, ()) = tokio::join!(app.remap_org(&engineer, "acme"), overrides);
-        let (seen, _) = remapped.unwrap_or_else(|e| panic!("{label}: {e}"));
+        let mut reported = Vec::new();
+        let mut progress = |alerts: usize, changed: usize| reported.push((alerts, changed));
+        let (remapped, ()) =
+            tokio::join!(app.remap_org(&engineer, "acme", &mut progress), overrides);
+        let (seen, changed) = remapped.unwrap_or_else(|e| panic!("{label}: {e}"));
         assert_eq!(seen, uids.len(), "{label}");
+        // Progress after every page of 500, growing, ending at the result.
+        assert_eq!(reported.len(), uids.len().div_ceil(500), "{label}");
+        assert!(
+            reported
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+        );
+        assert_eq!(reported.last(), Some(&(seen, changed)), "{label}");
 
         for (n, uid) in uids.iter().enumerate() {
             let view = app.alert_mapping(&engineer, "acme", uid).await.unwrap();

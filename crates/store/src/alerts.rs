@@ -896,23 +896,14 @@ impl Store {
         rows.iter().map(alert_from_row).collect()
     }
 
-    /// Counts the org's alerts by mapping state and stale flag:
-    /// `(total, mapped, stale)`.
-    pub async fn alert_counts(&self, scope: &OrgScope) -> Result<(i64, i64, i64), StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS total, \
-             COALESCE(SUM(CASE WHEN mapping_state = 'mapped' THEN 1 ELSE 0 END), 0) AS mapped, \
-             COALESCE(SUM(stale), 0) AS stale FROM alerts WHERE org_id = $1",
-        )
-        .bind(scope.org().as_str())
-        .fetch_one(&mut *self.conn_in(scope).await?)
-        .await
-        .context(|| format!("counting alerts of org {}", scope.org()))?;
-        Ok((
-            get(&row, "alerts", "total")?,
-            get(&row, "alerts", "mapped")?,
-            get(&row, "alerts", "stale")?,
-        ))
+    /// How many alerts the org has.
+    pub async fn alert_count(&self, scope: &OrgScope) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS total FROM alerts WHERE org_id = $1")
+            .bind(scope.org().as_str())
+            .fetch_one(&mut *self.conn_in(scope).await?)
+            .await
+            .context(|| format!("counting alerts of org {}", scope.org()))?;
+        get(&row, "alerts", "total")
     }
 
     /// Every candidate of an alert, oldest first.

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use service::access::Action;
 use service::{
     AlertFilter, AlertIngestResult, AlertListItem, AlertMappingView, IngestReport, OverrideInput,
-    OverrideOutcome,
+    OverrideOutcome, RemapRun,
 };
 
 use super::{Param, ParamType, page_envelope, page_request};
@@ -81,13 +81,15 @@ pub(super) struct BulkSummary {
     report: IngestReport,
 }
 
-/// What `POST /api/v1/remap` answers.
+/// What `POST /api/v1/remap` answers once the run has finished.
 #[derive(Debug, Serialize)]
 pub(super) struct RemapSummary {
     /// Alerts of the org re-evaluated.
     alerts: usize,
     /// Of those, alerts whose canonical mapping changed.
     changed: usize,
+    /// The run, as `GET /api/v1/remap` shows it.
+    run: RemapRun,
 }
 
 /// `POST /api/v1/alerts`: one alert document. A new alert answers 201 with
@@ -314,16 +316,61 @@ pub(super) async fn decide_override(
 }
 
 /// `POST /api/v1/remap`: marks every alert of the org stale and re-maps it
-/// under the active release and the org's rules.
+/// under the active release and the org's rules. The run goes on beside
+/// the request: finished within `remap_wait` (30 s), it answers 200 with
+/// its figures; otherwise 202 with the run so far, whose progress
+/// `GET /api/v1/remap` shows. A run of the org still going answers 409.
 pub(super) async fn remap(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-) -> Result<Envelope<RemapSummary>, ApiError> {
-    let (alerts, changed) = state
+) -> Result<Response, ApiError> {
+    let actor = principal.actor();
+    let (started, ended) = state.app.start_remap(&actor, &principal.org_name).await?;
+    // Never as long as the request may last: the answer must get out.
+    let wait = state
+        .config
+        .remap_wait
+        .min(state.config.request_timeout / 2);
+    match tokio::time::timeout(wait, ended).await {
+        Ok(Ok(outcome)) => {
+            let run = outcome?;
+            Ok(Envelope::ok(RemapSummary {
+                alerts: run.alerts,
+                changed: run.changed,
+                run,
+            })
+            .into_response())
+        }
+        // The run's task ended without an answer (it is marked failed).
+        Ok(Err(_)) => Err(ApiError::from(service::ServiceError::Internal(
+            "the re-map stopped before it finished; see GET /api/v1/remap".into(),
+        ))),
+        Err(_) => {
+            let run = state
+                .app
+                .remap_run(&actor, &principal.org_name)
+                .await
+                .unwrap_or(started);
+            let mut response = Envelope::accepted(run).into_response();
+            response.headers_mut().insert(
+                header::LOCATION,
+                header::HeaderValue::from_static("/api/v1/remap"),
+            );
+            Ok(response)
+        }
+    }
+}
+
+/// `GET /api/v1/remap`: the org's latest re-map run, running or ended.
+pub(super) async fn remap_run(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Envelope<RemapRun>, ApiError> {
+    let run = state
         .app
-        .remap_org(&principal.actor(), &principal.org_name)
+        .remap_run(&principal.actor(), &principal.org_name)
         .await?;
-    Ok(Envelope::ok(RemapSummary { alerts, changed }))
+    Ok(Envelope::ok(run))
 }
 
 /// JSON Schema of one alert: any JSON object; the format (OCSF 2004, ECS,

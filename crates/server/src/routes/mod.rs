@@ -213,6 +213,9 @@ pub struct RouteSpec {
     pub produces: &'static str,
     /// Whether success is `201 Created` rather than `200 OK`.
     pub created: bool,
+    /// Whether the work may go on after the answer (`202 Accepted` besides
+    /// the usual success).
+    pub may_continue: bool,
     /// Whether the answer is a page with `meta.next_cursor`.
     pub paginated: bool,
 }
@@ -282,6 +285,7 @@ impl Route {
                 body: Body::None,
                 produces: "application/json",
                 created: false,
+                may_continue: false,
                 paginated: false,
             },
             handler,
@@ -351,6 +355,11 @@ impl Route {
 
     fn created(mut self) -> Self {
         self.spec.created = true;
+        self
+    }
+
+    fn may_continue(mut self) -> Self {
+        self.spec.may_continue = true;
         self
     }
 
@@ -760,9 +769,19 @@ pub fn routes() -> Vec<Route> {
             .doc(
                 "remapAlerts",
                 "alerts",
-                "Re-map every alert of the org under the active release and the org's rules",
+                "Re-map every alert of the org under the active release and the org's rules \
+                 (200 when finished within 30 s, else 202 while it runs on)",
             )
             .action(Action::RuleWrite)
+            .tenancy(Tenancy::Org)
+            .may_continue(),
+        Route::get("/api/v1/remap", alerts::remap_run)
+            .doc(
+                "getRemapRun",
+                "alerts",
+                "The org's latest re-map run: state, alerts re-evaluated and changed so far",
+            )
+            .action(Action::ReadMappings)
             .tenancy(Tenancy::Org),
         // The review queue of the caller's org.
         Route::get("/api/v1/review", review::list)

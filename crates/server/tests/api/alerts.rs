@@ -1008,3 +1008,72 @@ async fn one_alert_is_stored_exactly_as_it_was_sent() {
         );
     }
 }
+
+/// A re-map that outlasts its wait answers 202 and runs on beside the
+/// request; `GET /api/v1/remap` shows it until it has finished with every
+/// alert re-evaluated and none left stale. A second re-map while one runs
+/// is refused with 409, naming the run.
+#[tokio::test]
+async fn a_remap_answers_before_it_ends_and_shows_its_progress() {
+    let lines = feed();
+    for backend in backends() {
+        let config = server::ServerConfig {
+            remap_wait: std::time::Duration::ZERO,
+            ..server::ServerConfig::default()
+        };
+        let app = TestApp::with_config(backend, config).await;
+        app.with_enterprise_and_sigma("acme").await;
+        let engineer = app.token("acme", Role::Engineer).await;
+        let analyst = app.token("acme", Role::Analyst).await;
+        let none = app.get("/api/v1/remap", &analyst).await;
+        assert_eq!(none.status, 404, "{backend}: no run yet: {}", none.text());
+
+        let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let answer = post_ndjson(&app, &engineer, "application/x-ndjson", body).await;
+        assert_eq!(answer.status, 200, "{backend}: {}", answer.text());
+        let ingested = answer.json()["data"]["ingested"].as_u64().unwrap();
+        assert_eq!(ingested, lines.len() as u64, "{backend}");
+
+        assert_eq!(app.post("/api/v1/remap", &analyst).await.status, 403);
+        let started = app.post("/api/v1/remap", &engineer).await;
+        assert_eq!(started.status, 202, "{backend}: {}", started.text());
+        let location = started
+            .headers
+            .get("location")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(location, Some("/api/v1/remap"), "{backend}");
+        let run = started.json()["data"].clone();
+        assert_eq!(run["state"], "running", "{backend}: {run}");
+        assert_eq!(run["total"], ingested, "{backend}: {run}");
+        let id = run["id"].as_str().unwrap().to_string();
+
+        let again = app.post("/api/v1/remap", &engineer).await;
+        match again.status.as_u16() {
+            409 => assert_eq!(error_of(&again)["details"]["run"], id.as_str(), "{backend}"),
+            // The first had finished already: this is a run of its own.
+            202 => assert_ne!(again.json()["data"]["id"], id.as_str(), "{backend}"),
+            other => panic!("{backend}: {other}: {}", again.text()),
+        }
+
+        let mut seen = Value::Null;
+        for _ in 0..600 {
+            seen = app.get("/api/v1/remap", &analyst).await.json()["data"].clone();
+            if seen["state"] != "running" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(seen["state"], "finished", "{backend}: {seen}");
+        assert_eq!(seen["alerts"], ingested, "{backend}: {seen}");
+        assert!(seen["finished_at"].is_string(), "{backend}: {seen}");
+        assert_eq!(seen["error"], Value::Null, "{backend}: {seen}");
+
+        let alerts = app.all_pages(&analyst, "/api/v1/alerts", 100).await;
+        assert_eq!(alerts.len() as u64, ingested, "{backend}");
+        let stale: Vec<&Value> = alerts
+            .iter()
+            .filter(|a| a["alert"]["stale"] != false)
+            .collect();
+        assert!(stale.is_empty(), "{backend}: still stale: {stale:?}");
+    }
+}
