@@ -183,12 +183,20 @@ impl From<JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "this route expects a JSON body with `Content-Type: application/json`",
             ),
-            _ => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_input",
-                rejection.body_text(),
-            )
-            .with_details(json!({ "field": "body" })),
+            _ => {
+                // The same reason codes a bulk line gets where they apply.
+                let reason = match &rejection {
+                    JsonRejection::JsonSyntaxError(_) => "invalid_json",
+                    JsonRejection::JsonDataError(_) => "wrong_shape",
+                    _ => "unreadable_body",
+                };
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_input",
+                    rejection.body_text(),
+                )
+                .with_details(json!({ "field": "body", "reason": reason }))
+            }
         }
     }
 }

@@ -1006,6 +1006,45 @@ async fn one_alert_is_stored_exactly_as_it_was_sent() {
             error_of(&answer)["details"],
             json!({"field": "body", "reason": "not_an_object"})
         );
+
+        // Refused before it is JSON: each with its reason code.
+        let bodies: [(&[u8], &str); 4] = [
+            (b"", "invalid_json"),
+            (b"{\"class_uid\": 2004, ", "invalid_json"),
+            (b"\xEF\xBB\xBF{\"a\": 1}", "invalid_json"),
+            (b"{\"a\": \"\xFF\"}", "invalid_json"),
+        ];
+        for (body, reason) in bodies {
+            let answer = app
+                .send(
+                    Method::POST,
+                    "/api/v1/alerts",
+                    Some(&engineer),
+                    Some(("application/json", body.to_vec())),
+                )
+                .await;
+            assert_eq!(answer.status, 400, "{backend}: {}", answer.text());
+            assert_eq!(
+                error_of(&answer)["details"],
+                json!({"field": "body", "reason": reason}),
+                "{backend}: {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // JSON of the wrong shape for the route.
+        let lead = app.token("acme", Role::Lead).await;
+        let answer = app
+            .post_json(
+                "/api/v1/overrides/no-such-override/decide",
+                &lead,
+                json!({"decision": 5}),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{backend}: {}", answer.text());
+        assert_eq!(
+            error_of(&answer)["details"],
+            json!({"field": "body", "reason": "wrong_shape"})
+        );
     }
 }
 
