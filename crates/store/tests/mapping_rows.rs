@@ -1,8 +1,8 @@
 //! Bulk alert and mapping rows, on SQLite always and on PostgreSQL when
 //! `NEXUS_ATTACK_TEST_POSTGRES` is set: inserting only the new alerts of a
-//! batch, every text value read back byte for byte (PostgreSQL receives
-//! them as array literals), and mapping rows that must name an alert of
-//! their own org.
+//! batch, every text value read back byte for byte (both databases receive
+//! them as bound parameters; PostgreSQL once received array literals), and
+//! mapping rows that must name an alert of their own org.
 
 use sqlx::{AnyConnection, Connection, Executor};
 use store::testing::{TestDatabase, databases};
@@ -11,7 +11,7 @@ use store::{
     OrgId, OrgScope, Store, StoreError,
 };
 
-/// Text that an array literal or a bound parameter could mangle: quotes,
+/// Text that a literal or a bound parameter could mangle: quotes,
 /// backslashes, the literal's own separators, the word NULL, nothing at
 /// all, line breaks and non-ASCII text.
 const AWKWARD: [&str; 8] = [
