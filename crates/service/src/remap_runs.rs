@@ -130,13 +130,18 @@ impl Ending {
 
 impl Drop for Ending {
     fn drop(&mut self) {
+        let mut stopped = false;
         self.runs.update(&self.org, &self.id, |run| {
             if run.state == RemapState::Running {
+                stopped = true;
                 run.state = RemapState::Failed;
                 run.finished_at = Some(store::now());
                 run.error = Some("the re-map stopped before it finished".into());
             }
         });
+        if stopped {
+            tracing::warn!(org = %self.org, run = %self.id, "re-map stopped before it finished (shutdown or a fault); the alerts it did not reach stay stale");
+        }
     }
 }
 
