@@ -284,6 +284,24 @@ async fn no_route_shows_one_org_what_belongs_to_another() {
                             assert!(!ids_b.contains(&owned.review), "{name}");
                         }
                     }
+                    // The latest re-map run: each org sees its own only.
+                    "getRemapRun" => {
+                        for token in [&acme, &globex] {
+                            let started = app.post("/api/v1/remap", token).await;
+                            assert!(
+                                matches!(started.status.as_u16(), 200 | 202 | 409),
+                                "{name}: {}",
+                                started.text()
+                            );
+                        }
+                        let a = call(&app, &route, &acme, &dataset).await;
+                        let b = call(&app, &route, &globex, &dataset).await;
+                        let statuses = (a.status.as_u16(), b.status.as_u16());
+                        assert_eq!(statuses, (200, 200), "{name}: {}", a.text());
+                        assert!(!a.text().contains("globex"), "{name}: {}", a.text());
+                        assert!(!b.text().contains("acme"), "{name}: {}", b.text());
+                        assert_ne!(a.json()["data"]["id"], b.json()["data"]["id"], "{name}");
+                    }
                     // Another org's alert, override or review item answers
                     // exactly as a missing one, byte for byte.
                     "getAlert" | "createOverride" | "decideOverride" | "decideReview"
