@@ -960,6 +960,7 @@ impl App {
         let (mut seen, mut changed) = (0, 0);
         let mut after: Option<AlertId> = None;
         loop {
+            self.still_active(engine).await?;
             let page = self.store.alerts_page(scope, after.as_ref(), PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
@@ -972,6 +973,23 @@ impl App {
             progress(seen, changed);
         }
         Ok((seen, changed))
+    }
+
+    /// Refuses to go on mapping with `engine` once another release has
+    /// become active: a long re-map that started before an activation
+    /// would otherwise write the retired release's mappings over the ones
+    /// the activation's own re-map made. That re-map covers every alert,
+    /// so stopping leaves nothing behind.
+    async fn still_active(&self, engine: &Engine) -> Result<()> {
+        let active = self.store.active_dataset(Domain::Enterprise).await?;
+        match active {
+            Some(dataset) if dataset.id == engine.dataset.id => Ok(()),
+            _ => Err(ServiceError::Conflict(format!(
+                "release {} stopped being the active one while mapping with it; \
+                 the re-map that follows the activation takes over",
+                engine.dataset.release
+            ))),
+        }
     }
 
     /// [`App::recompute`], for alerts read before it runs. Their mapping
@@ -997,6 +1015,10 @@ impl App {
         for alert in alerts {
             let mut attempt = 1;
             loop {
+                // The change that moved the alert on may have been the
+                // re-map of a newer release: then this engine's result
+                // would undo it.
+                self.still_active(engine).await?;
                 let Some(now) = self.store.alert(scope, alert.id.as_str()).await? else {
                     break;
                 };

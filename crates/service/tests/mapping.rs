@@ -737,6 +737,48 @@ async fn a_service_activation_returns_and_its_remap_goes_on_beside() {
     }
 }
 
+/// A re-map that started before an activation stops once the release it
+/// maps with is retired, rather than write that release's mappings over
+/// the ones the activation's own re-map made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remap_stops_when_its_release_is_retired_under_it() {
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let engineer = acme_engineer(&app).await;
+        let uids: Vec<String> = (0..1_200).map(|n| format!("rt-{n:05}")).collect();
+        let alerts = uids.iter().map(|u| credential_dumping(u, 3)).collect();
+        app.ingest_alert_values(&engineer, "acme", alerts)
+            .await
+            .unwrap();
+
+        // After the first page of 500, 17.1 is activated (and its re-map
+        // runs to the end) before the re-map goes on.
+        let (remapping, actor, activating) = (app.clone(), engineer.clone(), app.clone());
+        let run = tokio::spawn(async move {
+            let mut activated = false;
+            let mut progress = move |_: usize, _: usize| {
+                if !std::mem::replace(&mut activated, true) {
+                    tokio::task::block_in_place(|| {
+                        tokio::runtime::Handle::current().block_on(activate_release(
+                            &activating,
+                            "enterprise-attack-17.1.json.gz",
+                        ))
+                    });
+                }
+            };
+            remapping.remap_org(&actor, "acme", &mut progress).await
+        });
+        let err = run.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{label}: {err}");
+        for uid in [&uids[0], &uids[600], &uids[1_199]] {
+            let view = app.alert_mapping(&engineer, "acme", uid).await.unwrap();
+            let state = (view.canonical.release.as_str(), view.alert.stale);
+            assert_eq!(state, ("17.1", false), "{label}: {uid}");
+        }
+    }
+}
+
 /// The org `acme` with the engineer `eve`, who acts in the tests.
 async fn acme_engineer(app: &App) -> Actor {
     let org = app
