@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use mapping::alert::{FieldSelection, decode_alert, decode_alert_keeping};
@@ -399,6 +400,7 @@ impl App {
         // writer at a time anyway.
         let writers = self.ingest_writers();
         let mut carried: Option<Batch> = None;
+        let expect_new = AtomicBool::new(true);
         loop {
             let waiting = std::time::Instant::now();
             let mut group: Vec<Batch> = carried.take().into_iter().collect();
@@ -420,13 +422,21 @@ impl App {
             }
             batches += group.len();
             let stored = futures_util::future::join_all(group.into_iter().map(|batch| {
-                let (scope, engine) = (&scope, &engine);
+                let (scope, engine, expect_new) = (&scope, &engine, &expect_new);
                 async move {
                     let (mut part, mut part_phases) =
                         (IngestReport::default(), IngestPhases::default());
-                    self.store_batch(actor, scope, engine, batch, &mut part, &mut part_phases)
-                        .await
-                        .map(|()| (part, part_phases))
+                    self.store_batch(
+                        actor,
+                        scope,
+                        engine,
+                        batch,
+                        expect_new,
+                        &mut part,
+                        &mut part_phases,
+                    )
+                    .await
+                    .map(|()| (part, part_phases))
                 }
             }))
             .await;
@@ -468,12 +478,16 @@ impl App {
     }
 
     /// Stores one batch in one transaction with its audit event.
+    /// `expect_new` is shared by the batches of one ingestion (see
+    /// `Tx::insert_new_alert_rows`).
+    #[allow(clippy::too_many_arguments)]
     async fn store_batch(
         &self,
         actor: &Actor,
         scope: &OrgScope,
         engine: &Engine,
         batch: Batch,
+        expect_new: &AtomicBool,
         report: &mut IngestReport,
         phases: &mut IngestPhases,
     ) -> Result<()> {
@@ -515,7 +529,13 @@ impl App {
         };
         // Insert first, look up only what the database refused: a batch of
         // new alerts, the usual case, costs no read.
-        let inserted = tx.insert_new_alert_rows(alerts).await?;
+        let sent = alerts.len();
+        let inserted = tx
+            .insert_new_alert_rows(alerts, expect_new.load(Ordering::Relaxed))
+            .await?;
+        // A batch with alerts stored already (a feed sent again) makes the
+        // next one skip the plain insert that would be refused.
+        expect_new.store(inserted.len() == sent, Ordering::Relaxed);
         split(&mut phases.write_alerts);
         let refused: Vec<String> = fresh
             .iter()

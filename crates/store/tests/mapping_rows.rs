@@ -146,12 +146,16 @@ async fn only_new_alerts_are_inserted_and_every_text_reads_back_unchanged() {
             (0..AWKWARD.len()).map(|i| format!("uid-{i}")).collect();
         assert_eq!(inserted, expected, "{label}");
 
-        // Two known uids with other content and one new: only the new one
-        // goes in, the stored two keep their content.
+        // Two known uids with other content and two new: only the new ones
+        // go in, the stored two keep their content. PostgreSQL's plain
+        // insert, tried first, writes `uid--early` (first in key order)
+        // before `uid-0` refuses it; the savepoint must take that row back
+        // for the insert that skips known uids to succeed.
         let again = vec![
             alert(&org, "uid-0", "changed"),
             alert(&org, "uid-new", "fresh"),
             alert(&org, "uid-3", "changed too"),
+            alert(&org, "uid--early", "fresh too"),
         ];
         let mut tx = store.begin_in(&scope).await.unwrap();
         let inserted = tx.insert_new_alerts(again).await.unwrap();
@@ -160,7 +164,11 @@ async fn only_new_alerts_are_inserted_and_every_text_reads_back_unchanged() {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(inserted, ["uid-new".to_string()].into(), "{label}");
+        assert_eq!(
+            inserted,
+            ["uid-new".to_string(), "uid--early".to_string()].into(),
+            "{label}"
+        );
         assert_eq!(
             known.get("uid-0"),
             Some(&(first[0].id.clone(), "sha-of-uid-0".to_string())),
@@ -183,6 +191,41 @@ async fn only_new_alerts_are_inserted_and_every_text_reads_back_unchanged() {
             assert_eq!(stored.user, None, "{label}: a NULL stays NULL");
             assert_eq!(stored.severity_weight, 0.8, "{label}");
         }
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn mapping_rows_of_new_alerts_store_a_repeated_candidate_once() {
+    for db in databases().await {
+        let label = db.label();
+        let store = db.store().await;
+        let scope = new_org(&store, "acme").await;
+        let org = scope.org().clone();
+        let a = alert(&org, "a-1", "declared twice");
+        // The same technique declared twice by the alert: one content
+        // hash, so one candidate, inserted without conflict handling.
+        let rows = store::MappingRows::of(
+            vec![
+                candidate(&org, &a.id, "c-same"),
+                candidate(&org, &a.id, "c-same"),
+                candidate(&org, &a.id, "c-other"),
+            ],
+            canonical(&org, &a.id),
+        );
+        let mut tx = store.begin_in(&scope).await.unwrap();
+        tx.insert_new_alerts(vec![a.clone()]).await.unwrap();
+        tx.insert_mapping_rows(rows).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut ids: Vec<String> = store
+            .candidates(&scope, &a.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["c-other", "c-same"], "{label}");
         store.close().await;
     }
 }
