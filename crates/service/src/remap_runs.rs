@@ -46,7 +46,9 @@ pub struct RemapRun {
     pub started_at: DateTime<Utc>,
     /// When it finished or failed.
     pub finished_at: Option<DateTime<Utc>>,
-    /// Alerts of the org when it started.
+    /// Alerts of the org when the run counted them (0 until it has),
+    /// raised to the alerts done when alerts ingested during the run take
+    /// it past that.
     pub total: usize,
     /// Alerts re-evaluated so far.
     pub alerts: usize,
@@ -158,14 +160,15 @@ impl App {
         self.authorize(actor, Action::RuleWrite, ("alerts", org))
             .await?;
         let scope = self.scope(actor, org).await?;
-        let total = self.store.alert_count(&scope).await?;
         let run = RemapRun {
             id: uuid::Uuid::now_v7().to_string(),
             requested_by: actor.name.clone(),
             state: RemapState::Running,
             started_at: store::now(),
             finished_at: None,
-            total: usize::try_from(total).unwrap_or(0),
+            // Counted by the run itself: on a large table the count alone
+            // can take seconds, which the caller should not wait for.
+            total: 0,
             alerts: 0,
             changed: 0,
             error: None,
@@ -179,7 +182,7 @@ impl App {
                 details: json!({"run": going.id, "started_at": going.started_at}),
             });
         }
-        tracing::info!(org = %scope.org(), run = %run.id, alerts = run.total, "re-map started");
+        tracing::info!(org = %scope.org(), run = %run.id, "re-map started");
         let (sender, receiver) = oneshot::channel();
         let app = self.clone();
         let actor = actor.clone();
@@ -216,9 +219,16 @@ impl App {
     ) -> Result<(usize, usize)> {
         let runs = ending.runs.clone();
         let (org, id) = (ending.org.clone(), ending.id.clone());
+        let total = usize::try_from(self.store.alert_count(scope).await?).unwrap_or(usize::MAX);
+        runs.update(&org, &id, |run| run.total = run.total.max(total));
         let mut progress = move |alerts: usize, changed: usize| {
             runs.update(&org, &id, |run| {
-                (run.alerts, run.changed) = (alerts, changed)
+                (run.alerts, run.changed) = (alerts, changed);
+                // Alerts ingested while the run goes are re-mapped too
+                // when its pages reach them, so the count taken at the
+                // start can be passed; a total below the done count
+                // would read as more than complete.
+                run.total = run.total.max(alerts);
             });
         };
         self.remap_scope(actor, scope, &mut progress).await

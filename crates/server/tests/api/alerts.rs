@@ -1083,7 +1083,12 @@ async fn a_remap_answers_before_it_ends_and_shows_its_progress() {
         assert_eq!(location, Some("/api/v1/remap"), "{backend}");
         let run = started.json()["data"].clone();
         assert_eq!(run["state"], "running", "{backend}: {run}");
-        assert_eq!(run["total"], ingested, "{backend}: {run}");
+        // The run counts the org's alerts itself, so the answer may come
+        // before the count.
+        assert!(
+            run["total"] == 0 || run["total"] == ingested,
+            "{backend}: {run}"
+        );
         let id = run["id"].as_str().unwrap().to_string();
 
         let again = app.post("/api/v1/remap", &engineer).await;
@@ -1104,6 +1109,7 @@ async fn a_remap_answers_before_it_ends_and_shows_its_progress() {
         }
         assert_eq!(seen["state"], "finished", "{backend}: {seen}");
         assert_eq!(seen["alerts"], ingested, "{backend}: {seen}");
+        assert_eq!(seen["total"], ingested, "{backend}: {seen}");
         assert!(seen["finished_at"].is_string(), "{backend}: {seen}");
         assert_eq!(seen["error"], Value::Null, "{backend}: {seen}");
 
