@@ -24,6 +24,20 @@ pub(crate) struct Remap {
     pub changed: usize,
 }
 
+impl Remap {
+    /// Counts and logs one org's failure; the orgs after it go on.
+    fn org_failed(&mut self, scope: &OrgScope, dataset: &Dataset, error: &crate::ServiceError) {
+        self.failed_orgs += 1;
+        tracing::warn!(
+            org = %scope.org(),
+            dataset = %dataset.id,
+            error = %error,
+            "re-mapping an org after activation failed; its alerts stay stale until \
+             `alerts remap`"
+        );
+    }
+}
+
 impl App {
     /// Marks the alerts of every org stale and re-maps them under the
     /// newly active Enterprise dataset, org by org. Called after an
@@ -33,6 +47,10 @@ impl App {
     /// stale and have nothing to do with it. Each org's failure is logged
     /// with the org and counted in [`Remap::failed_orgs`]; only a failure
     /// to list the orgs is an error.
+    ///
+    /// Every org is marked before the first is re-mapped: re-mapping takes
+    /// minutes on a large org, and the orgs after it must not read as
+    /// current under the retired release meanwhile.
     pub(crate) async fn remap_after_activation(
         &self,
         actor: &Actor,
@@ -42,46 +60,50 @@ impl App {
         if dataset.domain != Domain::Enterprise {
             return Ok(remap);
         }
+        let mut marked = Vec::new();
         for org in self.store.list_orgs().await? {
             remap.orgs += 1;
             let scope = OrgScope::new(org.id.clone());
+            match self.mark_release_stale(&scope, dataset).await {
+                Ok(count) => marked.push((scope, count)),
+                Err(e) => remap.org_failed(&scope, dataset, &e),
+            }
+        }
+        for (scope, count) in marked {
             match self
-                .remap_org_after_activation(actor, &scope, dataset)
+                .remap_org_after_activation(actor, &scope, dataset, count)
                 .await
             {
                 Ok((alerts, changed)) => {
                     remap.alerts += alerts;
                     remap.changed += changed;
                 }
-                Err(e) => {
-                    remap.failed_orgs += 1;
-                    tracing::warn!(
-                        org = %org.id,
-                        dataset = %dataset.id,
-                        error = %e,
-                        "re-mapping an org after activation failed; its alerts stay stale until \
-                         `alerts remap`"
-                    );
-                }
+                Err(e) => remap.org_failed(&scope, dataset, &e),
             }
         }
         Ok(remap)
     }
 
-    /// One org's part of [`App::remap_after_activation`]: marks its alerts
-    /// stale, re-maps them and settles its incidents. Answers `(alerts,
-    /// changed)`, or the first failure.
+    /// Marks the org's alerts stale for the release `dataset` replaced;
+    /// answers how many.
+    async fn mark_release_stale(&self, scope: &OrgScope, dataset: &Dataset) -> Result<u64> {
+        let reason = json!([{"reason": "release_activated", "release": dataset.release}]);
+        let mut tx = self.store.begin_in(scope).await?;
+        let marked = tx.mark_org_alerts_stale(scope, &reason.to_string()).await?;
+        tx.commit().await?;
+        Ok(marked)
+    }
+
+    /// One org's part of [`App::remap_after_activation`] once its `marked`
+    /// alerts are marked stale: re-maps them and settles its incidents.
+    /// Answers `(alerts, changed)`, or the first failure.
     async fn remap_org_after_activation(
         &self,
         actor: &Actor,
         scope: &OrgScope,
         dataset: &Dataset,
+        marked: u64,
     ) -> Result<(usize, usize)> {
-        let reason = json!([{"reason": "release_activated", "release": dataset.release}]);
-        let mut tx = self.store.begin_in(scope).await?;
-        let marked = tx.mark_org_alerts_stale(scope, &reason.to_string()).await?;
-        tx.commit().await?;
-
         let remapped = if marked == 0 {
             Ok((0, 0))
         } else {
