@@ -253,7 +253,7 @@ pub struct MalformedDeclaration {
 }
 
 /// The normalized attributes rules read as `alert.*` fields.
-const ATTRIBUTES: [&str; 12] = [
+pub(crate) const ATTRIBUTES: [&str; 12] = [
     "source_uid",
     "title",
     "description",

@@ -70,6 +70,17 @@ pub fn alert_changes(before: &NormalizedAlert, after: &NormalizedAlert) -> Vec<S
             .filter(|k| !before.fields.contains_key(*k))
             .cloned(),
     );
+    // Rules match the normalized attributes too (`alert.title`,
+    // `alert.host`, ...), so a changed one is evidence as much as a changed
+    // raw field; severity and the analytic have reasons of their own, and
+    // the source uid is what makes the two one alert.
+    fields.extend(
+        crate::alert::ATTRIBUTES
+            .iter()
+            .filter(|a| !matches!(**a, "source_uid" | "severity" | "analytic_uid"))
+            .map(|a| format!("alert.{a}"))
+            .filter(|path| before.field(path) != after.field(path)),
+    );
     fields.sort();
     if !fields.is_empty() {
         reasons.push(StaleReason::EvidenceUpdate { fields });
@@ -125,5 +136,19 @@ mod tests {
         );
         let json = serde_json::to_value(&alert_changes(&before, &after)[0]).unwrap();
         assert_eq!(json["reason"], "severity_shift");
+    }
+
+    #[test]
+    fn a_changed_attribute_that_rules_match_is_evidence() {
+        let before = alert("low", "whoami", None);
+        let mut after = before.clone();
+        after.title = "t, renamed".into();
+        after.host = Some("ws-9".into());
+        assert_eq!(
+            alert_changes(&before, &after),
+            vec![StaleReason::EvidenceUpdate {
+                fields: vec!["alert.host".into(), "alert.title".into()]
+            }]
+        );
     }
 }
