@@ -260,27 +260,38 @@ pub(crate) fn connector_of(connector: Option<&str>, product: Option<&str>) -> St
 
 /// The platform an alert was raised on, from the fields the common formats
 /// use for it (OCSF `device.os`, ECS `host.os`, native `platform`); empty
-/// when the alert does not say.
+/// when the alert does not say. A field may be nested (`{"host": {"os":
+/// {"type": ...}}}`) or written with dotted keys as Elastic's flattened
+/// documents do (`{"host.os.type": ...}`, `{"host.os": {"type": ...}}`).
 fn platform_of(raw: &str) -> String {
     let Ok(PlatformKeys(keys)) = serde_json::from_str::<PlatformKeys>(raw) else {
         return String::new();
     };
-    let at = |key: &str, pointer: &str| keys.get(key).and_then(|v| v.pointer(pointer));
-    let candidates = [
-        at("device", "/os/type"),
-        at("device", "/os/name"),
-        at("host", "/os/type"),
-        at("host", "/os/platform"),
-        at("host", "/os/family"),
-        at("platform", ""),
-    ];
-    candidates
-        .into_iter()
-        .filter_map(|v| v.and_then(Value::as_str))
-        .map(str::trim)
-        .find(|s| !s.is_empty())
-        .map(platform_name)
-        .unwrap_or_default()
+    let at = |path: &str| {
+        let segments: Vec<&str> = path.split('.').collect();
+        // Every split of the path into a dotted key and a nested rest, the
+        // nested form first.
+        (1..=segments.len()).find_map(|k| {
+            let rest: String = segments[k..].iter().map(|s| format!("/{s}")).collect();
+            keys.get(&segments[..k].join("."))
+                .and_then(|v| v.pointer(&rest))
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        })
+    };
+    [
+        "device.os.type",
+        "device.os.name",
+        "host.os.type",
+        "host.os.platform",
+        "host.os.family",
+        "platform",
+    ]
+    .into_iter()
+    .find_map(at)
+    .map(platform_name)
+    .unwrap_or_default()
 }
 
 /// The top-level keys that can name a platform, decoded; the rest of the
@@ -304,7 +315,8 @@ impl<'de> Deserialize<'de> for PlatformKeys {
             ) -> Result<PlatformKeys, A::Error> {
                 let mut keys = serde_json::Map::new();
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if matches!(key.as_ref(), "device" | "host" | "platform") {
+                    let root = key.split('.').next().unwrap_or_default();
+                    if matches!(root, "device" | "host" | "platform") {
                         keys.insert(key.into_owned(), map.next_value()?);
                     } else {
                         map.next_value::<serde::de::IgnoredAny>()?;
@@ -1206,6 +1218,17 @@ mod tests {
         // Escaped keys are read as keys.
         assert_eq!(platform_of(r#"{"pl\u0061tform": "macos"}"#), "macOS");
         assert_eq!(platform_of(r#"{"device": "laptop"}"#), "");
+        // Dotted keys, whole or in part, name the same fields.
+        assert_eq!(platform_of(r#"{"host.os.type": "windows"}"#), "Windows");
+        assert_eq!(
+            platform_of(r#"{"host.os": {"family": "debian linux"}}"#),
+            "Linux"
+        );
+        assert_eq!(
+            platform_of(r#"{"host.name": "h1", "device.os.name": "macOS 15"}"#),
+            "macOS"
+        );
+        assert_eq!(platform_of(r#"{"host.hostname": "h1"}"#), "");
         assert_eq!(platform_of(r#"["Windows"]"#), "");
         assert_eq!(platform_of("not json"), "");
     }
