@@ -488,6 +488,18 @@ pub async fn rules(app: &App, command: RulesCommand) -> anyhow::Result<ExitCode>
             let actor = actor(app, &org, Role::PlatformAdmin).await?;
             let outcome = app.import_sigma(&actor, &org.org, &path).await?;
             let summary = outcome.summary();
+            // The contract's JSON on stdout has no place for what was left
+            // out of the pack, so that goes to stderr in both modes: an
+            // import that skipped files must not read as a clean one.
+            if outcome.report.skipped > 0 {
+                eprintln!(
+                    "skipped {} rules with status deprecated or unsupported",
+                    outcome.report.skipped
+                );
+            }
+            for problem in &outcome.report.unreadable {
+                eprintln!("unreadable {}: {}", problem.file, problem.message);
+            }
             print(org.json, &summary, || {
                 format!(
                     "import {}: {} rules, {} mapped ({} new versions); tags valid {}, unknown \

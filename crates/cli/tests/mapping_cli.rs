@@ -82,6 +82,56 @@ async fn mapping_commands_keep_the_issue_3_contract() {
             set(&["valid", "unknown", "revoked", "deprecated"])
         );
 
+        // What a pack leaves out (a rule skipped for its status, a file that
+        // is not Sigma) is named on stderr; stdout keeps the contract.
+        let pack = tempfile::tempdir().unwrap();
+        let rule = |status: &str, id: &str| {
+            format!(
+                "title: Rule {status}\nid: {id}\nstatus: {status}\nlogsource: {{product: windows}}\n\
+                 detection: {{sel: {{a: b}}, condition: sel}}\ntags: [attack.t1059]\n"
+            )
+        };
+        let files = [
+            (
+                "good.yml",
+                rule("test", "5d3c1a2e-0000-4000-8000-000000000001"),
+            ),
+            (
+                "old.yml",
+                rule("deprecated", "5d3c1a2e-0000-4000-8000-000000000002"),
+            ),
+            ("broken.yml", "title: [unclosed\n".to_string()),
+        ];
+        for (name, text) in &files {
+            std::fs::write(pack.path().join(name), text).unwrap();
+        }
+        assert!(run(&url, &["org", "create", "side"]).ok);
+        let side = run(
+            &url,
+            &[
+                "rules",
+                "import-sigma",
+                pack.path().to_str().unwrap(),
+                "--org",
+                "side",
+                "--actor",
+                "eve",
+                "--json",
+            ],
+        );
+        let summary = side.json();
+        assert_eq!(
+            keys(&summary),
+            set(&["rules", "mapped_rules", "tags", "problems"])
+        );
+        assert_eq!(summary["mapped_rules"], 1, "{}", side.stdout);
+        assert!(
+            side.stderr.contains("skipped 1 rules")
+                && side.stderr.contains("unreadable broken.yml"),
+            "{}",
+            side.stderr
+        );
+
         let ingest = run(
             &url,
             &[
@@ -193,7 +243,7 @@ async fn mapping_commands_keep_the_issue_3_contract() {
             bad.stderr
         );
 
-        // `org list` names the org made above.
+        // `org list` names the orgs made above.
         let orgs = run(&url, &["org", "list", "--json"]).json();
         let names: Vec<&str> = orgs
             .as_array()
@@ -201,7 +251,7 @@ async fn mapping_commands_keep_the_issue_3_contract() {
             .iter()
             .map(|o| o["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, vec!["acme"]);
+        assert_eq!(names, vec!["acme", "side"]);
 
         let refused = run(
             &url,
