@@ -180,6 +180,10 @@ const CHECKPOINT_EVERY: usize = 4;
 /// and made 9,200/s, three made no more.
 const POSTGRES_INGEST_WRITERS: usize = 2;
 
+/// How often a transaction that PostgreSQL rolled back to break a
+/// deadlock is tried again before the error is answered.
+const CONTENTION_ATTEMPTS: usize = 5;
+
 /// The compiled rules of one org under one dataset.
 #[derive(Debug)]
 pub(crate) struct CompiledRules {
@@ -726,20 +730,48 @@ impl App {
         if records.is_empty() {
             return Ok(outcomes);
         }
-
-        let mut tx = self.store.begin_in(scope).await?;
-        for record in &records {
-            tx.update_alert_content(scope, record).await?;
+        // In key order, as new alerts are inserted: two ingestions updating
+        // the same alerts then lock them in the same order, and one waits
+        // for the other instead of both waiting for each other.
+        records.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        let mut attempt = 1;
+        loop {
+            match self
+                .store_contents(scope, &records, rollup.clone(), &events)
+                .await
+            {
+                Err(ServiceError::Store(store::StoreError::Contention { .. }))
+                    if attempt < CONTENTION_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                outcome => break outcome?,
+            }
         }
-        store::rollups::apply_delta(&mut tx, scope, rollup).await?;
-        for event in &events {
-            tx.append_audit(event).await?;
-        }
-        tx.commit().await?;
-
         self.recompute_settled(actor, scope, engine, records, "alert_update")
             .await?;
         Ok(outcomes)
+    }
+
+    /// The new contents of updated alerts, their rollup changes and audit
+    /// events, in one transaction.
+    async fn store_contents(
+        &self,
+        scope: &OrgScope,
+        records: &[AlertRecord],
+        rollup: Vec<store::RollupRecord>,
+        events: &[store::NewAuditEvent],
+    ) -> Result<()> {
+        let mut tx = self.store.begin_in(scope).await?;
+        for record in records {
+            tx.update_alert_content(scope, record).await?;
+        }
+        store::rollups::apply_delta(&mut tx, scope, rollup).await?;
+        for event in events {
+            tx.append_audit(event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The org scope for `org` (name or id), refusing another org's actor.
@@ -808,6 +840,7 @@ impl App {
         let org = scope.org().clone();
         let rules = tokio::task::spawn_blocking(move || {
             let mut parsed = Vec::with_capacity(stored.len());
+            let mut refused = Vec::new();
             for r in &stored {
                 let value: Value = match serde_json::from_str(&r.definition) {
                     Ok(v) => v,
@@ -819,9 +852,17 @@ impl App {
                 match mapping::rules::parse_rule_value(&value, &release) {
                     Ok(rule) => parsed.push(rule),
                     Err(e) => {
-                        tracing::warn!(org = %org, rule = %r.id, error = %e, "stored rule refused by the active release")
+                        tracing::debug!(org = %org, rule = %r.id, error = %e, "stored rule refused by the active release");
+                        refused.push(r.id.as_str());
                     }
                 }
+            }
+            // One line, not one per rule: after activating an older
+            // release a pack's rules can be refused by the hundred, and
+            // the CLI's stderr is where its own reports go.
+            if !refused.is_empty() {
+                let first: Vec<&str> = refused.iter().take(5).copied().collect();
+                tracing::warn!(org = %org, refused = refused.len(), first = ?first, "stored rules refused by the active release are left out (the activation's compatibility report and `dataset migrations` list them; NEXUS_ATTACK_LOG=service=debug names each)");
             }
             RuleSet::new(parsed)
         })
@@ -1027,7 +1068,9 @@ impl App {
     ) -> Result<Vec<AlertId>> {
         const ATTEMPTS: usize = 8;
         match self.recompute(actor, scope, engine, &alerts, cause).await {
-            Err(ServiceError::Store(store::StoreError::Conflict { .. })) => {}
+            Err(ServiceError::Store(
+                store::StoreError::Conflict { .. } | store::StoreError::Contention { .. },
+            )) => {}
             other => return other,
         }
         tracing::debug!(org = %scope.org(), alerts = alerts.len(), cause, "recompute met a concurrent change; one alert at a time");
@@ -1046,9 +1089,9 @@ impl App {
                     .recompute(actor, scope, engine, std::slice::from_ref(&now), cause)
                     .await
                 {
-                    Err(ServiceError::Store(store::StoreError::Conflict { .. }))
-                        if attempt < ATTEMPTS =>
-                    {
+                    Err(ServiceError::Store(
+                        store::StoreError::Conflict { .. } | store::StoreError::Contention { .. },
+                    )) if attempt < ATTEMPTS => {
                         attempt += 1;
                     }
                     outcome => {

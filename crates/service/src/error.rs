@@ -182,7 +182,9 @@ impl ServiceError {
             ServiceError::Fetch { .. } => "fetch_failed",
             ServiceError::Store(store::StoreError::Conflict { .. }) => "conflict",
             ServiceError::Store(store::StoreError::InvalidUrl { .. }) => "invalid_config",
-            ServiceError::Store(store::StoreError::Unreachable { .. }) => "unavailable",
+            ServiceError::Store(
+                store::StoreError::Unreachable { .. } | store::StoreError::Contention { .. },
+            ) => "unavailable",
             ServiceError::Store(_) | ServiceError::Internal(_) => "internal",
         }
     }
@@ -208,7 +210,9 @@ impl ServiceError {
             ServiceError::ValidationFailed { .. } => ErrorKind::Unprocessable,
             ServiceError::Fetch { .. } => ErrorKind::InvalidInput,
             ServiceError::Store(store::StoreError::Conflict { .. }) => ErrorKind::Conflict,
-            ServiceError::Store(store::StoreError::Unreachable { .. }) => ErrorKind::Unavailable,
+            ServiceError::Store(
+                store::StoreError::Unreachable { .. } | store::StoreError::Contention { .. },
+            ) => ErrorKind::Unavailable,
             ServiceError::Store(_) | ServiceError::Internal(_) => ErrorKind::Internal,
         }
     }

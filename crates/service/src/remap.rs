@@ -107,7 +107,11 @@ impl App {
         let remapped = if marked == 0 {
             Ok((0, 0))
         } else {
-            match self.engine(scope).await {
+            // The org's run, seen by `GET /api/v1/remap`, and one at a time
+            // with the runs asked for over the API.
+            let claim = self.claim_remap(scope, &actor.name, marked).await;
+            let mut progress = claim.progress();
+            let remapped = match self.engine(scope).await {
                 Ok(engine) => {
                     self.recompute_org(
                         actor,
@@ -115,12 +119,14 @@ impl App {
                         &engine,
                         "release_activated",
                         |_| true,
-                        &mut |_, _| {},
+                        &mut progress,
                     )
                     .await
                 }
                 Err(e) => Err(e),
-            }
+            };
+            claim.end(&remapped);
+            remapped
         };
         // The activation queued the org's incidents mapped under the
         // old release; those whose alerts are all re-mapped now leave

@@ -147,7 +147,68 @@ impl Drop for Ending {
     }
 }
 
+/// The org's run held by a re-map the service starts itself (the one after
+/// an activation or rollback): API callers see it and wait for it like any
+/// other run.
+pub(crate) struct RemapClaim {
+    ending: Ending,
+}
+
+impl RemapClaim {
+    /// What to tell after each page: alerts done and changed so far.
+    pub(crate) fn progress(&self) -> impl FnMut(usize, usize) + Send + 'static {
+        let runs = self.ending.runs.clone();
+        let (org, id) = (self.ending.org.clone(), self.ending.id.clone());
+        move |alerts, changed| {
+            runs.update(&org, &id, |run| {
+                (run.alerts, run.changed) = (alerts, changed);
+                run.total = run.total.max(alerts);
+            });
+        }
+    }
+
+    /// Ends the run with the re-map's outcome.
+    pub(crate) fn end(self, outcome: &Result<(usize, usize)>) {
+        self.ending.end(outcome);
+    }
+}
+
 impl App {
+    /// Takes the org's run for a re-map of `total` alerts the service
+    /// starts itself, waiting while a run of the org is going: two re-maps
+    /// of one org at once write the same rows and can deadlock each other.
+    /// A run started before an activation stops at its next page (its
+    /// release is retired), so the wait is short unless the running one
+    /// re-maps under the new release already.
+    pub(crate) async fn claim_remap(
+        &self,
+        scope: &OrgScope,
+        requested_by: &str,
+        total: u64,
+    ) -> RemapClaim {
+        let run = RemapRun {
+            id: uuid::Uuid::now_v7().to_string(),
+            requested_by: requested_by.to_string(),
+            state: RemapState::Running,
+            started_at: store::now(),
+            finished_at: None,
+            total: usize::try_from(total).unwrap_or(usize::MAX),
+            alerts: 0,
+            changed: 0,
+            error: None,
+        };
+        while self.remap_runs.claim(scope.org(), run.clone()).is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        RemapClaim {
+            ending: Ending {
+                runs: self.remap_runs.clone(),
+                org: scope.org().clone(),
+                id: run.id,
+            },
+        }
+    }
+
     /// Starts re-mapping every alert of the org beside the caller (see
     /// [`App::remap_org`] for what a re-map does) and answers the run as it
     /// starts, with a receiver of how it ended. A run of the org still

@@ -724,10 +724,15 @@ impl Tx {
         candidates: Vec<CandidateRecord>,
     ) -> Result<u64, StoreError> {
         let rows = candidates.into_iter().map(candidate_values).collect();
-        self.insert_candidate_rows(rows).await
+        self.insert_candidate_rows(rows, true).await
     }
 
-    async fn insert_candidate_rows(&mut self, rows: Vec<Vec<Val>>) -> Result<u64, StoreError> {
+    /// Candidate rows; with `skip_stored`, one already stored is skipped.
+    async fn insert_candidate_rows(
+        &mut self,
+        rows: Vec<Vec<Val>>,
+        skip_stored: bool,
+    ) -> Result<u64, StoreError> {
         let backend = self.backend;
         insert_rows(
             self.conn(),
@@ -735,7 +740,7 @@ impl Tx {
             "mapping_candidates",
             &CANDIDATE_COLUMNS,
             rows,
-            true,
+            skip_stored,
         )
         .await
     }
@@ -789,16 +794,7 @@ impl Tx {
         rows: MappingRows,
     ) -> Result<(std::time::Duration, std::time::Duration), StoreError> {
         let started = std::time::Instant::now();
-        let backend = self.backend;
-        insert_rows(
-            self.conn(),
-            backend,
-            "mapping_candidates",
-            &CANDIDATE_COLUMNS,
-            rows.candidates,
-            false,
-        )
-        .await?;
+        self.insert_candidate_rows(rows.candidates, false).await?;
         let candidates = started.elapsed();
         self.insert_canonical_rows(rows.sets, rows.entries).await?;
         Ok((candidates, started.elapsed() - candidates))

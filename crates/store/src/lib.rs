@@ -85,6 +85,14 @@ pub enum StoreError {
         /// What would be duplicated.
         what: String,
     },
+    /// PostgreSQL broke a deadlock (or a serialization failure) by
+    /// rolling this transaction back: nothing of it is stored, and the
+    /// same work tried again normally succeeds.
+    #[error("{context} met a concurrent transaction and was rolled back; try again")]
+    Contention {
+        /// What the store was doing.
+        context: String,
+    },
     /// A stored value does not decode (a column edited by hand, say).
     #[error("stored {what} is corrupt: {reason}")]
     Corrupt {
@@ -108,7 +116,8 @@ pub enum StoreError {
 }
 
 /// Adds what the store was doing to a driver error, and turns unique
-/// violations into [`StoreError::Conflict`].
+/// violations into [`StoreError::Conflict`] and deadlocks into
+/// [`StoreError::Contention`].
 pub(crate) trait Context<T> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError>;
 }
@@ -119,8 +128,15 @@ impl<T> Context<T> for Result<T, sqlx::Error> {
             let unique = source
                 .as_database_error()
                 .is_some_and(|e| e.is_unique_violation());
+            // 40P01 deadlock_detected, 40001 serialization_failure.
+            let contention = source
+                .as_database_error()
+                .and_then(|e| e.code())
+                .is_some_and(|code| code == "40P01" || code == "40001");
             if unique {
                 StoreError::Conflict { what: context() }
+            } else if contention {
+                StoreError::Contention { context: context() }
             } else {
                 StoreError::Database {
                     context: context(),
