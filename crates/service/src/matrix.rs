@@ -269,16 +269,7 @@ fn platform_of(raw: &str) -> String {
     };
     let at = |path: &str| {
         let segments: Vec<&str> = path.split('.').collect();
-        // Every split of the path into a dotted key and a nested rest, the
-        // nested form first.
-        (1..=segments.len()).find_map(|k| {
-            let rest: String = segments[k..].iter().map(|s| format!("/{s}")).collect();
-            keys.get(&segments[..k].join("."))
-                .and_then(|v| v.pointer(&rest))
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-        })
+        text_at(&keys, &segments)
     };
     [
         "device.os.type",
@@ -292,6 +283,27 @@ fn platform_of(raw: &str) -> String {
     .find_map(at)
     .map(platform_name)
     .unwrap_or_default()
+}
+
+/// The text at `segments` under `map`, however the document splits the
+/// path into keys: nested (`host` / `os` / `type`), dotted (`host.os.type`)
+/// or both (`host.os` / `type`, `host` / `os.type`). The nested form is
+/// tried first; a list counts with its first text, as Elastic's flattened
+/// fields come as lists.
+fn text_at<'a>(map: &'a serde_json::Map<String, Value>, segments: &[&str]) -> Option<&'a str> {
+    (1..=segments.len()).find_map(|k| {
+        let value = map.get(&segments[..k].join("."))?;
+        let value = match value {
+            Value::Array(items) => items.iter().find(|v| v.is_string())?,
+            other => other,
+        };
+        match (&segments[k..], value) {
+            ([], Value::String(s)) => Some(s.trim()).filter(|s| !s.is_empty()),
+            ([], _) => None,
+            (rest, Value::Object(inner)) => text_at(inner, rest),
+            _ => None,
+        }
+    })
 }
 
 /// The top-level keys that can name a platform, decoded; the rest of the
@@ -329,14 +341,25 @@ impl<'de> Deserialize<'de> for PlatformKeys {
     }
 }
 
+/// Linux distributions as ECS `host.os.family` and `host.os.platform` name
+/// them (`debian`, `redhat`, ...), without the word Linux.
+const LINUX_DISTRIBUTIONS: [&str; 16] = [
+    "debian", "ubuntu", "redhat", "rhel", "centos", "fedora", "suse", "opensuse", "amazon",
+    "alpine", "arch", "oracle", "rocky", "alma", "gentoo", "kali",
+];
+
 /// ATT&CK's platform spelling for the common OS words.
 fn platform_name(os: &str) -> String {
     let lower = os.to_ascii_lowercase();
+    let first_word = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or_default();
     if lower.contains("windows") {
         "Windows".into()
     } else if lower.contains("mac") || lower.contains("darwin") {
         "macOS".into()
-    } else if lower.contains("linux") {
+    } else if lower.contains("linux") || LINUX_DISTRIBUTIONS.contains(&first_word) {
         "Linux".into()
     } else {
         os.to_string()
@@ -1229,6 +1252,18 @@ mod tests {
             "macOS"
         );
         assert_eq!(platform_of(r#"{"host.hostname": "h1"}"#), "");
+        assert_eq!(
+            platform_of(r#"{"host": {"os.type": "windows"}}"#),
+            "Windows"
+        );
+        // Flattened fields come as lists; distributions are Linux.
+        assert_eq!(platform_of(r#"{"host.os.type": ["windows"]}"#), "Windows");
+        assert_eq!(platform_of(r#"{"host.os": {"family": "debian"}}"#), "Linux");
+        assert_eq!(
+            platform_of(r#"{"host": {"os": {"platform": "centos"}}}"#),
+            "Linux"
+        );
+        assert_eq!(platform_of(r#"{"host.os.type": [1, []]}"#), "");
         assert_eq!(platform_of(r#"["Windows"]"#), "");
         assert_eq!(platform_of("not json"), "");
     }
