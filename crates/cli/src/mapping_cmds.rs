@@ -497,8 +497,13 @@ pub async fn rules(app: &App, command: RulesCommand) -> anyhow::Result<ExitCode>
                     outcome.report.skipped
                 );
             }
+            // Files that could not be read, and rules read but not kept as
+            // they were (a repeated id replaces the earlier rule).
             for problem in &outcome.report.unreadable {
-                eprintln!("unreadable {}: {}", problem.file, problem.message);
+                eprintln!("{}: {}", problem.file, problem.message);
+            }
+            if outcome.report.rules == 0 {
+                eprintln!("no Sigma rule found in {}", path.display());
             }
             print(org.json, &summary, || {
                 format!(

@@ -127,7 +127,9 @@ async fn mapping_commands_keep_the_issue_3_contract() {
         assert_eq!(summary["mapped_rules"], 1, "{}", side.stdout);
         assert!(
             side.stderr.contains("skipped 1 rules")
-                && side.stderr.contains("unreadable broken.yml"),
+                && side
+                    .stderr
+                    .contains("broken.yml: document 1: not valid YAML"),
             "{}",
             side.stderr
         );
