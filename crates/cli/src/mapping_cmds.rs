@@ -499,10 +499,12 @@ pub async fn rules(app: &App, command: RulesCommand) -> anyhow::Result<ExitCode>
             }
             // Files that could not be read, and rules read but not kept as
             // they were (a repeated id replaces the earlier rule).
+            // Names come from the pack: escaped, a line break in one cannot
+            // forge a line of its own.
             for problem in &outcome.report.unreadable {
-                eprintln!("{}: {}", problem.file, problem.message);
+                eprintln!("{}: {}", problem.file.escape_debug(), problem.message);
             }
-            if outcome.report.rules == 0 {
+            if outcome.report.rules == 0 && outcome.report.skipped == 0 {
                 eprintln!("no Sigma rule found in {}", path.display());
             }
             print(org.json, &summary, || {

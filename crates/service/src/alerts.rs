@@ -748,6 +748,15 @@ impl App {
                 outcome => break outcome?,
             }
         }
+        // An activation since the ingestion began retired the release its
+        // engine maps with: the new contents are mapped under the active
+        // one instead of failing the ingestion after they were stored.
+        let current = match self.still_active(engine).await {
+            Ok(()) => None,
+            Err(ServiceError::Conflict(_)) => Some(self.engine(scope).await?),
+            Err(e) => return Err(e),
+        };
+        let engine = current.as_ref().unwrap_or(engine);
         self.recompute_settled(actor, scope, engine, records, "alert_update")
             .await?;
         Ok(outcomes)
@@ -1053,6 +1062,30 @@ impl App {
         }
     }
 
+    /// Marks every alert of the org stale for `reason`; answers how many.
+    /// One statement over the org's alerts meets every ingestion updating
+    /// them, and PostgreSQL may break the deadlock by rolling it back: it is
+    /// tried again, as a marking that silently failed would leave the org
+    /// reading as current.
+    pub(crate) async fn mark_org_stale(&self, scope: &OrgScope, reason: &str) -> Result<u64> {
+        let mut attempt = 1;
+        loop {
+            let marked = async {
+                let mut tx = self.store.begin_in(scope).await?;
+                let marked = tx.mark_org_alerts_stale(scope, reason).await?;
+                tx.commit().await?;
+                Ok::<_, store::StoreError>(marked)
+            }
+            .await;
+            match marked {
+                Err(store::StoreError::Contention { .. }) if attempt < CONTENTION_ATTEMPTS => {
+                    attempt += 1;
+                }
+                outcome => return Ok(outcome?),
+            }
+        }
+    }
+
     /// [`App::recompute`], for alerts read before it runs. Their mapping
     /// may have moved on meanwhile (an override, an update or another
     /// re-map committed in between): the store then refuses the write as a
@@ -1131,9 +1164,7 @@ impl App {
     ) -> Result<(usize, usize)> {
         let engine = self.engine(scope).await?;
         let reason = json!([{"reason": "release_activated", "release": engine.dataset.release}]);
-        let mut tx = self.store.begin_in(scope).await?;
-        tx.mark_org_alerts_stale(scope, &reason.to_string()).await?;
-        tx.commit().await?;
+        self.mark_org_stale(scope, &reason.to_string()).await?;
         let remapped = self
             .recompute_org(
                 actor,

@@ -180,11 +180,13 @@ impl ServiceError {
             ServiceError::TooLarge { .. } => "too_large",
             ServiceError::ValidationFailed { .. } => "validation_failed",
             ServiceError::Fetch { .. } => "fetch_failed",
-            ServiceError::Store(store::StoreError::Conflict { .. }) => "conflict",
             ServiceError::Store(store::StoreError::InvalidUrl { .. }) => "invalid_config",
+            // A deadlock is a conflict with another writer, whose message
+            // says to try again; the store itself is up.
             ServiceError::Store(
-                store::StoreError::Unreachable { .. } | store::StoreError::Contention { .. },
-            ) => "unavailable",
+                store::StoreError::Conflict { .. } | store::StoreError::Contention { .. },
+            ) => "conflict",
+            ServiceError::Store(store::StoreError::Unreachable { .. }) => "unavailable",
             ServiceError::Store(_) | ServiceError::Internal(_) => "internal",
         }
     }
@@ -209,10 +211,10 @@ impl ServiceError {
             ServiceError::Conflict(_) | ServiceError::StateConflict { .. } => ErrorKind::Conflict,
             ServiceError::ValidationFailed { .. } => ErrorKind::Unprocessable,
             ServiceError::Fetch { .. } => ErrorKind::InvalidInput,
-            ServiceError::Store(store::StoreError::Conflict { .. }) => ErrorKind::Conflict,
             ServiceError::Store(
-                store::StoreError::Unreachable { .. } | store::StoreError::Contention { .. },
-            ) => ErrorKind::Unavailable,
+                store::StoreError::Conflict { .. } | store::StoreError::Contention { .. },
+            ) => ErrorKind::Conflict,
+            ServiceError::Store(store::StoreError::Unreachable { .. }) => ErrorKind::Unavailable,
             ServiceError::Store(_) | ServiceError::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -88,10 +88,7 @@ impl App {
     /// answers how many.
     async fn mark_release_stale(&self, scope: &OrgScope, dataset: &Dataset) -> Result<u64> {
         let reason = json!([{"reason": "release_activated", "release": dataset.release}]);
-        let mut tx = self.store.begin_in(scope).await?;
-        let marked = tx.mark_org_alerts_stale(scope, &reason.to_string()).await?;
-        tx.commit().await?;
-        Ok(marked)
+        self.mark_org_stale(scope, &reason.to_string()).await
     }
 
     /// One org's part of [`App::remap_after_activation`] once its `marked`

@@ -831,10 +831,16 @@ async fn ingestions_updating_the_same_alerts_in_opposite_orders_both_succeed() {
         let up = feed(4);
         let mut down = feed(5);
         down.reverse();
-        let (a, b) = tokio::join!(
+        // A re-map of the org beside them marks every alert stale in one
+        // statement, which meets both ingestions' row locks.
+        let mut quiet = |_: usize, _: usize| {};
+        let (a, b, remap) = tokio::join!(
             app.ingest_alert_values(&engineer, "acme", up),
-            app.ingest_alert_values(&engineer, "acme", down)
+            app.ingest_alert_values(&engineer, "acme", down),
+            app.remap_org(&engineer, "acme", &mut quiet)
         );
+        let (alerts, _) = remap.unwrap_or_else(|e| panic!("{label}: re-map: {e}"));
+        assert_eq!(alerts, uids.len(), "{label}");
         for report in [a, b] {
             let report = report.unwrap_or_else(|e| panic!("{label}: {e}"));
             assert_eq!(report.updated, uids.len(), "{label}: {report:?}");
