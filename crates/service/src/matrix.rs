@@ -342,10 +342,11 @@ impl<'de> Deserialize<'de> for PlatformKeys {
 }
 
 /// Linux distributions as ECS `host.os.family` and `host.os.platform` name
-/// them (`debian`, `redhat`, ...), without the word Linux.
-const LINUX_DISTRIBUTIONS: [&str; 16] = [
-    "debian", "ubuntu", "redhat", "rhel", "centos", "fedora", "suse", "opensuse", "amazon",
-    "alpine", "arch", "oracle", "rocky", "alma", "gentoo", "kali",
+/// them (`debian`, `redhat`, `amzn`, `sles`, ...), without the word Linux;
+/// a name counts when its first word starts with one (`rhel8`).
+const LINUX_DISTRIBUTIONS: [&str; 17] = [
+    "debian", "ubuntu", "redhat", "rhel", "centos", "fedora", "suse", "sles", "opensuse", "amzn",
+    "amazon", "alpine", "arch", "rocky", "alma", "gentoo", "kali",
 ];
 
 /// ATT&CK's platform spelling for the common OS words.
@@ -359,7 +360,11 @@ fn platform_name(os: &str) -> String {
         "Windows".into()
     } else if lower.contains("mac") || lower.contains("darwin") {
         "macOS".into()
-    } else if lower.contains("linux") || LINUX_DISTRIBUTIONS.contains(&first_word) {
+    } else if lower.contains("linux")
+        || LINUX_DISTRIBUTIONS
+            .iter()
+            .any(|d| first_word.starts_with(d))
+    {
         "Linux".into()
     } else {
         os.to_string()
@@ -1264,6 +1269,12 @@ mod tests {
             "Linux"
         );
         assert_eq!(platform_of(r#"{"host.os.type": [1, []]}"#), "");
+        assert_eq!(platform_of(r#"{"host.os.platform": "rhel8"}"#), "Linux");
+        assert_eq!(platform_of(r#"{"host.os.platform": "amzn"}"#), "Linux");
+        assert_eq!(
+            platform_of(r#"{"device.os.name": "Oracle Solaris 11.4"}"#),
+            "Oracle Solaris 11.4"
+        );
         assert_eq!(platform_of(r#"["Windows"]"#), "");
         assert_eq!(platform_of("not json"), "");
     }
