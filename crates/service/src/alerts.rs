@@ -94,11 +94,17 @@ pub struct IngestReport {
     pub declarations: DeclarationCounts,
     /// Why each refused line was refused.
     pub errors: Vec<IngestError>,
+    /// New alerts stored after an activation retired the release they were
+    /// mapped under (stored marked stale, re-mapped when the ingestion
+    /// ends).
+    #[serde(skip)]
+    pub(crate) retired_release: Vec<AlertId>,
 }
 
 impl IngestReport {
     /// Adds what another part of the same ingestion did.
     fn absorb(&mut self, other: IngestReport) {
+        self.retired_release.extend(other.retired_release);
         self.ingested += other.ingested;
         self.mapped += other.mapped;
         self.unmapped += other.unmapped;
@@ -468,6 +474,10 @@ impl App {
         phases.decode_map = decode_map;
         phases.worker_blocked = worker_blocked;
         report.errors.sort_by_key(|e| e.line);
+        let retired = std::mem::take(&mut report.retired_release);
+        if !retired.is_empty() {
+            self.remap_after_retirement(actor, &scope, retired).await;
+        }
         tracing::info!(org = %scope.org(), ingested = report.ingested, rejected = report.rejected, "alerts ingested");
         tracing::debug!(org = %scope.org(), ?phases, "ingestion phases");
         Ok(report)
@@ -526,6 +536,21 @@ impl App {
 
         let started = std::time::Instant::now();
         let mut tx = self.store.begin_in(scope).await?;
+        // An activation since the batch was mapped: its alerts go in marked
+        // stale and are re-mapped when the ingestion ends, as the
+        // activation's own re-map may have passed them already.
+        let retired = !tx.hold_active(&engine.dataset.id).await?;
+        if retired {
+            let release = tx
+                .active_dataset(Domain::Enterprise)
+                .await?
+                .map(|d| d.release)
+                .unwrap_or_default();
+            let reason = json!([{"reason": "release_activated", "release": release}]).to_string();
+            for row in &mut alerts {
+                row.mark_stale(&reason);
+            }
+        }
         let mut lap = std::time::Instant::now();
         let mut split = |part: &mut std::time::Duration| {
             *part += lap.elapsed();
@@ -581,6 +606,11 @@ impl App {
             mapping_rows.append(records.rows);
             rollup.extend(records.rollup);
             done.push(p);
+        }
+        if retired {
+            report
+                .retired_release
+                .extend(done.iter().map(|p| p.id.clone()));
         }
         // Freeing a thousand decoded documents is a measurable share of the
         // writer's time, and the writer sets the pace; the blocking pool
@@ -757,8 +787,20 @@ impl App {
             Err(e) => return Err(e),
         };
         let engine = current.as_ref().unwrap_or(engine);
-        self.recompute_settled(actor, scope, engine, records, "alert_update")
-            .await?;
+        match self
+            .recompute_settled(actor, scope, engine, records.clone(), "alert_update")
+            .await
+        {
+            // Retired between the check above and the write.
+            Err(ServiceError::Conflict(_)) => {
+                let fresh = self.engine(scope).await?;
+                self.recompute_settled(actor, scope, &fresh, records, "alert_update")
+                    .await?;
+            }
+            outcome => {
+                outcome?;
+            }
+        }
         Ok(outcomes)
     }
 
@@ -993,6 +1035,9 @@ impl App {
             "dataset": engine.dataset.id,
         });
         let mut tx = self.store.begin_in(scope).await?;
+        if !tx.hold_active(&engine.dataset.id).await? {
+            return Err(retired(engine));
+        }
         tx.insert_candidates(candidates).await?;
         tx.insert_canonical(sets).await?;
         store::rollups::apply_delta(&mut tx, scope, rollup).await?;
@@ -1054,11 +1099,31 @@ impl App {
         let active = self.store.active_dataset(Domain::Enterprise).await?;
         match active {
             Some(dataset) if dataset.id == engine.dataset.id => Ok(()),
-            _ => Err(ServiceError::Conflict(format!(
-                "release {} stopped being the active one while mapping with it; \
-                 the re-map that follows the activation takes over",
-                engine.dataset.release
-            ))),
+            _ => Err(retired(engine)),
+        }
+    }
+
+    /// Re-maps, under the release now active, alerts an ingestion stored
+    /// after an activation retired the one it mapped with. They were stored
+    /// marked stale; a failure here leaves them so, for `alerts remap`.
+    async fn remap_after_retirement(&self, actor: &Actor, scope: &OrgScope, ids: Vec<AlertId>) {
+        let outcome = async {
+            let engine = self.engine(scope).await?;
+            let mut alerts = Vec::with_capacity(ids.len());
+            for id in &ids {
+                alerts.extend(self.store.alert(scope, id.as_str()).await?);
+            }
+            self.recompute_settled(actor, scope, &engine, alerts, "release_activated")
+                .await
+        }
+        .await;
+        match outcome {
+            Ok(_) => {
+                tracing::info!(org = %scope.org(), alerts = ids.len(), "alerts stored after an activation re-mapped under the active release")
+            }
+            Err(e) => {
+                tracing::warn!(org = %scope.org(), alerts = ids.len(), error = %e, "alerts stored after an activation stay stale until `alerts remap`")
+            }
         }
     }
 
@@ -1388,6 +1453,15 @@ pub(crate) fn decode_stored(alert: &AlertRecord) -> Result<NormalizedAlert> {
     };
     let value: Value = serde_json::from_str(&alert.raw).map_err(|e| corrupt(e.to_string()))?;
     decode_alert(&value).map_err(|e| corrupt(e.to_string()))
+}
+
+/// The answer of a mapping whose release an activation retired under it.
+fn retired(engine: &Engine) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "release {} stopped being the active one while mapping with it; \
+         the re-map that follows the activation takes over",
+        engine.dataset.release
+    ))
 }
 
 /// The normalized attributes stored beside the raw document that have no

@@ -455,6 +455,16 @@ pub struct AlertRow {
 }
 
 impl AlertRow {
+    /// Stores the alert marked stale for `reason` (JSON text), as
+    /// [`Tx::mark_org_alerts_stale`] would mark it.
+    pub fn mark_stale(&mut self, reason: &str) {
+        let at = |name: &str| ALERT_COLUMNS.iter().position(|c| *c == name);
+        if let (Some(stale), Some(why)) = (at("stale"), at("stale_reason")) {
+            self.values[stale] = true.into();
+            self.values[why] = reason.into();
+        }
+    }
+
     /// The row of `alert` for `backend`.
     pub fn new(alert: AlertRecord, backend: Backend) -> Self {
         AlertRow {

@@ -7,8 +7,8 @@ use taxonomy::lifecycle::DatasetState;
 use taxonomy::{Domain, IdentitySource, Release, ReleaseCounts, Status};
 
 use crate::{
-    Context, Dataset, DatasetFilter, DatasetId, NewDataset, StateChange, Store, StoreError, Tx,
-    parse_ts, ts,
+    Backend, Context, Dataset, DatasetFilter, DatasetId, NewDataset, StateChange, Store,
+    StoreError, Tx, parse_ts, ts,
 };
 
 const DATASET_COLUMNS: &str = "id, domain, release, state, sha256, source, identity_source, \
@@ -103,6 +103,27 @@ fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
 }
 
 impl Tx {
+    /// Whether `id` is still the active dataset of its domain, held so until
+    /// this transaction ends: on PostgreSQL the row is locked for share, and
+    /// an activation or rollback, which must update it, waits for the
+    /// commit; SQLite runs one write transaction at a time. A mapping
+    /// written under a release checked so cannot land after the re-map that
+    /// follows that release's retirement has passed it.
+    pub async fn hold_active(&mut self, id: &DatasetId) -> Result<bool, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR SHARE",
+            Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT id FROM datasets WHERE id = $1 AND state = $2{lock}");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .bind(DatasetState::Active.as_str())
+            .fetch_optional(self.conn())
+            .await
+            .context(|| format!("holding dataset {id} active"))?;
+        Ok(row.is_some())
+    }
+
     /// Stores a new dataset in state `loaded`: its row, its bundle bytes and
     /// its tactics, techniques, procedures and matrices.
     pub async fn insert_dataset(&mut self, new: &NewDataset<'_>) -> Result<Dataset, StoreError> {
