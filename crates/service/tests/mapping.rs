@@ -10,13 +10,12 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use service::{
-    Actor, App, AppConfig, ErrorKind, LoadOptions, OverrideInput, ReviewDecision, Role,
-    ServiceError,
+    Actor, App, AppConfig, ErrorKind, OverrideInput, ReviewDecision, Role, ServiceError,
 };
 use store::testing::databases;
 
 mod support;
-use support::{activate_release, app_with_18_1, member, shared, steward};
+use support::{activate_release, app_with_18_1, approved_release, member, shared, steward};
 
 fn sigma_pack(name: &str) -> PathBuf {
     shared().join("sigma").join(name)
@@ -668,24 +667,7 @@ async fn vendor_declared_techniques_and_changed_alerts() {
         );
 
         // A newly activated release re-maps stored alerts under it.
-        let file = shared().join("attack/enterprise-attack-17.1.json.gz");
-        let older = app
-            .load_dataset(
-                &steward("alice"),
-                &file.display().to_string(),
-                &LoadOptions::default(),
-            )
-            .await
-            .unwrap();
-        app.validate_dataset(&steward("alice"), &older.id)
-            .await
-            .unwrap();
-        app.approve_dataset(&steward("bob"), &older.id)
-            .await
-            .unwrap();
-        app.activate_dataset(&steward("bob"), &older.id)
-            .await
-            .unwrap();
+        activate_release(&app, "enterprise-attack-17.1.json.gz").await;
         let remapped = app
             .alert_mapping(&engineer, "acme", "vendor-1")
             .await
@@ -868,20 +850,7 @@ async fn an_ingestion_overtaken_by_an_activation_ends_under_the_new_release() {
         let label = db.label();
         let app = app_with_18_1(&db).await;
         let engineer = acme_engineer(&app).await;
-        let path = shared()
-            .join("attack/enterprise-attack-17.1.json.gz")
-            .display()
-            .to_string();
-        let older = app
-            .load_dataset(&steward("alice"), &path, &LoadOptions::default())
-            .await
-            .unwrap();
-        app.validate_dataset(&steward("alice"), &older.id)
-            .await
-            .unwrap();
-        app.approve_dataset(&steward("bob"), &older.id)
-            .await
-            .unwrap();
+        let older = approved_release(&app, "enterprise-attack-17.1.json.gz").await;
 
         // The feed arrives in two parts: the second only after 17.1 is
         // active and its re-map has passed every alert stored by then, as a
@@ -907,9 +876,7 @@ async fn an_ingestion_overtaken_by_an_activation_ends_under_the_new_release() {
         {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        app.activate_dataset(&steward("bob"), &older.id)
-            .await
-            .unwrap();
+        app.activate_dataset(&steward("bob"), &older).await.unwrap();
         send.send(lines[2_000..].concat().into_bytes()).unwrap();
         drop(send);
         let report = ingestion.await.unwrap().unwrap();

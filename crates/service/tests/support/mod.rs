@@ -36,9 +36,9 @@ pub fn member(org: &service::Org, name: &str, role: Role) -> Actor {
     }
 }
 
-/// Loads `../shared/attack/<file>` and takes it through validation,
-/// approval by a second steward and activation.
-pub async fn activate_release(app: &App, file: &str) -> DatasetId {
+/// Loads `../shared/attack/<file>` and takes it through validation and
+/// approval by a second steward, `bob`, who may activate it.
+pub async fn approved_release(app: &App, file: &str) -> DatasetId {
     let path = shared().join("attack").join(file).display().to_string();
     let dataset = app
         .load_dataset(&steward("alice"), &path, &LoadOptions::default())
@@ -50,10 +50,14 @@ pub async fn activate_release(app: &App, file: &str) -> DatasetId {
     app.approve_dataset(&steward("bob"), &dataset.id)
         .await
         .unwrap();
-    app.activate_dataset(&steward("bob"), &dataset.id)
-        .await
-        .unwrap();
     dataset.id
+}
+
+/// [`approved_release`], then activated.
+pub async fn activate_release(app: &App, file: &str) -> DatasetId {
+    let id = approved_release(app, file).await;
+    app.activate_dataset(&steward("bob"), &id).await.unwrap();
+    id
 }
 
 /// An app on `db` with Enterprise 18.1 active.
