@@ -778,20 +778,14 @@ impl App {
                 outcome => break outcome?,
             }
         }
-        // An activation since the ingestion began retired the release its
-        // engine maps with: the new contents are mapped under the active
-        // one instead of failing the ingestion after they were stored.
-        let current = match self.still_active(engine).await {
-            Ok(()) => None,
-            Err(ServiceError::Conflict(_)) => Some(self.engine(scope).await?),
-            Err(e) => return Err(e),
-        };
-        let engine = current.as_ref().unwrap_or(engine);
         match self
             .recompute_settled(actor, scope, engine, records.clone(), "alert_update")
             .await
         {
-            // Retired between the check above and the write.
+            // An activation since the ingestion began retired the release
+            // its engine maps with (the write holds the release, so this is
+            // known before anything is written): the new contents, stored
+            // already, are mapped under the active one instead of failing.
             Err(ServiceError::Conflict(_)) => {
                 let fresh = self.engine(scope).await?;
                 self.recompute_settled(actor, scope, &fresh, records, "alert_update")
