@@ -267,9 +267,14 @@ fn platform_of(raw: &str) -> String {
     let Ok(PlatformKeys(keys)) = serde_json::from_str::<PlatformKeys>(raw) else {
         return String::new();
     };
+    platform_in(&keys)
+}
+
+/// [`platform_of`] a document decoded already.
+pub(crate) fn platform_in(document: &serde_json::Map<String, Value>) -> String {
     let at = |path: &str| {
         let segments: Vec<&str> = path.split('.').collect();
-        text_at(&keys, &segments)
+        text_at(document, &segments)
     };
     [
         "device.os.type",
@@ -386,9 +391,22 @@ pub(crate) fn rollup_deltas(
     if entries.is_empty() {
         return Vec::new();
     }
+    rollup_deltas_on(alert, &platform_of(&alert.raw), entries, sign)
+}
+
+/// [`rollup_deltas`] of an alert whose platform is known.
+fn rollup_deltas_on(
+    alert: &AlertRecord,
+    platform: &str,
+    entries: &[CanonicalEntryRecord],
+    sign: i64,
+) -> Vec<RollupRecord> {
+    if entries.is_empty() {
+        return Vec::new();
+    }
     let day = day_of(alert);
     let connector = connector_of(alert.connector.as_deref(), alert.product.as_deref());
-    let platform = platform_of(&alert.raw);
+    let platform = platform.to_string();
     let severity = Severity::from_word(&alert.severity).as_str().to_string();
     // Each alert counts once at a technique: the entry naming the smallest
     // tactic (none sorts first) carries the alert, its siblings in other
@@ -431,8 +449,14 @@ pub(crate) fn rollup_deltas(
 }
 
 /// The rollup changes of a newly stored alert and its first canonical set.
-pub(crate) fn ingest_deltas(alert: &AlertRecord, set: &CanonicalRecord) -> Vec<RollupRecord> {
-    rollup_deltas(alert, &set.entries, 1)
+/// `platform` is the alert's ([`platform_in`] its document, read while the
+/// document was decoded anyway).
+pub(crate) fn ingest_deltas(
+    alert: &AlertRecord,
+    platform: &str,
+    set: &CanonicalRecord,
+) -> Vec<RollupRecord> {
+    rollup_deltas_on(alert, platform, &set.entries, 1)
 }
 
 /// The rollup changes of an alert whose canonical set goes from `old` to
