@@ -282,6 +282,9 @@ pub(crate) fn platform_in(document: &serde_json::Map<String, Value>) -> String {
         "host.os.type",
         "host.os.platform",
         "host.os.family",
+        // Last of ECS's: the product's name ("Mac OS X", "Ubuntu"), where
+        // an agent fills no type, platform or family.
+        "host.os.name",
         "platform",
     ]
     .into_iter()
@@ -1295,6 +1298,16 @@ mod tests {
         assert_eq!(platform_of(r#"{"host.os.type": [1, []]}"#), "");
         assert_eq!(platform_of(r#"{"host.os.platform": "rhel8"}"#), "Linux");
         assert_eq!(platform_of(r#"{"host.os.platform": "amzn"}"#), "Linux");
+        // ECS's name of the system counts where nothing more specific does.
+        assert_eq!(
+            platform_of(r#"{"host": {"os": {"name": "Mac OS X"}}}"#),
+            "macOS"
+        );
+        assert_eq!(platform_of(r#"{"host.os.name": "Ubuntu"}"#), "Linux");
+        assert_eq!(
+            platform_of(r#"{"host.os": {"name": "Ubuntu", "type": "windows"}}"#),
+            "Windows"
+        );
         assert_eq!(
             platform_of(r#"{"device.os.name": "Oracle Solaris 11.4"}"#),
             "Oracle Solaris 11.4"
