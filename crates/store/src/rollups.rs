@@ -75,7 +75,9 @@ fn key_of(r: &RollupRecord) -> Key {
 
 /// Sums deltas that share a key, dropping those that cancel out: one
 /// statement may not touch a row twice (PostgreSQL refuses an `ON CONFLICT`
-/// update that hits the same row twice).
+/// update that hits the same row twice). A delta cancels out only when all
+/// three sums do: a mapping whose confidence changes in place (0.68 to 0.62)
+/// leaves its count, and may leave its alert count, as they were.
 fn merge(deltas: Vec<RollupRecord>) -> Vec<RollupRecord> {
     let mut merged: BTreeMap<Key, RollupRecord> = BTreeMap::new();
     for d in deltas {
@@ -90,7 +92,12 @@ fn merge(deltas: Vec<RollupRecord>) -> Vec<RollupRecord> {
             }
         }
     }
-    merged.into_values().filter(|d| d.count != 0).collect()
+    // Confidence values are sums of a few decimals of at most 3 places:
+    // what is left of a cancelled pair is rounding, far below 1e-9.
+    merged
+        .into_values()
+        .filter(|d| d.count != 0 || d.alerts != 0 || d.confidence_sum.abs() > 1e-9)
+        .collect()
 }
 
 fn day_text(day: NaiveDate) -> String {
@@ -486,6 +493,42 @@ mod tests {
             delta(2, "T1003", -1),
         ]);
         assert_eq!(merged, vec![delta(1, "T1059", 5)]);
+    }
+
+    #[test]
+    fn a_change_of_confidence_alone_is_kept() {
+        // One mapping replaced by another of the same cell with a lower
+        // confidence: its count and alert count cancel, its sum does not.
+        let old = RollupRecord {
+            count: -1,
+            alerts: -1,
+            confidence_sum: -0.68,
+            ..delta(1, "T1059", 0)
+        };
+        let new = RollupRecord {
+            count: 1,
+            alerts: 1,
+            confidence_sum: 0.62,
+            ..delta(1, "T1059", 0)
+        };
+        let merged = merge(vec![old.clone(), new]);
+        assert_eq!(merged.len(), 1, "{merged:?}");
+        assert_eq!((merged[0].count, merged[0].alerts), (0, 0));
+        assert!(
+            (merged[0].confidence_sum + 0.06).abs() < 1e-12,
+            "{merged:?}"
+        );
+        // The alert count alone moves when the alert's first tactic at the
+        // technique becomes another one.
+        let moved = RollupRecord {
+            count: 1,
+            alerts: 0,
+            confidence_sum: 0.68,
+            ..delta(1, "T1059", 0)
+        };
+        let merged = merge(vec![old, moved]);
+        assert_eq!(merged.len(), 1, "{merged:?}");
+        assert_eq!((merged[0].count, merged[0].alerts), (0, -1));
     }
 
     #[test]
