@@ -242,6 +242,18 @@ struct Prepared {
     set: CanonicalSet,
 }
 
+/// The changes of re-sent alerts whose content differs from what is
+/// stored (see `App::content_changes`).
+#[derive(Default)]
+struct ContentChanges {
+    /// For every alert sent, whether its content changed.
+    outcomes: Vec<bool>,
+    /// The new contents, each with the `content_sha256` it replaces.
+    records: Vec<(AlertRecord, String)>,
+    rollup: Vec<store::RollupRecord>,
+    events: Vec<store::NewAuditEvent>,
+}
+
 /// What storing one new alert adds: its row, its candidates, its first
 /// canonical set, its review items and its rollup changes. The decoding
 /// worker builds them, so the writer, which sets the pace, only writes.
@@ -730,78 +742,37 @@ impl App {
         engine: &Engine,
         updates: Vec<(AlertId, Prepared)>,
     ) -> Result<Vec<bool>> {
-        let mut outcomes = Vec::with_capacity(updates.len());
-        let (mut records, mut rollup, mut events) = (Vec::new(), Vec::new(), Vec::new());
-        for (id, p) in updates {
-            let Some(before) = self.store.alert(scope, id.as_str()).await? else {
-                outcomes.push(false);
-                continue;
-            };
-            let old: NormalizedAlert = decode_stored(&before)?;
-            // Ingestion kept only the fields the rules read; the evidence
-            // comparison needs them all.
-            let new = mapping::alert::decode_alert_str(&p.raw).map_err(|e| {
-                ServiceError::Internal(format!("alert {} decoded once but not twice: {e}", p.line))
-            })?;
-            let reasons = mapping::staleness::alert_changes(&old, &new);
-            if reasons.is_empty() {
-                outcomes.push(false);
-                continue;
-            }
-            let mut record = alert_record(scope, &p, store::now());
-            // The new content keeps the stored mapping's identity:
-            // recompute numbers the next canonical version after the
-            // stored one, and a locked alert stays locked.
-            record.id = id.clone();
-            record.canonical_version = before.canonical_version;
-            record.mapping_state = before.mapping_state.clone();
-            record.locked = before.locked;
-            record.received_at = before.received_at;
-            record.stale = true;
-            record.stale_reason = Some(serde_json::to_string(&reasons).unwrap_or_default());
-
-            let details =
-                json!({"source_uid": p.alert.source_uid, "line": p.line, "changes": reasons});
-            let current = self
-                .store
-                .canonical(scope, &id, before.canonical_version)
-                .await?;
-            rollup.extend(crate::matrix::content_deltas(
-                &before,
-                &record,
-                current.as_ref(),
-            ));
-            events.push(self.org_event(
-                actor,
-                scope,
-                "alert_update",
-                ("alert", id.as_str()),
-                details,
-            ));
-            records.push(record);
-            outcomes.push(true);
-        }
-        if records.is_empty() {
-            return Ok(outcomes);
-        }
-        // In key order, as new alerts are inserted: two ingestions updating
-        // the same alerts then lock them in the same order, and one waits
-        // for the other instead of both waiting for each other.
-        records.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        // The contents are compared with what is stored, and written only
+        // while that is still stored: another ingestion that updated one
+        // of these alerts in between makes this one read them again, so
+        // that a change is counted, audited and rolled up once.
         let mut attempt = 1;
-        loop {
-            match self
-                .store_contents(scope, &records, rollup.clone(), &events)
-                .await
-            {
-                Err(ServiceError::Store(store::StoreError::Contention { .. }))
+        let changes = loop {
+            let changes = self.content_changes(actor, scope, &updates).await?;
+            if changes.records.is_empty() {
+                return Ok(changes.outcomes);
+            }
+            match self.store_contents(scope, &changes).await {
+                Ok(true) => break changes,
+                Err(ServiceError::Store(store::StoreError::Contention { .. })) | Ok(false)
                     if attempt < CONTENTION_ATTEMPTS =>
                 {
                     attempt += 1;
                 }
-                outcome => break outcome?,
+                Ok(false) => {
+                    return Err(ServiceError::Conflict(
+                        "alerts of this ingestion kept being updated by other ingestions; \
+                         send the feed again"
+                            .into(),
+                    ));
+                }
+                Err(e) => return Err(e),
             }
-        }
+        };
+        let ContentChanges {
+            outcomes, records, ..
+        } = changes;
+        let records: Vec<AlertRecord> = records.into_iter().map(|(r, _)| r).collect();
         match self
             .recompute_settled(actor, scope, engine, records.clone(), "alert_update")
             .await
@@ -822,25 +793,90 @@ impl App {
         Ok(outcomes)
     }
 
-    /// The new contents of updated alerts, their rollup changes and audit
-    /// events, in one transaction.
-    async fn store_contents(
+    /// Compares each sent alert with its stored content: the new contents
+    /// of those that changed, with the content they replace, their rollup
+    /// changes and audit events, and for every alert whether it changed.
+    async fn content_changes(
         &self,
+        actor: &Actor,
         scope: &OrgScope,
-        records: &[AlertRecord],
-        rollup: Vec<store::RollupRecord>,
-        events: &[store::NewAuditEvent],
-    ) -> Result<()> {
-        let mut tx = self.store.begin_in(scope).await?;
-        for record in records {
-            tx.update_alert_content(scope, record).await?;
+        updates: &[(AlertId, Prepared)],
+    ) -> Result<ContentChanges> {
+        let mut changes = ContentChanges::default();
+        for (id, p) in updates {
+            let Some(before) = self.store.alert(scope, id.as_str()).await? else {
+                changes.outcomes.push(false);
+                continue;
+            };
+            let old: NormalizedAlert = decode_stored(&before)?;
+            // Ingestion kept only the fields the rules read; the evidence
+            // comparison needs them all.
+            let new = mapping::alert::decode_alert_str(&p.raw).map_err(|e| {
+                ServiceError::Internal(format!("alert {} decoded once but not twice: {e}", p.line))
+            })?;
+            let reasons = mapping::staleness::alert_changes(&old, &new);
+            if reasons.is_empty() {
+                changes.outcomes.push(false);
+                continue;
+            }
+            let mut record = alert_record(scope, p, store::now());
+            // The new content keeps the stored mapping's identity:
+            // recompute numbers the next canonical version after the
+            // stored one, and a locked alert stays locked.
+            record.id = id.clone();
+            record.canonical_version = before.canonical_version;
+            record.mapping_state = before.mapping_state.clone();
+            record.locked = before.locked;
+            record.received_at = before.received_at;
+            record.stale = true;
+            record.stale_reason = Some(serde_json::to_string(&reasons).unwrap_or_default());
+
+            let details =
+                json!({"source_uid": p.alert.source_uid, "line": p.line, "changes": reasons});
+            let current = self
+                .store
+                .canonical(scope, id, before.canonical_version)
+                .await?;
+            changes.rollup.extend(crate::matrix::content_deltas(
+                &before,
+                &record,
+                current.as_ref(),
+            ));
+            changes.events.push(self.org_event(
+                actor,
+                scope,
+                "alert_update",
+                ("alert", id.as_str()),
+                details,
+            ));
+            changes.records.push((record, before.content_sha256));
+            changes.outcomes.push(true);
         }
-        store::rollups::apply_delta(&mut tx, scope, rollup).await?;
-        for event in events {
+        // In key order, as new alerts are inserted: two ingestions updating
+        // the same alerts then lock them in the same order, and one waits
+        // for the other instead of both waiting for each other.
+        changes
+            .records
+            .sort_by(|a, b| a.0.id.as_str().cmp(b.0.id.as_str()));
+        Ok(changes)
+    }
+
+    /// The new contents of updated alerts, their rollup changes and audit
+    /// events, in one transaction; false, with nothing stored, when one of
+    /// the alerts no longer holds the content its change was computed from.
+    async fn store_contents(&self, scope: &OrgScope, changes: &ContentChanges) -> Result<bool> {
+        let mut tx = self.store.begin_in(scope).await?;
+        for (record, based_on) in &changes.records {
+            if !tx.update_alert_content(scope, record, based_on).await? {
+                return Ok(false);
+            }
+        }
+        store::rollups::apply_delta(&mut tx, scope, changes.rollup.clone()).await?;
+        for event in &changes.events {
             tx.append_audit(event).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The org scope for `org` (name or id), refusing another org's actor.

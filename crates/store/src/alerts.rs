@@ -844,16 +844,24 @@ impl Tx {
 
     /// Replaces the content of an alert that was sent again with changes
     /// (its evidence or severity), marking its mapping stale.
+    ///
+    /// Only while the stored content is still `based_on` (the
+    /// `content_sha256` the caller read): returns false, changing nothing,
+    /// when another writer has replaced it since, so that the caller
+    /// compares against what is stored now instead of counting and
+    /// rolling up a change twice.
     pub async fn update_alert_content(
         &mut self,
         scope: &OrgScope,
         alert: &AlertRecord,
-    ) -> Result<(), StoreError> {
+        based_on: &str,
+    ) -> Result<bool, StoreError> {
         let query = sqlx::query(
             "UPDATE alerts SET format = $1, time = $2, title = $3, description = $4, \
              severity = $5, severity_weight = $6, connector = $7, product = $8, \
              analytic_uid = $9, host = $10, user_name = $11, content_sha256 = $12, raw = $13, \
-             normalized = $14, stale = 1, stale_reason = $15 WHERE org_id = $16 AND id = $17",
+             normalized = $14, stale = 1, stale_reason = $15 \
+             WHERE org_id = $16 AND id = $17 AND content_sha256 = $18",
         )
         .bind(alert.format.as_str())
         .bind(alert.time.as_ref().map(ts))
@@ -871,15 +879,16 @@ impl Tx {
             Backend::Sqlite => query.bind(crate::packed::pack(&alert.raw)),
             Backend::Postgres => query.bind(alert.raw.as_str()),
         };
-        query
+        let done = query
             .bind(alert.normalized.as_str())
             .bind(alert.stale_reason.as_deref())
             .bind(scope.org().as_str())
             .bind(alert.id.as_str())
+            .bind(based_on)
             .execute(self.conn())
             .await
             .context(|| format!("updating alert {}", alert.id))?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Marks every alert of the org stale (a rule change or a new release
