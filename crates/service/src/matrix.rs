@@ -366,6 +366,11 @@ fn platform_name(os: &str) -> String {
         .unwrap_or_default();
     if lower.contains("windows") {
         "Windows".into()
+    } else if lower.contains("android") {
+        // Before "linux": Android reports itself as Linux too.
+        "Android".into()
+    } else if ["ios", "ipados", "iphone"].contains(&first_word) {
+        "iOS".into()
     } else if lower.contains("mac") || lower.contains("darwin") {
         "macOS".into()
     } else if lower.contains("linux")
@@ -1304,6 +1309,16 @@ mod tests {
             "macOS"
         );
         assert_eq!(platform_of(r#"{"host.os.name": "Ubuntu"}"#), "Linux");
+        // Mobile systems in ATT&CK's spelling, whatever the version.
+        assert_eq!(platform_of(r#"{"platform": "Android 14"}"#), "Android");
+        assert_eq!(
+            platform_of(r#"{"host.os": {"family": "android", "type": "linux"}}"#),
+            "Linux",
+            "the type comes first"
+        );
+        assert_eq!(platform_of(r#"{"device.os.name": "iOS 17.4"}"#), "iOS");
+        assert_eq!(platform_of(r#"{"device.os.name": "iPadOS"}"#), "iOS");
+        assert_eq!(platform_of(r#"{"platform": "BIOS"}"#), "BIOS");
         assert_eq!(
             platform_of(r#"{"host.os": {"name": "Ubuntu", "type": "windows"}}"#),
             "Windows"
