@@ -1064,6 +1064,8 @@ impl App {
                     "mapped"
                 }
                 .into(),
+                // The rollup change above counts in this content's cells.
+                content_sha256: Some(alert.content_sha256.clone()),
             });
             changed.push(alert.id.clone());
         }
@@ -1076,6 +1078,7 @@ impl App {
                 based_on: a.canonical_version,
                 canonical_version: a.canonical_version,
                 mapping_state: a.mapping_state.clone(),
+                content_sha256: Some(a.content_sha256.clone()),
             })
             .collect();
         if changed.is_empty() && cleared.is_empty() {

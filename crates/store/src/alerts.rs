@@ -207,6 +207,11 @@ pub struct MappingUpdate {
     pub canonical_version: i64,
     /// `mapped` or `unmapped`.
     pub mapping_state: String,
+    /// The content (`content_sha256`) the change was computed from, when
+    /// it matters: the update is refused as a conflict too when another
+    /// writer has replaced the alert's content since, as the change's
+    /// matrix rollups were counted in the cells of the content it read.
+    pub content_sha256: Option<String>,
 }
 
 const ALERT_COLUMNS: [&str; 23] = [
@@ -817,22 +822,33 @@ impl Tx {
         updates: &[MappingUpdate],
     ) -> Result<(), StoreError> {
         for u in updates {
-            let done = sqlx::query(
+            let content = if u.content_sha256.is_some() {
+                " AND content_sha256 = $6"
+            } else {
+                ""
+            };
+            let sql = format!(
                 "UPDATE alerts SET canonical_version = $1, mapping_state = $2, stale = 0, \
-                 stale_reason = NULL WHERE org_id = $3 AND id = $4 AND canonical_version = $5",
-            )
-            .bind(u.canonical_version)
-            .bind(u.mapping_state.as_str())
-            .bind(scope.org().as_str())
-            .bind(u.alert_id.as_str())
-            .bind(u.based_on)
-            .execute(self.conn())
-            .await
-            .context(|| format!("updating the mapping of alert {}", u.alert_id))?;
+                 stale_reason = NULL WHERE org_id = $3 AND id = $4 AND canonical_version = $5\
+                 {content}"
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(u.canonical_version)
+                .bind(u.mapping_state.as_str())
+                .bind(scope.org().as_str())
+                .bind(u.alert_id.as_str())
+                .bind(u.based_on);
+            if let Some(sha) = &u.content_sha256 {
+                query = query.bind(sha.as_str());
+            }
+            let done = query
+                .execute(self.conn())
+                .await
+                .context(|| format!("updating the mapping of alert {}", u.alert_id))?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::Conflict {
                     what: format!(
-                        "a mapping of alert {} newer than version {}",
+                        "a mapping or content of alert {} newer than version {}",
                         u.alert_id, u.based_on
                     ),
                 });
@@ -846,10 +862,11 @@ impl Tx {
     /// (its evidence or severity), marking its mapping stale.
     ///
     /// Only while the stored content is still `based_on` (the
-    /// `content_sha256` the caller read): returns false, changing nothing,
-    /// when another writer has replaced it since, so that the caller
-    /// compares against what is stored now instead of counting and
-    /// rolling up a change twice.
+    /// `content_sha256` the caller read) and its current mapping still
+    /// `alert.canonical_version`: returns false, changing nothing, when
+    /// another writer has replaced either since, so that the caller
+    /// compares against what is stored now instead of counting a change
+    /// twice or moving matrix rollups of a mapping no longer current.
     pub async fn update_alert_content(
         &mut self,
         scope: &OrgScope,
@@ -861,7 +878,8 @@ impl Tx {
              severity = $5, severity_weight = $6, connector = $7, product = $8, \
              analytic_uid = $9, host = $10, user_name = $11, content_sha256 = $12, raw = $13, \
              normalized = $14, stale = 1, stale_reason = $15 \
-             WHERE org_id = $16 AND id = $17 AND content_sha256 = $18",
+             WHERE org_id = $16 AND id = $17 AND content_sha256 = $18 \
+             AND canonical_version = $19",
         )
         .bind(alert.format.as_str())
         .bind(alert.time.as_ref().map(ts))
@@ -885,6 +903,7 @@ impl Tx {
             .bind(scope.org().as_str())
             .bind(alert.id.as_str())
             .bind(based_on)
+            .bind(alert.canonical_version)
             .execute(self.conn())
             .await
             .context(|| format!("updating alert {}", alert.id))?;

@@ -509,6 +509,7 @@ async fn remap_in(
             based_on: from,
             canonical_version: version,
             mapping_state: state.into(),
+            content_sha256: None,
         }],
     )
     .await
@@ -592,6 +593,7 @@ async fn a_new_canonical_version_reaches_every_incident_holding_the_alert() {
                     based_on: 3,
                     canonical_version: 3,
                     mapping_state: "mapped".into(),
+                    content_sha256: None,
                 }],
             )
             .await
