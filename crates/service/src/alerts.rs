@@ -746,33 +746,35 @@ impl App {
         // while that is still stored: another ingestion that updated one
         // of these alerts in between makes this one read them again, so
         // that a change is counted, audited and rolled up once.
-        let mut attempt = 1;
-        let changes = loop {
-            let changes = self.content_changes(actor, scope, &updates).await?;
-            if changes.records.is_empty() {
-                return Ok(changes.outcomes);
-            }
-            match self.store_contents(scope, &changes).await {
-                Ok(true) => break changes,
-                Err(ServiceError::Store(store::StoreError::Contention { .. })) | Ok(false)
-                    if attempt < CONTENTION_ATTEMPTS =>
-                {
-                    attempt += 1;
+        let (outcomes, records) = match self.store_changes(actor, scope, &updates).await? {
+            Some(changes) => (changes.outcomes, changes.records),
+            // Another ingestion keeps changing some of these alerts: one at
+            // a time, each read again until its write lands, so that one
+            // busy alert does not hold back the rest of the round.
+            None => {
+                let (mut outcomes, mut records) = (Vec::new(), Vec::new());
+                for update in updates.chunks(1) {
+                    let changes = self.store_changes(actor, scope, update).await?.ok_or_else(
+                        || {
+                            ServiceError::Conflict(format!(
+                                "alert {} kept being updated by other ingestions while this one \
+                             updated it; send it again",
+                                update[0].1.alert.source_uid
+                            ))
+                        },
+                    )?;
+                    outcomes.extend(changes.outcomes);
+                    records.extend(changes.records);
                 }
-                Ok(false) => {
-                    return Err(ServiceError::Conflict(
-                        "alerts of this ingestion kept being updated by other ingestions; \
-                         send the feed again"
-                            .into(),
-                    ));
-                }
-                Err(e) => return Err(e),
+                (outcomes, records)
             }
         };
-        let ContentChanges {
-            outcomes, records, ..
-        } = changes;
-        let records: Vec<AlertRecord> = records.into_iter().map(|(r, _)| r).collect();
+        if records.is_empty() {
+            return Ok(outcomes);
+        }
+        // In key order, as `content_changes` leaves one round of them.
+        let mut records: Vec<AlertRecord> = records.into_iter().map(|(r, _)| r).collect();
+        records.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
         match self
             .recompute_settled(actor, scope, engine, records.clone(), "alert_update")
             .await
@@ -791,6 +793,30 @@ impl App {
             }
         }
         Ok(outcomes)
+    }
+
+    /// Compares `updates` with what is stored and stores the changes, read
+    /// again and tried again while another writer changes the same alerts
+    /// in between (see `update_alert_content`); `None` when that kept
+    /// happening.
+    async fn store_changes(
+        &self,
+        actor: &Actor,
+        scope: &OrgScope,
+        updates: &[(AlertId, Prepared)],
+    ) -> Result<Option<ContentChanges>> {
+        for _ in 0..CONTENTION_ATTEMPTS {
+            let changes = self.content_changes(actor, scope, updates).await?;
+            if changes.records.is_empty() {
+                return Ok(Some(changes));
+            }
+            match self.store_contents(scope, &changes).await {
+                Ok(true) => return Ok(Some(changes)),
+                Ok(false) | Err(ServiceError::Store(store::StoreError::Contention { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// Compares each sent alert with its stored content: the new contents
