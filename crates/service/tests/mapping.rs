@@ -791,6 +791,13 @@ fn credential_dumping(uid: &str, severity_id: i64) -> Value {
     })
 }
 
+/// [`credential_dumping`] findings of `uids`.
+fn credential_dumps(uids: &[String], severity_id: i64) -> Vec<Value> {
+    uids.iter()
+        .map(|u| credential_dumping(u, severity_id))
+        .collect()
+}
+
 /// Two ingestions updating the same stored alerts, one in the opposite
 /// order of the other, both succeed: updates take the alerts' locks in key
 /// order, and a deadlock PostgreSQL breaks anyway is tried again. (Found
@@ -802,11 +809,7 @@ async fn ingestions_updating_the_same_alerts_in_opposite_orders_both_succeed() {
         let app = app_with_18_1(&db).await;
         let engineer = acme_engineer(&app).await;
         let uids: Vec<String> = (0..2_000).map(|n| format!("op-{n:05}")).collect();
-        let feed = |severity: i64| -> Vec<Value> {
-            uids.iter()
-                .map(|u| credential_dumping(u, severity))
-                .collect()
-        };
+        let feed = |severity: i64| credential_dumps(&uids, severity);
         app.ingest_alert_values(&engineer, "acme", feed(3))
             .await
             .unwrap();
@@ -1019,11 +1022,7 @@ async fn the_same_changes_sent_twice_at_once_count_and_roll_up_once() {
         let app = app_with_18_1(&db).await;
         let engineer = acme_engineer(&app).await;
         let uids: Vec<String> = (0..1_500).map(|n| format!("tw-{n:05}")).collect();
-        let feed = |severity: i64| -> Vec<Value> {
-            uids.iter()
-                .map(|u| credential_dumping(u, severity))
-                .collect()
-        };
+        let feed = |severity: i64| credential_dumps(&uids, severity);
         app.ingest_alert_values(&engineer, "acme", feed(3))
             .await
             .unwrap();
