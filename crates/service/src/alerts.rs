@@ -889,7 +889,8 @@ impl App {
 
     /// The new contents of updated alerts, their rollup changes and audit
     /// events, in one transaction; false, with nothing stored, when one of
-    /// the alerts no longer holds the content its change was computed from.
+    /// the alerts no longer holds the content or the current mapping its
+    /// change was computed from.
     async fn store_contents(&self, scope: &OrgScope, changes: &ContentChanges) -> Result<bool> {
         let mut tx = self.store.begin_in(scope).await?;
         for (record, based_on) in &changes.records {
