@@ -840,3 +840,67 @@ async fn review_items_survive_0009_and_name_an_alert_or_an_incident() {
 /// Timestamps of [`review_items_survive_0009_and_name_an_alert_or_an_incident`].
 const T0: &str = "2025-01-01T00:00:00.000Z";
 const T1: &str = "2025-01-01T00:05:00.000Z";
+
+/// Every text column compares byte by byte on PostgreSQL (migration 0014),
+/// as SQLite compares all text: one collation for every key, so no join
+/// mixes two (an index serves a comparison under its own collation only),
+/// and both databases order text alike. A later migration whose column
+/// forgets `COLLATE "C"` fails here.
+#[tokio::test]
+async fn every_text_column_compares_bytewise() {
+    for db in databases().await {
+        let store = db.store().await;
+        let mut conn = raw_connection(&db).await;
+        let others: Vec<String> = match db.backend {
+            Backend::Postgres => sqlx::query(
+                "SELECT c.table_name || '.' || c.column_name AS name \
+                 FROM information_schema.columns c \
+                 JOIN information_schema.tables t USING (table_schema, table_name) \
+                 WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' \
+                   AND c.data_type = 'text' AND c.table_name <> '_sqlx_migrations' \
+                   AND c.collation_name IS DISTINCT FROM 'C' \
+                 ORDER BY 1",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .expect("columns")
+            .iter()
+            .map(|row| row.get("name"))
+            .collect(),
+            // A column's collation is in its declaration; none names one.
+            Backend::Sqlite => sqlx::query(
+                "SELECT name || ': ' || sql AS name FROM sqlite_master \
+                 WHERE type = 'table' AND upper(sql) LIKE '%COLLATE%' ORDER BY 1",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .expect("tables")
+            .iter()
+            .map(|row| row.get("name"))
+            .collect(),
+        };
+        assert_eq!(others, Vec::<String>::new(), "{}", db.label());
+        // Byte order, not a language's: upper case before lower case, a
+        // hyphen (0x2D) before a digit, ASCII before any other letter.
+        let ids = ["b1", "é", "B2", "b-1", "a"];
+        for id in ids {
+            sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $1, $2)")
+                .bind(id)
+                .bind("2026-01-01T00:00:00Z")
+                .execute(&mut conn)
+                .await
+                .expect("org");
+        }
+        let ordered: Vec<String> = sqlx::query("SELECT id FROM orgs ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .expect("orgs")
+            .iter()
+            .map(|row| row.get("id"))
+            .collect();
+        let mut bytewise: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        bytewise.sort();
+        assert_eq!(ordered, bytewise, "{}", db.label());
+        store.close().await;
+    }
+}

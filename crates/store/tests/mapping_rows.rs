@@ -328,3 +328,80 @@ async fn mapping_rows_must_name_a_stored_alert_of_their_org() {
         store.close().await;
     }
 }
+
+/// On PostgreSQL a column that holds one value in every row of a
+/// statement is sent once beside the rows (`store::batch`). Whether a
+/// column is shared or varies from row to row, and whether the shared
+/// value is NULL, every row reads back as it was sent.
+#[tokio::test]
+async fn columns_shared_by_every_row_or_not_read_back_as_sent() {
+    for db in databases().await {
+        let label = db.label();
+        let store = db.store().await;
+        let scope = new_org(&store, "acme").await;
+        let org = scope.org().clone();
+        let received = store::now();
+        // First batch: the state columns vary in a few rows (a stale
+        // reason, another version); second batch: all of them shared, the
+        // stale reason a shared NULL.
+        let varied: Vec<AlertRecord> = (0..40)
+            .map(|i| {
+                let mut a = alert(&org, &format!("varied-{i}"), "t");
+                a.received_at = received;
+                if i == 7 || i == 30 {
+                    a.stale = true;
+                    a.stale_reason = Some(format!("reason {i}"));
+                }
+                if i == 12 {
+                    a.canonical_version = 5;
+                }
+                a
+            })
+            .collect();
+        let shared: Vec<AlertRecord> = (0..40)
+            .map(|i| {
+                let mut a = alert(&org, &format!("shared-{i}"), "t");
+                a.received_at = received;
+                a
+            })
+            .collect();
+        let mut tx = store.begin_in(&scope).await.unwrap();
+        tx.insert_new_alerts(varied.clone()).await.unwrap();
+        tx.insert_alerts(shared.clone()).await.unwrap();
+        // Sets of one version and of several.
+        let sets: Vec<CanonicalRecord> = varied
+            .iter()
+            .chain(&shared)
+            .enumerate()
+            .map(|(i, a)| {
+                let mut set = canonical(&org, &a.id);
+                if i % 17 == 3 {
+                    set.set.version = 9;
+                }
+                set
+            })
+            .collect();
+        tx.insert_canonical(sets.clone()).await.unwrap();
+        tx.commit().await.unwrap();
+
+        for sent in varied.iter().chain(&shared) {
+            let stored = store
+                .alert(&scope, &sent.source_uid)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{label}: {} stored", sent.source_uid));
+            assert_eq!(&stored, sent, "{label}");
+        }
+        for (i, sent) in sets.iter().enumerate() {
+            let history = store
+                .canonical_history(&scope, &sent.set.alert_id)
+                .await
+                .unwrap();
+            let versions: Vec<i64> = history.iter().map(|s| s.version).collect();
+            let expected = if i % 17 == 3 { 9 } else { 2 };
+            assert_eq!(versions, [expected], "{label}: set {i}");
+            assert_eq!(history[0], sent.set, "{label}: set {i}");
+        }
+        store.close().await;
+    }
+}
