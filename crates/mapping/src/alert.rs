@@ -589,6 +589,22 @@ fn all_text(value: &Value, path: &str) -> Vec<String> {
         .collect()
 }
 
+/// The technique ids at `path` as written: texts, and numbers or booleans
+/// as their JSON text. A number (`"uid": 1105`) is no technique id, but
+/// dropping it would hide the declaration; kept as text it is reported
+/// as malformed.
+fn all_ids(value: &Value, path: &str) -> Vec<String> {
+    get_all(value, path)
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::String(s) if !s.trim().is_empty() => Some(without_nul(s.trim())),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn parse_time(value: &Value, paths: &[&str]) -> Result<Option<DateTime<Utc>>, DecodeError> {
     for path in paths {
         for v in get_all(value, path) {
@@ -797,10 +813,10 @@ fn decode_ocsf(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, Deco
             tactics.extend(all_text(attack, "tactics.uid"));
             tactics.extend(all_text(attack, "tactics.name"));
             tactics.dedup();
-            for raw in all_text(attack, "technique.uid") {
+            for raw in all_ids(attack, "technique.uid") {
                 declare(&mut declared, &mut malformed, &raw, &tactics, field);
             }
-            for raw in all_text(attack, "sub_technique.uid") {
+            for raw in all_ids(attack, "sub_technique.uid") {
                 declare(&mut declared, &mut malformed, &raw, &tactics, field);
             }
         }
@@ -874,10 +890,10 @@ fn decode_ecs(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, Decod
             let mut tactics = all_text(entry, &format!("{base}tactic.id"));
             tactics.extend(all_text(entry, &format!("{base}tactic.name")));
             tactics.dedup();
-            for raw in all_text(entry, &format!("{base}technique.id")) {
+            for raw in all_ids(entry, &format!("{base}technique.id")) {
                 declare(&mut declared, &mut malformed, &raw, &tactics, prefix);
             }
-            for raw in all_text(entry, &format!("{base}technique.subtechnique.id")) {
+            for raw in all_ids(entry, &format!("{base}technique.subtechnique.id")) {
                 declare(&mut declared, &mut malformed, &raw, &tactics, prefix);
             }
         }
@@ -1185,6 +1201,26 @@ mod tests {
                 field: "attacks".into()
             }]
         );
+    }
+
+    /// Regression: a numeric technique uid was skipped without a word.
+    #[test]
+    fn a_numeric_technique_uid_is_a_malformed_declaration() {
+        let doc = serde_json::json!({
+            "class_uid": 2004,
+            "finding_info": {"uid": "n-1", "title": "t",
+                             "attacks": [{"technique": {"uid": 1105}}]}
+        });
+        let a = decode_alert(&doc).unwrap();
+        assert!(a.declared.is_empty());
+        assert_eq!(
+            a.malformed,
+            vec![MalformedDeclaration {
+                value: "1105".into(),
+                field: "finding_info.attacks".into()
+            }]
+        );
+        assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
     }
 
     #[test]
