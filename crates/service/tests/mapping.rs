@@ -1320,3 +1320,27 @@ async fn exists_sees_the_objects_and_arrays_of_ingested_alerts() {
         assert!(simulated.changes.is_empty(), "{label}");
     }
 }
+
+/// Regression: a numeric OCSF technique uid (`"uid": 1105`) mapped nothing
+/// and was missing from the alert's declaration problems.
+#[tokio::test]
+async fn a_numeric_technique_uid_is_counted_as_a_malformed_declaration() {
+    let mut alert = credential_dumping("numeric-1", 3);
+    alert["finding_info"]["attacks"] = serde_json::json!([{"technique": {"uid": 1105}}]);
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let engineer = acme_engineer(&app).await;
+        let report = app
+            .ingest_alert_values(&engineer, "acme", vec![alert.clone()])
+            .await
+            .unwrap();
+        assert_eq!((report.ingested, report.mapped), (1, 0), "{label}");
+        assert_eq!(
+            (report.declarations.alerts, report.declarations.malformed),
+            (1, 1),
+            "{label}: {:?}",
+            report.declarations
+        );
+    }
+}
