@@ -50,8 +50,86 @@ struct Cli {
     )]
     database: String,
 
+    #[command(flatten)]
+    policy: PolicyArgs,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// The mapping policy, for `serve` and every one-shot command that maps
+/// (ingestion, re-mapping, rule changes). Each error names its variable:
+/// clap reports a bad value under the flag only, and an operator who set
+/// the variable in a unit file would look for the wrong thing.
+#[derive(Debug, Args)]
+struct PolicyArgs {
+    /// Confidence band thresholds as LOW,HIGH: medium from LOW, high from
+    /// HIGH (default 0.40,0.70; 0 < LOW < HIGH <= 1).
+    #[arg(long, global = true, env = "NEXUS_ATTACK_BANDS", value_name = "LOW,HIGH", value_parser = parse_bands)]
+    bands: Option<mapping::BandThresholds>,
+    /// The confidence an AI-only candidate needs to become canonical
+    /// (default 0.70; 0 to 1).
+    #[arg(long, global = true, env = "NEXUS_ATTACK_AI_BAR", value_name = "CONFIDENCE", value_parser = parse_ai_bar)]
+    ai_bar: Option<mapping::Confidence>,
+    /// More distinct techniques than this on one alert or incident is
+    /// flagged as over-mapping (default 10; at least 1).
+    #[arg(long, global = true, env = "NEXUS_ATTACK_MAX_TECHNIQUES", value_name = "COUNT", value_parser = parse_max_techniques)]
+    max_techniques: Option<usize>,
+    /// Conflicting approved overrides on one alert that lock it for
+    /// arbitration by a lead (default 3; at least 1).
+    #[arg(long, global = true, env = "NEXUS_ATTACK_FLIP_FLOPS", value_name = "COUNT", value_parser = parse_flip_flops)]
+    flip_flops: Option<usize>,
+}
+
+impl PolicyArgs {
+    /// Sets what was given on `config`, keeping the defaults otherwise.
+    fn apply(&self, config: &mut service::MappingConfig) {
+        let policy = &mut config.policy;
+        policy.thresholds = self.bands.unwrap_or(policy.thresholds);
+        policy.ai_bar = self.ai_bar.unwrap_or(policy.ai_bar);
+        policy.max_techniques = self.max_techniques.unwrap_or(policy.max_techniques);
+        config.flip_flop_threshold = self.flip_flops.unwrap_or(config.flip_flop_threshold);
+    }
+}
+
+/// Band thresholds from `LOW,HIGH` (`0.40,0.70`).
+fn parse_bands(s: &str) -> Result<mapping::BandThresholds, String> {
+    let bad = || {
+        format!(
+            "NEXUS_ATTACK_BANDS (--bands): expected LOW,HIGH with 0 < LOW < HIGH <= 1 \
+             (e.g. 0.40,0.70), got `{s}`"
+        )
+    };
+    let (low, high) = s.split_once(',').ok_or_else(bad)?;
+    let low: f64 = low.trim().parse().map_err(|_| bad())?;
+    let high: f64 = high.trim().parse().map_err(|_| bad())?;
+    mapping::BandThresholds::new(low, high).map_err(|_| bad())
+}
+
+/// The AI bar, a confidence from 0 to 1.
+fn parse_ai_bar(s: &str) -> Result<mapping::Confidence, String> {
+    let bad =
+        || format!("NEXUS_ATTACK_AI_BAR (--ai-bar): expected a confidence from 0 to 1, got `{s}`");
+    let value: f64 = s.trim().parse().map_err(|_| bad())?;
+    mapping::Confidence::new(value).map_err(|_| bad())
+}
+
+/// A count of at least 1, for `variable` (`--flag`).
+fn parse_count(s: &str, variable: &str, flag: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "{variable} ({flag}): expected a whole number of at least 1, got `{s}`"
+        )),
+    }
+}
+
+fn parse_max_techniques(s: &str) -> Result<usize, String> {
+    parse_count(s, "NEXUS_ATTACK_MAX_TECHNIQUES", "--max-techniques")
+}
+
+fn parse_flip_flops(s: &str) -> Result<usize, String> {
+    parse_count(s, "NEXUS_ATTACK_FLIP_FLOPS", "--flip-flops")
 }
 
 #[derive(Debug, Subcommand)]
@@ -599,6 +677,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => cli,
     };
     let mut config = AppConfig::new(&cli.database);
+    cli.policy.apply(&mut config.mapping);
     // AI candidates at ingestion are opt-in (see MappingConfig::ai_at_ingest).
     config.mapping.ai_at_ingest = std::env::var("NEXUS_ATTACK_AI_AT_INGEST")
         .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on"));

@@ -286,3 +286,143 @@ async fn mapping_commands_keep_the_issue_3_contract() {
         assert_eq!(verify["ok"], true);
     }
 }
+
+/// Environment, flags and the name the refusal must give.
+type Refusal<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+
+/// `run` with extra environment variables.
+fn run_env(db: &str, env: &[(&str, &str)], args: &[&str]) -> support::Run {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_nexus-attack"))
+        .arg("--database")
+        .arg(db)
+        .args(args)
+        .env_remove("NEXUS_ATTACK_DATABASE")
+        .env_remove("NEXUS_ATTACK_LOG")
+        .env_remove("NEXUS_ATTACK_AI_URL")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run nexus-attack");
+    support::Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The mapping policy comes from the environment or flags: a lower high
+/// band threshold turns a 0.60 rule mapping from medium into high, and a
+/// bad value stops the command before it touches the database.
+#[tokio::test]
+async fn band_thresholds_from_the_environment_change_the_band_and_bad_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("rule.yml");
+    std::fs::write(
+        &rule,
+        "{id: certutil, version: 1, title: certutil, author: eve, rationale: downloads, \
+         confidence: 0.6, match: {field: alert.title, contains: certutil}, techniques: [T1105]}\n",
+    )
+    .unwrap();
+    let alert = |uid: &str| {
+        let file = dir.path().join(format!("{uid}.json"));
+        std::fs::write(
+            &file,
+            format!("{{\"schema\": \"nexus-attack.alert/1\", \"uid\": \"{uid}\", \"title\": \"certutil download\"}}\n"),
+        )
+        .unwrap();
+        file.to_str().unwrap().to_string()
+    };
+    let (default_alert, lowered_alert) = (alert("default-bands"), alert("lowered-bands"));
+    let lowered = [("NEXUS_ATTACK_BANDS", "0.30,0.55")];
+
+    for db in databases().await {
+        let url = db.url.clone();
+        let label = db.label();
+        let id = run(
+            &url,
+            &[
+                "dataset",
+                "load",
+                &path("attack/enterprise-attack-18.1.json.gz"),
+                "--actor",
+                "alice",
+                "--json",
+            ],
+        )
+        .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(run(&url, &["dataset", "validate", &id, "--actor", "alice"]).ok);
+        assert!(run(&url, &["dataset", "approve", &id, "--actor", "bob"]).ok);
+        assert!(run(&url, &["dataset", "activate", &id, "--actor", "bob"]).ok);
+        assert!(run(&url, &["org", "create", "acme"]).ok);
+        let created = run(
+            &url,
+            &["rules", "create", rule.to_str().unwrap(), "--org", "acme"],
+        );
+        assert!(created.ok, "{label}: {}", created.stderr);
+
+        let band = |env: &[(&str, &str)], file: &str, uid: &str| {
+            let ingest = run_env(
+                &url,
+                env,
+                &["alerts", "ingest", file, "--org", "acme", "--json"],
+            );
+            assert!(ingest.ok, "{label}: {}", ingest.stderr);
+            let show = run_env(
+                &url,
+                env,
+                &["alerts", "show", uid, "--org", "acme", "--json"],
+            );
+            let entries = show.json()["canonical"]["entries"].clone();
+            assert_eq!(
+                entries.as_array().map(Vec::len),
+                Some(1),
+                "{label}: {entries}"
+            );
+            assert_eq!(entries[0]["technique"], "T1105");
+            entries[0]["band"].as_str().unwrap().to_string()
+        };
+        assert_eq!(
+            band(&[], &default_alert, "default-bands"),
+            "medium",
+            "{label}"
+        );
+        assert_eq!(
+            band(&lowered, &lowered_alert, "lowered-bands"),
+            "high",
+            "{label}"
+        );
+
+        // Refused before any work, naming the variable or flag.
+        let refusals: [Refusal; 5] = [
+            (
+                &[("NEXUS_ATTACK_BANDS", "0.70,0.40")],
+                &[],
+                "NEXUS_ATTACK_BANDS",
+            ),
+            (&[("NEXUS_ATTACK_BANDS", "0.5")], &[], "NEXUS_ATTACK_BANDS"),
+            (
+                &[("NEXUS_ATTACK_AI_BAR", "1.5")],
+                &[],
+                "NEXUS_ATTACK_AI_BAR",
+            ),
+            (
+                &[("NEXUS_ATTACK_MAX_TECHNIQUES", "0")],
+                &[],
+                "NEXUS_ATTACK_MAX_TECHNIQUES",
+            ),
+            (&[], &["--flip-flops=0"], "--flip-flops"),
+        ];
+        for (env, flags, named) in refusals {
+            let mut args = vec!["org", "list"];
+            args.extend_from_slice(flags);
+            let refused = run_env(&url, env, &args);
+            assert!(
+                !refused.ok && refused.stderr.contains(named),
+                "{label}: {}",
+                refused.stderr
+            );
+        }
+    }
+}

@@ -232,6 +232,12 @@ pub struct NormalizedAlert {
     pub user: Option<String>,
     /// Every scalar of the alert by dotted path.
     pub fields: FieldMap,
+    /// Paths of a [`FieldSelection::Only`] that hold an object or array with
+    /// a value below it. The selection keeps no subtree, so without this a
+    /// rule testing `exists` on an object would see it absent. A decoding of
+    /// every field leaves it empty: `fields` has the values below the path.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub present: BTreeSet<String>,
     /// Techniques the alert declares itself.
     pub declared: Vec<DeclaredTechnique>,
     /// Declarations that could not be read (a malformed technique id), kept
@@ -327,6 +333,26 @@ impl NormalizedAlert {
             Some(values) if !values.is_empty() => FieldRef::Many(values),
             _ => FieldRef::Missing,
         }
+    }
+
+    /// True when the rule field `path` holds a value: a scalar, or an object
+    /// or array with a value somewhere below it. JSON `null`, `{}`, `[]` and
+    /// containers of nothing but those count as absent, as in Elasticsearch's
+    /// `exists` query, which detection engineers already know.
+    pub fn has(&self, path: &str) -> bool {
+        if !matches!(self.field(path), FieldRef::Missing) || self.present.contains(path) {
+            return true;
+        }
+        // A decoding of every field keeps the scalars below an object, and
+        // their paths extend this one after a dot.
+        let below = format!("{path}.");
+        self.fields
+            .range::<str, _>((
+                std::ops::Bound::Included(below.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(p, _)| p.starts_with(&below))
+            .any(|(_, values)| !values.is_empty())
     }
 }
 
@@ -434,6 +460,16 @@ impl FieldSelection {
     fn keeps(&self, path: &str) -> bool {
         match self {
             FieldSelection::All => true,
+            FieldSelection::Only(paths) => paths.contains(path),
+        }
+    }
+
+    /// True when `path` is one the selection names, so an object there is
+    /// recorded as present (only a selection records presence; see
+    /// [`NormalizedAlert::present`]).
+    fn wants_presence(&self, path: &str) -> bool {
+        match self {
+            FieldSelection::All => false,
             FieldSelection::Only(paths) => paths.contains(path),
         }
     }
@@ -553,6 +589,22 @@ fn all_text(value: &Value, path: &str) -> Vec<String> {
         .collect()
 }
 
+/// The technique ids at `path` as written: texts, and numbers or booleans
+/// as their JSON text. A number (`"uid": 1105`) is no technique id, but
+/// dropping it would hide the declaration; kept as text it is reported
+/// as malformed.
+fn all_ids(value: &Value, path: &str) -> Vec<String> {
+    get_all(value, path)
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::String(s) if !s.trim().is_empty() => Some(without_nul(s.trim())),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn parse_time(value: &Value, paths: &[&str]) -> Result<Option<DateTime<Utc>>, DecodeError> {
     for path in paths {
         for v in get_all(value, path) {
@@ -592,16 +644,56 @@ fn derived_uid(value: &Value) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// True when a non-null scalar lies at or below `value`; stops at the first.
+fn has_value(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Object(map) => map.values().any(has_value),
+        Value::Array(items) => items.iter().any(has_value),
+        _ => true,
+    }
+}
+
+/// What flattening an alert keeps: the scalars, and the selected paths
+/// found holding an object with a value (see [`NormalizedAlert::present`]).
+#[derive(Default)]
+struct Flat {
+    fields: FieldMap,
+    present: BTreeSet<String>,
+}
+
 /// Flattens every selected scalar under `value` into `out`, under `prefix`.
-fn flatten_into(value: &Value, prefix: &mut String, out: &mut FieldMap, keep: &FieldSelection) {
+fn flatten_into(value: &Value, prefix: &mut String, out: &mut Flat, keep: &FieldSelection) {
     match value {
         Value::Object(map) => {
+            // Only the presence of the object is recorded, not its subtree:
+            // a rule testing `exists` needs no more.
+            if keep.wants_presence(prefix)
+                && !out.present.contains(prefix.as_str())
+                && has_value(value)
+            {
+                out.present.insert(prefix.clone());
+            }
             for (k, v) in map {
                 let len = prefix.len();
                 if !prefix.is_empty() {
                     prefix.push('.');
                 }
+                let start = prefix.len();
                 prefix.push_str(k);
+                // A dotted key (`"kibana.alert.rule.name"`) passes the
+                // paths it spells without visiting them as objects.
+                if k.contains('.') {
+                    for (i, _) in k.match_indices('.') {
+                        let passed = &prefix[..start + i];
+                        if keep.wants_presence(passed)
+                            && !out.present.contains(passed)
+                            && has_value(v)
+                        {
+                            out.present.insert(passed.to_string());
+                        }
+                    }
+                }
                 if keep.reaches(prefix) {
                     flatten_into(v, prefix, out, keep);
                 }
@@ -622,17 +714,17 @@ fn flatten_into(value: &Value, prefix: &mut String, out: &mut FieldMap, keep: &F
                 Value::Number(n) => FieldValue::Number(n.as_f64().unwrap_or(f64::NAN)),
                 _ => return,
             };
-            if let Some(values) = out.get_mut(prefix.as_str()) {
+            if let Some(values) = out.fields.get_mut(prefix.as_str()) {
                 values.push(fv);
             } else {
-                out.insert(prefix.clone(), vec![fv]);
+                out.fields.insert(prefix.clone(), vec![fv]);
             }
         }
     }
 }
 
-fn flatten(value: &Value, keep: &FieldSelection) -> FieldMap {
-    let mut out = FieldMap::new();
+fn flatten(value: &Value, keep: &FieldSelection) -> Flat {
+    let mut out = Flat::default();
     if keep != &FieldSelection::Only(BTreeSet::new()) {
         flatten_into(value, &mut String::new(), &mut out, keep);
     }
@@ -721,15 +813,16 @@ fn decode_ocsf(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, Deco
             tactics.extend(all_text(attack, "tactics.uid"));
             tactics.extend(all_text(attack, "tactics.name"));
             tactics.dedup();
-            for raw in all_text(attack, "technique.uid") {
+            for raw in all_ids(attack, "technique.uid") {
                 declare(&mut declared, &mut malformed, &raw, &tactics, field);
             }
-            for raw in all_text(attack, "sub_technique.uid") {
+            for raw in all_ids(attack, "sub_technique.uid") {
                 declare(&mut declared, &mut malformed, &raw, &tactics, field);
             }
         }
     }
 
+    let flat = flatten(v, keep);
     Ok(NormalizedAlert {
         format: AlertFormat::Ocsf,
         source_uid_derived: uid.is_none(),
@@ -753,7 +846,8 @@ fn decode_ocsf(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, Deco
         analytic_name: first_text(v, &["finding_info.analytic.name"]),
         host: first_text(v, &["device.hostname", "device.name", "device.ip"]),
         user: first_text(v, &["actor.user.name", "user.name", "actor.user.uid"]),
-        fields: flatten(v, keep),
+        fields: flat.fields,
+        present: flat.present,
         warnings: warnings_of(&malformed),
         declared,
         malformed,
@@ -796,15 +890,16 @@ fn decode_ecs(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, Decod
             let mut tactics = all_text(entry, &format!("{base}tactic.id"));
             tactics.extend(all_text(entry, &format!("{base}tactic.name")));
             tactics.dedup();
-            for raw in all_text(entry, &format!("{base}technique.id")) {
+            for raw in all_ids(entry, &format!("{base}technique.id")) {
                 declare(&mut declared, &mut malformed, &raw, &tactics, prefix);
             }
-            for raw in all_text(entry, &format!("{base}technique.subtechnique.id")) {
+            for raw in all_ids(entry, &format!("{base}technique.subtechnique.id")) {
                 declare(&mut declared, &mut malformed, &raw, &tactics, prefix);
             }
         }
     }
 
+    let flat = flatten(v, keep);
     Ok(NormalizedAlert {
         format: AlertFormat::Ecs,
         source_uid_derived: uid.is_none(),
@@ -848,7 +943,8 @@ fn decode_ecs(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, Decod
         analytic_name: first_text(v, &["kibana.alert.rule.name", "rule.name"]),
         host: first_text(v, &["host.name", "host.hostname"]),
         user: first_text(v, &["user.name"]),
-        fields: flatten(v, keep),
+        fields: flat.fields,
+        present: flat.present,
         warnings: warnings_of(&malformed),
         declared,
         malformed,
@@ -926,7 +1022,7 @@ fn decode_native(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, De
             field: "techniques".into(),
         });
     }
-    let fields = alert
+    let flat = alert
         .fields
         .map(|m| flatten(&Value::Object(m), keep))
         .unwrap_or_default();
@@ -950,7 +1046,8 @@ fn decode_native(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, De
         analytic_name: text(alert.rule_name),
         host: text(alert.host),
         user: text(alert.user),
-        fields,
+        fields: flat.fields,
+        present: flat.present,
         declared,
         warnings: Vec::new(),
         malformed: Vec::new(),
@@ -1104,6 +1201,26 @@ mod tests {
                 field: "attacks".into()
             }]
         );
+    }
+
+    /// Regression: a numeric technique uid was skipped without a word.
+    #[test]
+    fn a_numeric_technique_uid_is_a_malformed_declaration() {
+        let doc = serde_json::json!({
+            "class_uid": 2004,
+            "finding_info": {"uid": "n-1", "title": "t",
+                             "attacks": [{"technique": {"uid": 1105}}]}
+        });
+        let a = decode_alert(&doc).unwrap();
+        assert!(a.declared.is_empty());
+        assert_eq!(
+            a.malformed,
+            vec![MalformedDeclaration {
+                value: "1105".into(),
+                field: "finding_info.attacks".into()
+            }]
+        );
+        assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
     }
 
     #[test]
@@ -1274,7 +1391,8 @@ mod tests {
             .collect();
         assert_eq!(kept.fields, expected);
         // Both spellings of the rule name, and both arguments, are there;
-        // `process.parent` is an object, not a scalar, so nothing is kept.
+        // `process.parent` is an object, not a scalar: no value is kept,
+        // only that it is present.
         assert_eq!(kept.fields["kibana.alert.rule.name"].len(), 2);
         assert_eq!(
             kept.fields["process.args"],
@@ -1285,10 +1403,13 @@ mod tests {
             ]
         );
         assert_eq!(kept.fields.len(), 2);
+        assert_eq!(kept.present, BTreeSet::from(["process.parent".to_string()]));
         assert!(full.fields.len() > 6);
+        assert!(full.present.is_empty());
         assert_eq!(
             NormalizedAlert {
                 fields: full.fields.clone(),
+                present: BTreeSet::new(),
                 ..kept.clone()
             },
             full

@@ -32,6 +32,9 @@
 //! case unless `case_sensitive: true` (Sigma matches case-insensitively, and
 //! so do analysts' expectations). A field with several values (an array)
 //! matches when any value does; a missing field matches only `exists: false`.
+//! `exists` also sees objects and arrays: it is true when the field holds a
+//! non-null value at or below it, so `null`, `{}` and `[]` count as absent
+//! ([`crate::alert::NormalizedAlert::has`]).
 //! Field paths are the alert's dotted paths, or `alert.*` for the normalized
 //! attributes ([`crate::alert::NormalizedAlert::field`]).
 
@@ -731,7 +734,9 @@ impl Predicate {
     pub fn matches(&self, alert: &NormalizedAlert) -> Option<Evidence> {
         let field = alert.field(&self.field);
         if let Op::Exists(want) = self.op {
-            let present = !matches!(field, FieldRef::Missing);
+            // An object or array counts when it holds a value; its evidence
+            // value stays empty rather than dumping the subtree.
+            let present = alert.has(&self.field);
             return (present == want).then(|| Evidence {
                 field: self.field.clone(),
                 value: match &field {
@@ -1325,5 +1330,64 @@ techniques:
                 .collect::<Vec<_>>(),
             ["a", "b", "c"]
         );
+    }
+
+    /// Regression: `exists` saw only scalars, so an object (`unmapped`) or
+    /// an array of objects (`finding_info.attacks`) was absent to it.
+    #[test]
+    fn exists_sees_objects_and_arrays_with_or_without_a_field_selection() {
+        let doc = json!({
+            "class_uid": 2004,
+            "finding_info": {"uid": "f-1", "title": "t",
+                             "attacks": [{"technique": {"uid": "T1059"}}],
+                             "empty_list": [], "nulls": [null, {"x": null}]},
+            "unmapped": {"event_data": {"Image": "C:\\x.exe"}},
+            "empty_object": {},
+            "nothing": null,
+            "kibana.alert.rule.name": "dotted"
+        });
+        let cases = [
+            ("unmapped", true),
+            ("unmapped.event_data", true),
+            ("finding_info.attacks", true),
+            ("finding_info.attacks.technique", true),
+            ("finding_info.empty_list", false),
+            ("finding_info.nulls", false),
+            ("empty_object", false),
+            ("nothing", false),
+            ("kibana.alert", true),
+            ("kibana.alert.rule.name", true),
+            ("absent", false),
+        ];
+        let whole = decode_alert(&doc).unwrap();
+        let r = tiny_release();
+        for (field, present) in cases {
+            let set = RuleSet::new([true, false].map(|want| {
+                parse_rule(
+                    &format!(
+                        "{{id: {field}-{want}, version: 1, title: t, author: a, rationale: r, \
+                         confidence: 0.7, match: {{field: {field}, exists: {want}}}, \
+                         techniques: [T1003]}}"
+                    ),
+                    &r,
+                )
+                .unwrap()
+            }));
+            let kept = crate::alert::decode_alert_keeping(&doc, &set.field_selection()).unwrap();
+            for alert in [&whole, &kept] {
+                let hits: Vec<String> = set
+                    .evaluate(alert)
+                    .into_iter()
+                    .map(|m| m.rule.id.clone())
+                    .collect();
+                assert_eq!(hits, [format!("{field}-{present}")], "{field}");
+            }
+            // Only the presence is kept, not the subtree below it.
+            assert!(
+                kept.fields.keys().all(|k| k == field),
+                "{field}: {:?}",
+                kept.fields
+            );
+        }
     }
 }

@@ -517,6 +517,21 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
         .ok()
 }
 
+/// A rule's tags, trimmed. The Sigma specification makes `tags` a list, but
+/// a single tag written as a string (`tags: attack.t1105`) is common enough
+/// in hand-written rules that dropping it would leave the rule counted yet
+/// mapping nothing, without a word; it is read as a one-tag list.
+fn tags_of(doc: &Yaml) -> Vec<String> {
+    match doc.get("tags") {
+        Some(Yaml::Sequence(items)) => items
+            .iter()
+            .filter_map(|t| t.as_str().map(|s| s.trim().to_string()))
+            .collect(),
+        Some(Yaml::String(tag)) => vec![tag.trim().to_string()],
+        _ => Vec::new(),
+    }
+}
+
 /// A Sigma detection or correlation rule; `None` for other documents
 /// (filters, metadata); an error for a rule that cannot be used.
 fn rule_from_doc(file: &str, doc: &Yaml, release: &Release) -> Result<Option<SigmaRule>, String> {
@@ -526,8 +541,9 @@ fn rule_from_doc(file: &str, doc: &Yaml, release: &Release) -> Result<Option<Sig
         // documents; one that still carries a rule's logsource or ATT&CK tags
         // is a broken rule, reported rather than dropped without a word.
         let other_kind = doc.get("filter").is_some() || doc.get("action").is_some();
-        let attack_tagged = matches!(doc.get("tags"), Some(Yaml::Sequence(items))
-            if items.iter().filter_map(Yaml::as_str).any(|t| t.trim().to_ascii_lowercase().starts_with("attack.")));
+        let attack_tagged = tags_of(doc)
+            .iter()
+            .any(|t| t.to_ascii_lowercase().starts_with("attack."));
         if !other_kind && (doc.get("logsource").is_some() || attack_tagged) {
             let title = text_of(doc, "title").unwrap_or_default();
             return Err(format!(
@@ -542,13 +558,7 @@ fn rule_from_doc(file: &str, doc: &Yaml, release: &Release) -> Result<Option<Sig
             "rule \"{title}\" has no id, so no alert can name it"
         ));
     };
-    let tags: Vec<String> = match doc.get("tags") {
-        Some(Yaml::Sequence(items)) => items
-            .iter()
-            .filter_map(|t| t.as_str().map(|s| s.trim().to_string()))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let tags = tags_of(doc);
     let author = match doc.get("author") {
         Some(Yaml::Sequence(items)) => {
             // Blank names would join into a blank author, which the rule
@@ -832,6 +842,22 @@ detection: {condition: sel}
         assert_eq!(mapping.author, "unknown (Sigma rule)");
         let again = crate::rules::parse_rule_value(&mapping.to_value(), &r).unwrap();
         assert_eq!(&again, mapping);
+    }
+
+    /// Regression: `tags: attack.t1059` (a string, not a list) was counted
+    /// as a rule that mapped nothing, with no problem reported.
+    #[test]
+    fn a_single_tag_written_as_a_string_is_a_one_tag_list() {
+        let r = tiny_release();
+        let text = "title: S\nid: s\ntags: attack.t1059\ndetection: {condition: x}\n";
+        let import = import_files([file("s.yml", text)], &r, SigmaOptions::default());
+        let techniques: Vec<String> = import.mapping_rules[0]
+            .techniques
+            .iter()
+            .map(|t| t.id.to_string())
+            .collect();
+        assert_eq!(techniques, ["T1059"]);
+        assert_eq!(import.report.mapped_rules, 1);
     }
 
     #[test]

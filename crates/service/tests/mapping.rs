@@ -1238,3 +1238,109 @@ async fn a_remap_beside_overrides_finishes_and_leaves_nothing_stale() {
         }
     }
 }
+
+/// A rule of `eve` mapping `technique` when `condition` holds.
+fn exists_rule(id: &str, condition: &str, technique: &str) -> String {
+    format!(
+        "{{id: {id}, version: 1, title: {id}, author: eve, rationale: presence of a field, \
+         confidence: 0.8, match: {condition}, techniques: [{technique}]}}"
+    )
+}
+
+/// Regression: `exists` saw only scalars, so `{field: unmapped, exists:
+/// false}` matched every Sigma alert although each has an `unmapped`
+/// object, and `finding_info.attacks` (an array of objects) never existed.
+/// Ingestion decodes only the fields the rules test, so this goes through it.
+#[tokio::test]
+async fn exists_sees_the_objects_and_arrays_of_ingested_alerts() {
+    let alerts: Vec<Value> = raw_alerts().into_iter().take(3).collect();
+    // What the rules must see, from the raw documents.
+    assert!(alerts.iter().all(|a| a["unmapped"].is_object()));
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a["finding_info"]["attacks"].is_null())
+    );
+    let mut declaring = alerts[1].clone();
+    declaring["finding_info"]["attacks"] = serde_json::json!([{"technique": {"uid": "T1059.001"}}]);
+    let declaring_uid = declaring["finding_info"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alerts = vec![alerts[0].clone(), declaring, alerts[2].clone()];
+
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let engineer = acme_engineer(&app).await;
+        let absent = exists_rule(
+            "unmapped-absent",
+            "{field: unmapped, exists: false}",
+            "T1027",
+        );
+        let attacks = exists_rule(
+            "attacks-declared",
+            "{field: finding_info.attacks, exists: true}",
+            "T1105",
+        );
+        for rule in [&absent, &attacks] {
+            app.save_rule(&engineer, "acme", rule, false).await.unwrap();
+        }
+
+        let report = app
+            .ingest_alert_values(&engineer, "acme", alerts.clone())
+            .await
+            .unwrap();
+        assert_eq!(report.ingested, 3, "{label}");
+        for alert in &alerts {
+            let uid = alert["finding_info"]["uid"].as_str().unwrap();
+            let view = app.alert_mapping(&engineer, "acme", uid).await.unwrap();
+            let mapped = techniques(&view);
+            assert!(!mapped.contains("T1027"), "{label}: {uid}: {mapped:?}");
+            assert_eq!(
+                mapped.contains("T1105"),
+                uid == declaring_uid,
+                "{label}: {uid}: {mapped:?}"
+            );
+        }
+
+        // Simulation re-reads stored alerts whole: the same answer there.
+        let present = exists_rule(
+            "unmapped-present",
+            "{field: unmapped, exists: true}",
+            "T1027",
+        );
+        let simulated = app
+            .simulate_rule(&engineer, "acme", &present)
+            .await
+            .unwrap();
+        assert_eq!(simulated.changes.len(), 3, "{label}");
+        let simulated = app.simulate_rule(&engineer, "acme", &absent).await.unwrap();
+        assert_eq!(simulated.alerts_scanned, 3, "{label}");
+        assert!(simulated.changes.is_empty(), "{label}");
+    }
+}
+
+/// Regression: a numeric OCSF technique uid (`"uid": 1105`) mapped nothing
+/// and was missing from the alert's declaration problems.
+#[tokio::test]
+async fn a_numeric_technique_uid_is_counted_as_a_malformed_declaration() {
+    let mut alert = credential_dumping("numeric-1", 3);
+    alert["finding_info"]["attacks"] = serde_json::json!([{"technique": {"uid": 1105}}]);
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let engineer = acme_engineer(&app).await;
+        let report = app
+            .ingest_alert_values(&engineer, "acme", vec![alert.clone()])
+            .await
+            .unwrap();
+        assert_eq!((report.ingested, report.mapped), (1, 0), "{label}");
+        assert_eq!(
+            (report.declarations.alerts, report.declarations.malformed),
+            (1, 1),
+            "{label}: {:?}",
+            report.declarations
+        );
+    }
+}
