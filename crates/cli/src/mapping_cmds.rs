@@ -209,7 +209,7 @@ pub enum ReviewCommand {
     /// Review items, oldest first: alerts' mappings, and incidents whose
     /// profile went stale (`incident:ID stale STATE REASONS`).
     List {
-        /// open, accepted, rejected, corrected or all.
+        /// open, accepted, rejected, corrected, resolved_by_remap or all.
         #[arg(long, default_value = "open")]
         state: String,
         /// How many.

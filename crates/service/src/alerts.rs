@@ -1041,6 +1041,7 @@ impl App {
         let mut sets = Vec::new();
         let mut updates = Vec::new();
         let mut reviews = Vec::new();
+        let mut gone = Vec::new();
         let mut changed = Vec::new();
         let mut unchanged = Vec::new();
         let mut rollup = Vec::new();
@@ -1072,7 +1073,25 @@ impl App {
                     .filter(|c| c.source == Source::Rule)
                     .map(|c| candidate_record(scope, &alert.id, c, now)),
             );
-            reviews.extend(review_items(scope, &alert.id, &set, now));
+            let items = review_items(scope, &alert.id, &set, now);
+            let mut reasons: Vec<String> = items.iter().map(|r| r.reason.clone()).collect();
+            // The lock, not the set, keeps a conflict item open.
+            if alert.locked {
+                reasons.push("conflict".into());
+            }
+            gone.push(store::ReviewReasons {
+                alert_id: alert.id.clone(),
+                reasons,
+                resolution: json!({
+                    "resolved_by_remap": {
+                        "cause": cause,
+                        "by": actor.name,
+                        "canonical_version": version,
+                    }
+                })
+                .to_string(),
+            });
+            reviews.extend(items);
             sets.push(canonical_record(
                 scope, &alert.id, version, &set, cause, &context, now,
             ));
@@ -1128,9 +1147,13 @@ impl App {
         tx.set_current_mapping(scope, &updates).await?;
         tx.set_current_mapping(scope, &cleared).await?;
         for a in alerts.iter().filter(|a| a.stale) {
-            tx.close_reviews_of(scope, &a.id, "stale", "accepted", "system:recompute")
+            tx.close_reviews_of(scope, &a.id, "stale", "accepted", "system:recompute", None)
                 .await?;
         }
+        // Items whose reason the new set no longer gives close before the
+        // new set's items open; one that still applies stays as it is.
+        tx.close_reviews_gone(scope, REDERIVED_REASONS, &gone, REMAP_ACTOR, &now)
+            .await?;
         tx.open_reviews(reviews).await?;
         tx.append_audit(&self.org_event(
             actor,
@@ -1780,6 +1803,22 @@ fn same_set(stored: &CanonicalRecord, set: &CanonicalSet) -> bool {
             && s.override_ids == json_text(&e.overrides)
     })
 }
+
+/// The review reasons a recomputation decides again: those of the set's
+/// flags and of its pending AI candidates, and `conflict`, which holds while
+/// the alert is locked. `stale` is left out: the stale mark closes its items
+/// (as `accepted`) when it is cleared.
+pub(crate) const REDERIVED_REASONS: &[&str] = &[
+    "low_confidence",
+    "ai_only",
+    "over_mapping",
+    "no_evidence",
+    "conflict",
+];
+
+/// Who closes a review item whose reason a recomputation removed: the
+/// product, so the KPIs of people's validations leave it out.
+pub(crate) const REMAP_ACTOR: &str = "system:remap";
 
 /// Review items for a freshly derived set: one per reason.
 pub(crate) fn review_items(

@@ -73,7 +73,7 @@ pub struct ReviewItem {
     pub reason: String,
     /// Details (flags).
     pub detail: serde_json::Value,
-    /// `open`, `accepted`, `rejected`, `corrected`.
+    /// `open`, `accepted`, `rejected`, `corrected` or `resolved_by_remap`.
     pub state: String,
     /// Queued at.
     pub opened_at: String,
@@ -108,8 +108,17 @@ pub enum ReviewCorrection {
     Adjustment(Box<crate::IncidentProfileView>),
 }
 
-/// The states of a review item.
-pub const REVIEW_STATES: &[&str] = &["open", "accepted", "rejected", "corrected"];
+/// The states of a review item. `resolved_by_remap`: the product closed it,
+/// as a recomputation of the alert's canonical set (a rule change, an alert
+/// update, a dataset activation, an override, an arbitration) removed its
+/// reason; its resolution names the cause and who caused it.
+pub const REVIEW_STATES: &[&str] = &[
+    "open",
+    "accepted",
+    "rejected",
+    "corrected",
+    "resolved_by_remap",
+];
 
 /// A review decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +215,19 @@ impl App {
         alert: &str,
         input: OverrideInput,
     ) -> Result<OverrideOutcome> {
+        self.override_alert(actor, org, alert, input, None).await
+    }
+
+    /// [`App::create_override`], correcting the open review item `review`
+    /// of the alert when given (see [`App::write_override`]).
+    async fn override_alert(
+        &self,
+        actor: &Actor,
+        org: &str,
+        alert: &str,
+        input: OverrideInput,
+        review: Option<&store::ReviewRecord>,
+    ) -> Result<OverrideOutcome> {
         self.authorize(actor, Action::OverrideCreate, ("alert", alert))
             .await?;
         let scope = self.scope(actor, org).await?;
@@ -294,7 +316,7 @@ impl App {
             supersedes: None,
             created_at: now,
         };
-        self.write_override(actor, &scope, &engine, &record, row, applies)
+        self.write_override(actor, &scope, &engine, &record, row, applies, review)
             .await
     }
 
@@ -373,13 +395,17 @@ impl App {
             created_at: now,
             ..proposal
         };
-        self.write_override(actor, &scope, &engine, &record, row, approve)
+        self.write_override(actor, &scope, &engine, &record, row, approve, None)
             .await
     }
 
     /// Stores an override row with its audit event, recomputes the alert
     /// when the row is approved, and locks the alert for arbitration when
     /// approved overrides flip-flop past the threshold.
+    ///
+    /// `review` is the open item the override corrects: it is resolved as
+    /// `corrected` in the override's transaction.
+    #[allow(clippy::too_many_arguments)]
     async fn write_override(
         &self,
         actor: &Actor,
@@ -388,6 +414,7 @@ impl App {
         alert: &AlertRecord,
         row: OverrideRecord,
         applies: bool,
+        review: Option<&store::ReviewRecord>,
     ) -> Result<OverrideOutcome> {
         let before = alert.canonical_version;
         let action = match (row.status.as_str(), row.supersedes.is_some()) {
@@ -412,9 +439,39 @@ impl App {
         tx.insert_override(&row).await?;
         tx.append_audit(&self.org_event(actor, scope, action, ("override", &row.id), details))
             .await?;
-        // A lead's override on a locked alert is the arbitration.
+        // Resolved in the override's transaction: the re-map that follows
+        // would otherwise close an item whose reason the correction removed
+        // (as `resolved_by_remap`) before it is marked corrected.
+        if let Some(item) = review {
+            let resolution = json!({"override": row.id});
+            if !self
+                .correct_in(&mut tx, actor, scope, item, &actor.name, resolution)
+                .await?
+            {
+                drop(tx);
+                let message = format!("review item {} was resolved concurrently", item.id);
+                return Err(match self.store.review(scope, &item.id).await? {
+                    Some(current) => review_conflict(message, &current),
+                    None => ServiceError::Conflict(message),
+                });
+            }
+        }
+        // A lead's override on a locked alert is the arbitration; the
+        // lock was the conflict item's reason.
         if applies && alert.locked {
             tx.set_alert_locked(scope, &alert.id, false).await?;
+            let resolution = json!({
+                "resolved_by_remap": {"cause": "arbitration", "by": actor.name, "override": row.id}
+            });
+            tx.close_reviews_of(
+                scope,
+                &alert.id,
+                "conflict",
+                "resolved_by_remap",
+                crate::alerts::REMAP_ACTOR,
+                Some(&resolution.to_string()),
+            )
+            .await?;
         }
         tx.commit().await?;
         if !applies {
@@ -502,6 +559,45 @@ impl App {
             after_version: after.canonical_version,
             locked,
         })
+    }
+
+    /// Resolves the open alert item `item` as `corrected` by `by` inside
+    /// `tx`, with its audit event; false when it is no longer open.
+    async fn correct_in(
+        &self,
+        tx: &mut store::Tx,
+        actor: &Actor,
+        scope: &OrgScope,
+        item: &store::ReviewRecord,
+        by: &str,
+        resolution: serde_json::Value,
+    ) -> Result<bool> {
+        let now = store::now();
+        let resolution = resolution.to_string();
+        if !tx
+            .resolve_review(scope, &item.id, "corrected", by, &now, Some(&resolution))
+            .await?
+        {
+            return Ok(false);
+        }
+        let details = json!({
+            "alert": item.alert_id,
+            "reason": item.reason,
+            "before": "open",
+            "after": "corrected",
+            "corrected_by": by,
+            "time_to_validate_ms": (now - item.opened_at).num_milliseconds(),
+            "resolution": resolution,
+        });
+        tx.append_audit(&self.org_event(
+            actor,
+            scope,
+            "review_resolve",
+            ("review", &item.id),
+            details,
+        ))
+        .await?;
+        Ok(true)
     }
 
     /// Review items of the org (`state`: `open` by default semantics of the
@@ -663,13 +759,17 @@ impl App {
             ServiceError::Internal(format!("review item {id} names neither alert nor incident"))
         })?;
         let outcome = self
-            .create_override(actor, org, alert.as_str(), input)
+            .override_alert(actor, org, alert.as_str(), input, Some(&item))
             .await?;
-        let resolution = json!({"override": outcome.r#override.id}).to_string();
-        let resolved = self
-            .resolve(actor, &scope, id, "corrected", Some(resolution))
-            .await?;
-        Ok((resolved, ReviewCorrection::Override(Box::new(outcome))))
+        let now = self
+            .store
+            .review(&scope, id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(format!("review item {id} vanished")))?;
+        Ok((
+            review_item(&now),
+            ReviewCorrection::Override(Box::new(outcome)),
+        ))
     }
 
     /// Notifications for the org's leads, newest first.

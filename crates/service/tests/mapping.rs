@@ -1238,3 +1238,175 @@ async fn a_remap_beside_overrides_finishes_and_leaves_nothing_stale() {
         }
     }
 }
+
+/// The review items of `org` in every state, by item id.
+async fn review_items_by_id(
+    app: &App,
+    actor: &Actor,
+    org: &str,
+) -> BTreeMap<String, service::ReviewItem> {
+    app.review_list(actor, org, None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.id.clone(), i))
+        .collect()
+}
+
+/// Asserts that `item` was closed by a re-map that `by` caused.
+fn closed_by_remap(item: &service::ReviewItem, by: &str, label: &str) {
+    assert_eq!(item.state, "resolved_by_remap", "{label}: {item:?}");
+    assert_eq!(item.resolved_by.as_deref(), Some("system:remap"), "{label}");
+    assert!(item.resolved_at.is_some(), "{label}: {item:?}");
+    let closed = &item.resolution.as_ref().unwrap()["resolved_by_remap"];
+    assert_eq!(closed["by"], by, "{label}: {item:?}");
+}
+
+/// Regression: review items stayed open after a re-map removed their
+/// reason: AI-only items once a Sigma pack decided their alerts by rule,
+/// low-confidence items once a rule update raised the confidence, conflict
+/// items once a lead's arbitration unlocked the alert. The product closing
+/// them is no analyst's validation.
+#[tokio::test]
+async fn a_remap_closes_the_review_items_whose_reason_it_removed() {
+    let first = raw_sigma_rules(FIRST_PACK);
+    // Alerts whose Sigma rule tags a technique: the pack decides them by
+    // rule, and AI candidates no longer count.
+    let ruled: BTreeSet<String> = raw_alerts()
+        .iter()
+        .filter_map(|a| {
+            let uid = a["finding_info"]["uid"].as_str()?;
+            let rule = a["finding_info"]["analytic"]["uid"].as_str()?;
+            let tags = first.get(rule).map(|(_, t)| technique_tags(t))?;
+            (!tags.is_empty()).then(|| uid.to_string())
+        })
+        .collect();
+
+    for db in databases().await {
+        let label = db.label();
+        let mut config = AppConfig::new(db.url.clone());
+        config.mapping.ai_at_ingest = true;
+        let app = App::connect(config).await.unwrap();
+        activate_release(&app, "enterprise-attack-18.1.json.gz").await;
+        let operator = Actor::operator("op");
+        let org = app.create_org(&operator, "ai").await.unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+        let lead = member(&org, "lea", Role::Lead);
+        let analyst = member(&org, "ann", Role::Analyst);
+        let feed = std::fs::File::open(regression_alerts()).unwrap();
+        let ingest = app
+            .ingest_alerts(&engineer, "ai", Box::new(BufReader::new(feed)))
+            .await
+            .unwrap();
+        assert_eq!(ingest.ingested, 111, "{label}");
+        let mut uid_of = BTreeMap::new();
+        for a in raw_alerts() {
+            let uid = a["finding_info"]["uid"].as_str().unwrap().to_string();
+            let view = app.alert_mapping(&analyst, "ai", &uid).await.unwrap();
+            uid_of.insert(view.alert.id, uid);
+        }
+
+        // AI alone mapped the feed: every AI-only item is open.
+        let queued: Vec<service::ReviewItem> = review_items_by_id(&app, &analyst, "ai")
+            .await
+            .into_values()
+            .filter(|i| i.reason == "ai_only")
+            .collect();
+        assert!(queued.iter().all(|i| i.state == "open"), "{label}");
+        let decided: usize = queued
+            .iter()
+            .filter(|i| ruled.contains(&uid_of[i.alert_id.as_ref().unwrap()]))
+            .count();
+        assert!(decided > 0 && decided < queued.len(), "{label}");
+
+        // The pack decides most alerts by rule: their AI-only items close,
+        // the others' stay open.
+        app.import_sigma(&engineer, "ai", &sigma_pack(FIRST_PACK))
+            .await
+            .unwrap();
+        let now = review_items_by_id(&app, &analyst, "ai").await;
+        for item in &queued {
+            let uid = &uid_of[item.alert_id.as_ref().unwrap()];
+            let after = &now[&item.id];
+            if ruled.contains(uid) {
+                closed_by_remap(after, "eve", label);
+            } else {
+                assert_eq!(after.state, "open", "{label}: {uid}: {after:?}");
+            }
+        }
+        // Closed by the product, not validated by a person.
+        let report = app
+            .kpis(&operator, "ai", &service::KpiRequest::default(), None)
+            .await
+            .unwrap();
+        let kpi = |name: &str| report.kpis.iter().find(|k| k.name == name).unwrap();
+        assert_eq!(kpi("mean_time_to_validate").value, None, "{label}");
+        let closed = now
+            .values()
+            .filter(|i| i.state == "resolved_by_remap")
+            .count();
+        assert!(closed >= decided, "{label}");
+        assert_eq!(
+            kpi("mean_time_to_validate").detail,
+            Some(serde_json::json!({"system_resolved": closed})),
+            "{label}"
+        );
+        assert_eq!(kpi("correction_rate").value, None, "{label}");
+
+        // A low-confidence rule queues its alerts; raising its confidence
+        // above the band closes those items.
+        let before_rule = review_items_by_id(&app, &analyst, "ai").await;
+        app.save_rule(&engineer, "ai", &rule_text(1, "T1059.001", 0.3), false)
+            .await
+            .unwrap();
+        let low: Vec<String> = review_items_by_id(&app, &analyst, "ai")
+            .await
+            .into_values()
+            .filter(|i| i.reason == "low_confidence" && i.state == "open")
+            .filter(|i| !before_rule.contains_key(&i.id))
+            .map(|i| i.id)
+            .collect();
+        assert!(!low.is_empty(), "{label}");
+        app.save_rule(&engineer, "ai", &rule_text(2, "T1059.001", 0.9), true)
+            .await
+            .unwrap();
+        let now = review_items_by_id(&app, &analyst, "ai").await;
+        for id in &low {
+            closed_by_remap(&now[id], "eve", label);
+        }
+
+        // Flip-flopping overrides lock an alert with a conflict item; the
+        // lead's arbitration unlocks it and closes the item.
+        let uid = ruled.iter().next().unwrap();
+        let alert = app.alert_mapping(&lead, "ai", uid).await.unwrap().alert.id;
+        let flip = |step: usize| OverrideInput {
+            action: if step % 2 == 0 { "add" } else { "remove" }.into(),
+            technique: "T1003".into(),
+            reason: Some("wrong_technique".into()),
+            ..OverrideInput::default()
+        };
+        let mut step = 0;
+        while !app
+            .create_override(&lead, "ai", uid, flip(step))
+            .await
+            .unwrap()
+            .locked
+        {
+            step += 1;
+            assert!(step < 10, "{label}: never locked");
+        }
+        let conflict = review_items_by_id(&app, &analyst, "ai")
+            .await
+            .into_values()
+            .find(|i| i.reason == "conflict" && i.alert_id.as_ref() == Some(&alert))
+            .unwrap();
+        assert_eq!(conflict.state, "open", "{label}");
+        let arbitration = app
+            .create_override(&lead, "ai", uid, flip(step + 1))
+            .await
+            .unwrap();
+        assert!(arbitration.applied && !arbitration.locked, "{label}");
+        let now = review_items_by_id(&app, &analyst, "ai").await;
+        closed_by_remap(&now[&conflict.id], "lea", label);
+    }
+}
