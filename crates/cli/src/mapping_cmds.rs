@@ -749,7 +749,8 @@ pub async fn review(app: &App, command: ReviewCommand) -> anyhow::Result<ExitCod
                 ),
             };
             print(org.json, &answer, || {
-                format!("review item {} corrected by {by}", item.id)
+                // `corrected`, or `open` while a proposal awaits a lead.
+                format!("review item {} {} by {by}", item.id, item.state)
             })?;
         }
     }

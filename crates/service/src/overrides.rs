@@ -87,6 +87,11 @@ pub struct ReviewItem {
     pub interactions: i64,
     /// Time to validate in milliseconds, once resolved.
     pub time_to_validate_ms: Option<i64>,
+    /// For an open alert's item an analyst corrected: the proposed
+    /// override that awaits a lead. The item stays open (and unvalidated)
+    /// until the lead approves it (the item becomes `corrected`) or rejects
+    /// it (the item stays open, this goes back to null).
+    pub awaiting_approval: Option<String>,
     /// What is reviewed: `alert` or `incident`.
     pub subject: String,
     /// The incident, for an incident's item (null for an alert's).
@@ -172,6 +177,14 @@ fn notes_of(resolution: Option<&str>) -> Option<String> {
     value.get("notes")?.as_str().map(str::to_string)
 }
 
+/// The proposal an open item's correction awaits, from the note
+/// `{"awaiting_approval": {"override": ID, ...}}` its resolution holds.
+fn awaiting_approval(resolution: Option<&str>) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(resolution?).ok()?;
+    let id = value.get("awaiting_approval")?.get("override")?.as_str()?;
+    Some(id.to_string())
+}
+
 fn review_item(r: &store::ReviewRecord) -> ReviewItem {
     let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
     ReviewItem {
@@ -195,6 +208,10 @@ fn review_item(r: &store::ReviewRecord) -> ReviewItem {
         time_to_validate_ms: r
             .resolved_at
             .map(|at| (at - r.opened_at).num_milliseconds()),
+        awaiting_approval: match r.state.as_str() {
+            "open" => awaiting_approval(r.resolution.as_deref()),
+            _ => None,
+        },
         subject: match r.incident_id {
             Some(_) => "incident".into(),
             None => "alert".into(),
@@ -403,8 +420,13 @@ impl App {
     /// when the row is approved, and locks the alert for arbitration when
     /// approved overrides flip-flop past the threshold.
     ///
-    /// `review` is the open item the override corrects: it is resolved as
-    /// `corrected` in the override's transaction.
+    /// `review` is the open item the override corrects: an applied
+    /// override resolves it as `corrected`; a proposal leaves it open,
+    /// noted as awaiting approval. A lead's decision on a proposal settles
+    /// the items awaiting it: corrected on approval (timed to the
+    /// approval), open again on rejection. Both happen in the override's
+    /// transaction, before the re-map, which would otherwise close an item
+    /// whose reason the correction removed as `resolved_by_remap`.
     #[allow(clippy::too_many_arguments)]
     async fn write_override(
         &self,
@@ -439,21 +461,49 @@ impl App {
         tx.insert_override(&row).await?;
         tx.append_audit(&self.org_event(actor, scope, action, ("override", &row.id), details))
             .await?;
-        // Resolved in the override's transaction: the re-map that follows
-        // would otherwise close an item whose reason the correction removed
-        // (as `resolved_by_remap`) before it is marked corrected.
         if let Some(item) = review {
-            let resolution = json!({"override": row.id});
-            if !self
-                .correct_in(&mut tx, actor, scope, item, &actor.name, resolution)
-                .await?
-            {
+            let settled = if applies {
+                let resolution = json!({"override": row.id});
+                self.correct_in(&mut tx, actor, scope, item, &actor.name, resolution)
+                    .await?
+            } else {
+                let note =
+                    json!({"awaiting_approval": {"override": row.id, "proposed_by": actor.name}});
+                tx.note_open_review(scope, &item.id, &note.to_string())
+                    .await?
+            };
+            if !settled {
                 drop(tx);
                 let message = format!("review item {} was resolved concurrently", item.id);
                 return Err(match self.store.review(scope, &item.id).await? {
                     Some(current) => review_conflict(message, &current),
                     None => ServiceError::Conflict(message),
                 });
+            }
+        }
+        if let Some(proposal) = row.supersedes.as_deref() {
+            let awaiting: Vec<store::ReviewRecord> = tx
+                .open_alert_reviews(scope, &alert.id)
+                .await?
+                .into_iter()
+                .filter(|r| awaiting_approval(r.resolution.as_deref()).as_deref() == Some(proposal))
+                .collect();
+            for item in &awaiting {
+                // The analyst who proposed the correction validated the
+                // item; the approval is when it took effect.
+                if applies {
+                    let resolution = json!({
+                        "override": proposal, "approved_by": actor.name, "decision": row.id,
+                    });
+                    self.correct_in(&mut tx, actor, scope, item, &row.actor, resolution)
+                        .await?;
+                } else {
+                    let note = json!({"override_rejected": {
+                        "override": proposal, "rejected_by": actor.name, "decision": row.id,
+                    }});
+                    tx.note_open_review(scope, &item.id, &note.to_string())
+                        .await?;
+                }
             }
         }
         // A lead's override on a locked alert is the arbitration; the
@@ -718,7 +768,10 @@ impl App {
     /// alert's item with an override of the alert's mapping (reason code
     /// required), an incident's item with a lead adjustment of the
     /// incident's profile (role lead or above; the override's notes are
-    /// the rationale, the incident's evidence references back it).
+    /// the rationale, the incident's evidence references back it). An
+    /// analyst's override of an alert is a proposal: the item stays open,
+    /// `awaiting_approval` naming it, until a lead decides (see
+    /// [`App::decide_override`]).
     pub async fn review_correct(
         &self,
         actor: &Actor,

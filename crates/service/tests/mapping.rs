@@ -1410,3 +1410,144 @@ async fn a_remap_closes_the_review_items_whose_reason_it_removed() {
         closed_by_remap(&now[&conflict.id], "lea", label);
     }
 }
+
+/// Regression: an analyst's correction resolved the item as `corrected`
+/// while it was only a proposal, and a lead's rejection left it so, out of
+/// the queue with the mapping unchanged. The item now waits in the open
+/// queue for the lead: corrected on approval, timed to it; open again on
+/// rejection. A lead's correction applies and resolves at once.
+#[tokio::test]
+async fn an_analysts_correction_waits_for_the_lead_in_the_open_queue() {
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let org = app.create_org(&operator, "acme").await.unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+        let lead = member(&org, "lea", Role::Lead);
+        let analyst = member(&org, "ann", Role::Analyst);
+        let feed = std::fs::File::open(regression_alerts()).unwrap();
+        app.ingest_alerts(&engineer, "acme", Box::new(BufReader::new(feed)))
+            .await
+            .unwrap();
+        // A low-confidence rule queues the alerts it maps.
+        app.save_rule(&engineer, "acme", &rule_text(1, "T1059.001", 0.3), false)
+            .await
+            .unwrap();
+        let open = app
+            .review_list(&analyst, "acme", Some("open"), 1000)
+            .await
+            .unwrap();
+        let low: Vec<&service::ReviewItem> = open
+            .iter()
+            .filter(|i| i.reason == "low_confidence")
+            .collect();
+        assert!(low.len() >= 2, "{label}: {open:?}");
+        let (item, other) = (low[0].clone(), low[1].clone());
+        let alert = item.alert_id.clone().unwrap();
+        let remove = OverrideInput {
+            action: "remove".into(),
+            technique: "T1059.001".into(),
+            reason: Some("false_positive".into()),
+            ..OverrideInput::default()
+        };
+        let mapped = |app: &App| {
+            let (app, lead, alert) = (app.clone(), lead.clone(), alert.clone());
+            async move {
+                let view = app.alert_mapping(&lead, "acme", &alert).await.unwrap();
+                techniques(&view).contains("T1059.001")
+            }
+        };
+        let kpi = |name: &'static str| {
+            let (app, operator) = (app.clone(), operator.clone());
+            async move {
+                let report = app
+                    .kpis(&operator, "acme", &service::KpiRequest::default(), None)
+                    .await
+                    .unwrap();
+                let k = report.kpis.into_iter().find(|k| k.name == name).unwrap();
+                (k.numerator, k.denominator)
+            }
+        };
+
+        // The analyst's correction is a proposal: the item stays open,
+        // awaiting it, and nothing counts as validated.
+        let (proposed, correction) = app
+            .review_correct(&analyst, "acme", &item.id, remove.clone())
+            .await
+            .unwrap();
+        let service::ReviewCorrection::Override(outcome) = correction else {
+            panic!("{label}: an alert's item is corrected by an override");
+        };
+        assert!(!outcome.applied, "{label}");
+        assert_eq!(proposed.state, "open", "{label}: {proposed:?}");
+        assert_eq!(
+            proposed.awaiting_approval.as_deref(),
+            Some(outcome.r#override.id.as_str()),
+            "{label}"
+        );
+        assert_eq!(proposed.time_to_validate_ms, None, "{label}");
+        assert!(mapped(&app).await, "{label}");
+        let queue = app
+            .review_list(&analyst, "acme", Some("open"), 1000)
+            .await
+            .unwrap();
+        assert!(queue.iter().any(|i| i.id == item.id), "{label}");
+        assert_eq!(kpi("correction_rate").await, (Some(0.0), Some(0.0)));
+
+        // Rejected: open again, no longer awaiting, mapping unchanged.
+        app.decide_override(&lead, "acme", &outcome.r#override.id, false)
+            .await
+            .unwrap();
+        let rejected = app.review_list(&analyst, "acme", None, 1000).await.unwrap();
+        let rejected = rejected.iter().find(|i| i.id == item.id).unwrap();
+        assert_eq!(rejected.state, "open", "{label}: {rejected:?}");
+        assert_eq!(rejected.awaiting_approval, None, "{label}");
+        assert!(mapped(&app).await, "{label}");
+
+        // Proposed again and approved: corrected by the analyst, timed
+        // from the opening to the approval.
+        let (_, correction) = app
+            .review_correct(&analyst, "acme", &item.id, remove.clone())
+            .await
+            .unwrap();
+        let service::ReviewCorrection::Override(outcome) = correction else {
+            panic!("{label}: an alert's item is corrected by an override");
+        };
+        let approval = app
+            .decide_override(&lead, "acme", &outcome.r#override.id, true)
+            .await
+            .unwrap();
+        assert!(approval.applied, "{label}");
+        assert!(!mapped(&app).await, "{label}");
+        let all = app.review_list(&analyst, "acme", None, 1000).await.unwrap();
+        let approved = all.iter().find(|i| i.id == item.id).unwrap();
+        assert_eq!(approved.state, "corrected", "{label}: {approved:?}");
+        assert_eq!(approved.resolved_by.as_deref(), Some("ann"), "{label}");
+        assert_eq!(approved.awaiting_approval, None, "{label}");
+        let approved_at = approval.r#override.created_at.clone();
+        assert!(
+            approved.resolved_at.as_deref() >= Some(approved_at.as_str()),
+            "{label}: {approved:?} before {approved_at}"
+        );
+        assert_eq!(
+            approved.resolution.as_ref().unwrap()["override"],
+            outcome.r#override.id.as_str(),
+            "{label}"
+        );
+
+        // A lead's correction applies and resolves at once, although the
+        // re-map it causes removes the item's reason.
+        let (corrected, correction) = app
+            .review_correct(&lead, "acme", &other.id, remove)
+            .await
+            .unwrap();
+        let service::ReviewCorrection::Override(outcome) = correction else {
+            panic!("{label}: an alert's item is corrected by an override");
+        };
+        assert!(outcome.applied, "{label}");
+        assert_eq!(corrected.state, "corrected", "{label}: {corrected:?}");
+        assert_eq!(corrected.resolved_by.as_deref(), Some("lea"), "{label}");
+        assert_eq!(kpi("correction_rate").await, (Some(2.0), Some(2.0)));
+    }
+}

@@ -271,6 +271,49 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Notes `resolution` (JSON text) on an item that stays open (a
+    /// correction awaiting a lead's approval, or one the lead rejected) and
+    /// counts the action; false when it is not open (or not the org's).
+    pub async fn note_open_review(
+        &mut self,
+        scope: &OrgScope,
+        id: &str,
+        resolution: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE review_queue SET resolution = $1, interactions = interactions + 1 \
+             WHERE org_id = $2 AND id = $3 AND state = 'open'",
+        )
+        .bind(resolution)
+        .bind(scope.org().as_str())
+        .bind(id)
+        .execute(self.conn())
+        .await
+        .context(|| format!("noting on review item {id}"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The open items of an alert, read inside this transaction, oldest
+    /// first.
+    pub async fn open_alert_reviews(
+        &mut self,
+        scope: &OrgScope,
+        alert: &AlertId,
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM review_queue WHERE org_id = $1 AND alert_id = $2 \
+             AND state = 'open' ORDER BY id",
+            REVIEW_COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(alert.as_str())
+            .fetch_all(self.conn())
+            .await
+            .context(|| format!("reading the open review items of alert {alert}"))?;
+        rows.iter().map(review_from_row).collect()
+    }
+
     /// One review item, read inside this transaction.
     pub async fn review(
         &mut self,
