@@ -1380,7 +1380,12 @@ async fn a_remap_closes_the_review_items_whose_reason_it_removed() {
         let uid = ruled.iter().next().unwrap();
         let alert = app.alert_mapping(&lead, "ai", uid).await.unwrap().alert.id;
         let flip = |step: usize| OverrideInput {
-            action: if step % 2 == 0 { "add" } else { "remove" }.into(),
+            action: if step.is_multiple_of(2) {
+                "add"
+            } else {
+                "remove"
+            }
+            .into(),
             technique: "T1003".into(),
             reason: Some("wrong_technique".into()),
             ..OverrideInput::default()
