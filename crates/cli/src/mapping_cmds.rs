@@ -209,7 +209,7 @@ pub enum ReviewCommand {
     /// Review items, oldest first: alerts' mappings, and incidents whose
     /// profile went stale (`incident:ID stale STATE REASONS`).
     List {
-        /// open, accepted, rejected, corrected or all.
+        /// open, accepted, rejected, corrected, resolved_by_remap or all.
         #[arg(long, default_value = "open")]
         state: String,
         /// How many.
@@ -749,7 +749,8 @@ pub async fn review(app: &App, command: ReviewCommand) -> anyhow::Result<ExitCod
                 ),
             };
             print(org.json, &answer, || {
-                format!("review item {} corrected by {by}", item.id)
+                // `corrected`, or `open` while a proposal awaits a lead.
+                format!("review item {} {} by {by}", item.id, item.state)
             })?;
         }
     }

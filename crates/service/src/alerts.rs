@@ -1025,6 +1025,9 @@ impl App {
     /// Re-maps `alerts` with the engine's rules, their stored AI and manual
     /// candidates and their overrides; stores a new canonical version for
     /// each alert whose canonical set changed and clears every stale mark.
+    /// Opens the review items the new sets call for, except those of
+    /// `corrected_reasons` (a reviewer's correction caused this re-map and
+    /// settled them), and closes open items whose reason is gone.
     /// Returns the alerts whose canonical set changed.
     pub(crate) async fn recompute(
         &self,
@@ -1033,6 +1036,7 @@ impl App {
         engine: &Engine,
         alerts: &[AlertRecord],
         cause: &str,
+        corrected_reasons: &[String],
     ) -> Result<Vec<AlertId>> {
         let now = store::now();
         let context = engine_context(engine);
@@ -1041,6 +1045,7 @@ impl App {
         let mut sets = Vec::new();
         let mut updates = Vec::new();
         let mut reviews = Vec::new();
+        let mut gone = Vec::new();
         let mut changed = Vec::new();
         let mut unchanged = Vec::new();
         let mut rollup = Vec::new();
@@ -1072,7 +1077,26 @@ impl App {
                     .filter(|c| c.source == Source::Rule)
                     .map(|c| candidate_record(scope, &alert.id, c, now)),
             );
-            reviews.extend(review_items(scope, &alert.id, &set, now));
+            let mut items = review_items(scope, &alert.id, &set, now);
+            let mut reasons: Vec<String> = items.iter().map(|r| r.reason.clone()).collect();
+            items.retain(|r| !corrected_reasons.contains(&r.reason));
+            // The lock, not the set, keeps a conflict item open.
+            if alert.locked {
+                reasons.push("conflict".into());
+            }
+            gone.push(store::ReviewReasons {
+                alert_id: alert.id.clone(),
+                reasons,
+                resolution: json!({
+                    "resolved_by_remap": {
+                        "cause": cause,
+                        "by": actor.name,
+                        "canonical_version": version,
+                    }
+                })
+                .to_string(),
+            });
+            reviews.extend(items);
             sets.push(canonical_record(
                 scope, &alert.id, version, &set, cause, &context, now,
             ));
@@ -1128,9 +1152,13 @@ impl App {
         tx.set_current_mapping(scope, &updates).await?;
         tx.set_current_mapping(scope, &cleared).await?;
         for a in alerts.iter().filter(|a| a.stale) {
-            tx.close_reviews_of(scope, &a.id, "stale", "accepted", "system:recompute")
+            tx.close_reviews_of(scope, &a.id, "stale", "accepted", "system:recompute", None)
                 .await?;
         }
+        // Items whose reason the new set no longer gives close before the
+        // new set's items open; one that still applies stays as it is.
+        tx.close_reviews_gone(scope, REDERIVED_REASONS, &gone, REMAP_ACTOR, &now)
+            .await?;
         tx.open_reviews(reviews).await?;
         tx.append_audit(&self.org_event(
             actor,
@@ -1249,7 +1277,7 @@ impl App {
         cause: &str,
     ) -> Result<Vec<AlertId>> {
         const ATTEMPTS: usize = 8;
-        match self.recompute(actor, scope, engine, &alerts, cause).await {
+        match self.recompute(actor, scope, engine, &alerts, cause, &[]).await {
             Err(ServiceError::Store(
                 store::StoreError::Conflict { .. } | store::StoreError::Contention { .. },
             )) => {}
@@ -1268,7 +1296,7 @@ impl App {
                     break;
                 };
                 match self
-                    .recompute(actor, scope, engine, std::slice::from_ref(&now), cause)
+                    .recompute(actor, scope, engine, std::slice::from_ref(&now), cause, &[])
                     .await
                 {
                     Err(ServiceError::Store(
@@ -1780,6 +1808,22 @@ fn same_set(stored: &CanonicalRecord, set: &CanonicalSet) -> bool {
             && s.override_ids == json_text(&e.overrides)
     })
 }
+
+/// The review reasons a recomputation decides again: those of the set's
+/// flags and of its pending AI candidates, and `conflict`, which holds while
+/// the alert is locked. `stale` is left out: the stale mark closes its items
+/// (as `accepted`) when it is cleared.
+pub(crate) const REDERIVED_REASONS: &[&str] = &[
+    "low_confidence",
+    "ai_only",
+    "over_mapping",
+    "no_evidence",
+    "conflict",
+];
+
+/// Who closes a review item whose reason a recomputation removed: the
+/// product, so the KPIs of people's validations leave it out.
+pub(crate) const REMAP_ACTOR: &str = "system:remap";
 
 /// Review items for a freshly derived set: one per reason.
 pub(crate) fn review_items(

@@ -109,8 +109,9 @@ pub const KPI_DEFINITIONS: &[KpiDefinition] = &[
         unit: "ratio",
         definition: "Review items opened in the window and resolved as corrected, over review \
                      items opened in the window and resolved by a person (accepted, rejected or \
-                     corrected; items the product resolved itself, by a `system:` actor, are \
-                     left out).",
+                     corrected; items the product resolved itself, by a `system:` actor, such as \
+                     those a re-map closed as `resolved_by_remap`, are left out). An analyst's \
+                     correction counts once a lead approves it; until then its item is open.",
         dimensions: ALERT_DIMENSIONS,
     },
     KpiDefinition {
@@ -138,11 +139,12 @@ pub const KPI_DEFINITIONS: &[KpiDefinition] = &[
     KpiDefinition {
         name: "mean_time_to_validate",
         unit: "seconds",
-        definition: "Mean time from a review item's opening to its resolution by a person, over \
-                     review items opened in the window and resolved by a person (numerator: total \
-                     seconds; denominator: those items). Items the product resolved itself (a \
-                     `system:` actor: a re-mapping, a merge, a finished incident) measure no \
-                     analyst and are left out; details carry their count.",
+        definition: "Mean time from a review item's opening to its resolution by a person (for \
+                     an analyst's correction, to the lead's approval), over review items opened \
+                     in the window and resolved by a person (numerator: total seconds; \
+                     denominator: those items). Items the product resolved itself (a `system:` \
+                     actor: a re-mapping, including `resolved_by_remap`, a merge, a finished \
+                     incident) measure no analyst and are left out; details carry their count.",
         dimensions: ALERT_DIMENSIONS,
     },
     KpiDefinition {

@@ -73,7 +73,7 @@ pub struct ReviewItem {
     pub reason: String,
     /// Details (flags).
     pub detail: serde_json::Value,
-    /// `open`, `accepted`, `rejected`, `corrected`.
+    /// `open`, `accepted`, `rejected`, `corrected` or `resolved_by_remap`.
     pub state: String,
     /// Queued at.
     pub opened_at: String,
@@ -87,6 +87,11 @@ pub struct ReviewItem {
     pub interactions: i64,
     /// Time to validate in milliseconds, once resolved.
     pub time_to_validate_ms: Option<i64>,
+    /// For an open alert's item an analyst corrected: the proposed
+    /// override that awaits a lead. The item stays open (and unvalidated)
+    /// until the lead approves it (the item becomes `corrected`) or rejects
+    /// it (the item stays open, this goes back to null).
+    pub awaiting_approval: Option<String>,
     /// What is reviewed: `alert` or `incident`.
     pub subject: String,
     /// The incident, for an incident's item (null for an alert's).
@@ -108,8 +113,17 @@ pub enum ReviewCorrection {
     Adjustment(Box<crate::IncidentProfileView>),
 }
 
-/// The states of a review item.
-pub const REVIEW_STATES: &[&str] = &["open", "accepted", "rejected", "corrected"];
+/// The states of a review item. `resolved_by_remap`: the product closed it,
+/// as a recomputation of the alert's canonical set (a rule change, an alert
+/// update, a dataset activation, an override, an arbitration) removed its
+/// reason; its resolution names the cause and who caused it.
+pub const REVIEW_STATES: &[&str] = &[
+    "open",
+    "accepted",
+    "rejected",
+    "corrected",
+    "resolved_by_remap",
+];
 
 /// A review decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +177,14 @@ fn notes_of(resolution: Option<&str>) -> Option<String> {
     value.get("notes")?.as_str().map(str::to_string)
 }
 
+/// The proposal an open item's correction awaits, from the note
+/// `{"awaiting_approval": {"override": ID, ...}}` its resolution holds.
+fn awaiting_approval(resolution: Option<&str>) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(resolution?).ok()?;
+    let id = value.get("awaiting_approval")?.get("override")?.as_str()?;
+    Some(id.to_string())
+}
+
 fn review_item(r: &store::ReviewRecord) -> ReviewItem {
     let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
     ReviewItem {
@@ -186,6 +208,10 @@ fn review_item(r: &store::ReviewRecord) -> ReviewItem {
         time_to_validate_ms: r
             .resolved_at
             .map(|at| (at - r.opened_at).num_milliseconds()),
+        awaiting_approval: match r.state.as_str() {
+            "open" => awaiting_approval(r.resolution.as_deref()),
+            _ => None,
+        },
         subject: match r.incident_id {
             Some(_) => "incident".into(),
             None => "alert".into(),
@@ -205,6 +231,19 @@ impl App {
         org: &str,
         alert: &str,
         input: OverrideInput,
+    ) -> Result<OverrideOutcome> {
+        self.override_alert(actor, org, alert, input, None).await
+    }
+
+    /// [`App::create_override`], correcting the open review item `review`
+    /// of the alert when given (see [`App::write_override`]).
+    async fn override_alert(
+        &self,
+        actor: &Actor,
+        org: &str,
+        alert: &str,
+        input: OverrideInput,
+        review: Option<&store::ReviewRecord>,
     ) -> Result<OverrideOutcome> {
         self.authorize(actor, Action::OverrideCreate, ("alert", alert))
             .await?;
@@ -294,7 +333,7 @@ impl App {
             supersedes: None,
             created_at: now,
         };
-        self.write_override(actor, &scope, &engine, &record, row, applies)
+        self.write_override(actor, &scope, &engine, &record, row, applies, review)
             .await
     }
 
@@ -373,13 +412,22 @@ impl App {
             created_at: now,
             ..proposal
         };
-        self.write_override(actor, &scope, &engine, &record, row, approve)
+        self.write_override(actor, &scope, &engine, &record, row, approve, None)
             .await
     }
 
     /// Stores an override row with its audit event, recomputes the alert
     /// when the row is approved, and locks the alert for arbitration when
     /// approved overrides flip-flop past the threshold.
+    ///
+    /// `review` is the open item the override corrects: an applied
+    /// override resolves it as `corrected`; a proposal leaves it open,
+    /// noted as awaiting approval. A lead's decision on a proposal settles
+    /// the items awaiting it: corrected on approval (timed to the
+    /// approval), open again on rejection. Both happen in the override's
+    /// transaction, before the re-map, which would otherwise close an item
+    /// whose reason the correction removed as `resolved_by_remap`.
+    #[allow(clippy::too_many_arguments)]
     async fn write_override(
         &self,
         actor: &Actor,
@@ -388,6 +436,7 @@ impl App {
         alert: &AlertRecord,
         row: OverrideRecord,
         applies: bool,
+        review: Option<&store::ReviewRecord>,
     ) -> Result<OverrideOutcome> {
         let before = alert.canonical_version;
         let action = match (row.status.as_str(), row.supersedes.is_some()) {
@@ -412,9 +461,79 @@ impl App {
         tx.insert_override(&row).await?;
         tx.append_audit(&self.org_event(actor, scope, action, ("override", &row.id), details))
             .await?;
-        // A lead's override on a locked alert is the arbitration.
+        // Reasons a reviewer settled with this override: its re-map does not
+        // queue them again for the alert, even where the corrected set
+        // still shows them (still over-mapped after a sub-technique was
+        // put right); the reviewer has just validated that set.
+        let mut corrected_reasons = Vec::new();
+        if let Some(item) = review {
+            if applies {
+                corrected_reasons.push(item.reason.clone());
+            }
+            let settled = if applies {
+                let resolution = json!({"override": row.id});
+                self.correct_in(&mut tx, actor, scope, item, &actor.name, resolution)
+                    .await?
+            } else {
+                let note =
+                    json!({"awaiting_approval": {"override": row.id, "proposed_by": actor.name}});
+                tx.note_open_review(scope, &item.id, &note.to_string())
+                    .await?
+            };
+            if !settled {
+                drop(tx);
+                let message = format!("review item {} was resolved concurrently", item.id);
+                return Err(match self.store.review(scope, &item.id).await? {
+                    Some(current) => review_conflict(message, &current),
+                    None => ServiceError::Conflict(message),
+                });
+            }
+        }
+        if let Some(proposal) = row.supersedes.as_deref() {
+            let awaiting: Vec<store::ReviewRecord> = tx
+                .open_alert_reviews(scope, &alert.id)
+                .await?
+                .into_iter()
+                .filter(|r| awaiting_approval(r.resolution.as_deref()).as_deref() == Some(proposal))
+                .collect();
+            for item in &awaiting {
+                // The analyst who proposed the correction validated the
+                // item; the approval is when it took effect.
+                if applies {
+                    let resolution = json!({
+                        "override": proposal, "approved_by": actor.name, "decision": row.id,
+                    });
+                    if self
+                        .correct_in(&mut tx, actor, scope, item, &row.actor, resolution)
+                        .await?
+                    {
+                        corrected_reasons.push(item.reason.clone());
+                    }
+                } else {
+                    let note = json!({"override_rejected": {
+                        "override": proposal, "rejected_by": actor.name, "decision": row.id,
+                    }});
+                    tx.note_open_review(scope, &item.id, &note.to_string())
+                        .await?;
+                }
+            }
+        }
+        // A lead's override on a locked alert is the arbitration; the
+        // lock was the conflict item's reason.
         if applies && alert.locked {
             tx.set_alert_locked(scope, &alert.id, false).await?;
+            let resolution = json!({
+                "resolved_by_remap": {"cause": "arbitration", "by": actor.name, "override": row.id}
+            });
+            tx.close_reviews_of(
+                scope,
+                &alert.id,
+                "conflict",
+                "resolved_by_remap",
+                crate::alerts::REMAP_ACTOR,
+                Some(&resolution.to_string()),
+            )
+            .await?;
         }
         tx.commit().await?;
         if !applies {
@@ -435,6 +554,7 @@ impl App {
             engine,
             std::slice::from_ref(&current),
             "override",
+            &corrected_reasons,
         )
         .await?;
         let after = self.existing_alert(scope, alert.id.as_str()).await?;
@@ -502,6 +622,45 @@ impl App {
             after_version: after.canonical_version,
             locked,
         })
+    }
+
+    /// Resolves the open alert item `item` as `corrected` by `by` inside
+    /// `tx`, with its audit event; false when it is no longer open.
+    async fn correct_in(
+        &self,
+        tx: &mut store::Tx,
+        actor: &Actor,
+        scope: &OrgScope,
+        item: &store::ReviewRecord,
+        by: &str,
+        resolution: serde_json::Value,
+    ) -> Result<bool> {
+        let now = store::now();
+        let resolution = resolution.to_string();
+        if !tx
+            .resolve_review(scope, &item.id, "corrected", by, &now, Some(&resolution))
+            .await?
+        {
+            return Ok(false);
+        }
+        let details = json!({
+            "alert": item.alert_id,
+            "reason": item.reason,
+            "before": "open",
+            "after": "corrected",
+            "corrected_by": by,
+            "time_to_validate_ms": (now - item.opened_at).num_milliseconds(),
+            "resolution": resolution,
+        });
+        tx.append_audit(&self.org_event(
+            actor,
+            scope,
+            "review_resolve",
+            ("review", &item.id),
+            details,
+        ))
+        .await?;
+        Ok(true)
     }
 
     /// Review items of the org (`state`: `open` by default semantics of the
@@ -622,7 +781,10 @@ impl App {
     /// alert's item with an override of the alert's mapping (reason code
     /// required), an incident's item with a lead adjustment of the
     /// incident's profile (role lead or above; the override's notes are
-    /// the rationale, the incident's evidence references back it).
+    /// the rationale, the incident's evidence references back it). An
+    /// analyst's override of an alert is a proposal: the item stays open,
+    /// `awaiting_approval` naming it, until a lead decides (see
+    /// [`App::decide_override`]).
     pub async fn review_correct(
         &self,
         actor: &Actor,
@@ -663,13 +825,17 @@ impl App {
             ServiceError::Internal(format!("review item {id} names neither alert nor incident"))
         })?;
         let outcome = self
-            .create_override(actor, org, alert.as_str(), input)
+            .override_alert(actor, org, alert.as_str(), input, Some(&item))
             .await?;
-        let resolution = json!({"override": outcome.r#override.id}).to_string();
-        let resolved = self
-            .resolve(actor, &scope, id, "corrected", Some(resolution))
-            .await?;
-        Ok((resolved, ReviewCorrection::Override(Box::new(outcome))))
+        let now = self
+            .store
+            .review(&scope, id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(format!("review item {id} vanished")))?;
+        Ok((
+            review_item(&now),
+            ReviewCorrection::Override(Box::new(outcome)),
+        ))
     }
 
     /// Notifications for the org's leads, newest first.

@@ -1344,3 +1344,321 @@ async fn a_numeric_technique_uid_is_counted_as_a_malformed_declaration() {
         );
     }
 }
+
+/// The review items of `org` in every state, by item id.
+async fn review_items_by_id(
+    app: &App,
+    actor: &Actor,
+    org: &str,
+) -> BTreeMap<String, service::ReviewItem> {
+    app.review_list(actor, org, None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.id.clone(), i))
+        .collect()
+}
+
+/// Asserts that `item` was closed by a re-map that `by` caused.
+fn closed_by_remap(item: &service::ReviewItem, by: &str, label: &str) {
+    assert_eq!(item.state, "resolved_by_remap", "{label}: {item:?}");
+    assert_eq!(item.resolved_by.as_deref(), Some("system:remap"), "{label}");
+    assert!(item.resolved_at.is_some(), "{label}: {item:?}");
+    let closed = &item.resolution.as_ref().unwrap()["resolved_by_remap"];
+    assert_eq!(closed["by"], by, "{label}: {item:?}");
+}
+
+/// Regression: review items stayed open after a re-map removed their
+/// reason: AI-only items once a Sigma pack decided their alerts by rule,
+/// low-confidence items once a rule update raised the confidence, conflict
+/// items once a lead's arbitration unlocked the alert. The product closing
+/// them is no analyst's validation.
+#[tokio::test]
+async fn a_remap_closes_the_review_items_whose_reason_it_removed() {
+    let first = raw_sigma_rules(FIRST_PACK);
+    // Alerts whose Sigma rule tags a technique: the pack decides them by
+    // rule, and AI candidates no longer count.
+    let ruled: BTreeSet<String> = raw_alerts()
+        .iter()
+        .filter_map(|a| {
+            let uid = a["finding_info"]["uid"].as_str()?;
+            let rule = a["finding_info"]["analytic"]["uid"].as_str()?;
+            let tags = first.get(rule).map(|(_, t)| technique_tags(t))?;
+            (!tags.is_empty()).then(|| uid.to_string())
+        })
+        .collect();
+
+    for db in databases().await {
+        let label = db.label();
+        let mut config = AppConfig::new(db.url.clone());
+        config.mapping.ai_at_ingest = true;
+        let app = App::connect(config).await.unwrap();
+        activate_release(&app, "enterprise-attack-18.1.json.gz").await;
+        let operator = Actor::operator("op");
+        let org = app.create_org(&operator, "ai").await.unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+        let lead = member(&org, "lea", Role::Lead);
+        let analyst = member(&org, "ann", Role::Analyst);
+        let feed = std::fs::File::open(regression_alerts()).unwrap();
+        let ingest = app
+            .ingest_alerts(&engineer, "ai", Box::new(BufReader::new(feed)))
+            .await
+            .unwrap();
+        assert_eq!(ingest.ingested, 111, "{label}");
+        let mut uid_of = BTreeMap::new();
+        for a in raw_alerts() {
+            let uid = a["finding_info"]["uid"].as_str().unwrap().to_string();
+            let view = app.alert_mapping(&analyst, "ai", &uid).await.unwrap();
+            uid_of.insert(view.alert.id, uid);
+        }
+
+        // AI alone mapped the feed: every AI-only item is open.
+        let queued: Vec<service::ReviewItem> = review_items_by_id(&app, &analyst, "ai")
+            .await
+            .into_values()
+            .filter(|i| i.reason == "ai_only")
+            .collect();
+        assert!(queued.iter().all(|i| i.state == "open"), "{label}");
+        let decided: usize = queued
+            .iter()
+            .filter(|i| ruled.contains(&uid_of[i.alert_id.as_ref().unwrap()]))
+            .count();
+        assert!(decided > 0 && decided < queued.len(), "{label}");
+
+        // The pack decides most alerts by rule: their AI-only items close,
+        // the others' stay open.
+        app.import_sigma(&engineer, "ai", &sigma_pack(FIRST_PACK))
+            .await
+            .unwrap();
+        let now = review_items_by_id(&app, &analyst, "ai").await;
+        for item in &queued {
+            let uid = &uid_of[item.alert_id.as_ref().unwrap()];
+            let after = &now[&item.id];
+            if ruled.contains(uid) {
+                closed_by_remap(after, "eve", label);
+            } else {
+                assert_eq!(after.state, "open", "{label}: {uid}: {after:?}");
+            }
+        }
+        // Closed by the product, not validated by a person.
+        let report = app
+            .kpis(&operator, "ai", &service::KpiRequest::default(), None)
+            .await
+            .unwrap();
+        let kpi = |name: &str| report.kpis.iter().find(|k| k.name == name).unwrap();
+        assert_eq!(kpi("mean_time_to_validate").value, None, "{label}");
+        let closed = now
+            .values()
+            .filter(|i| i.state == "resolved_by_remap")
+            .count();
+        assert!(closed >= decided, "{label}");
+        assert_eq!(
+            kpi("mean_time_to_validate").detail,
+            Some(serde_json::json!({"system_resolved": closed})),
+            "{label}"
+        );
+        assert_eq!(kpi("correction_rate").value, None, "{label}");
+
+        // A low-confidence rule queues its alerts; raising its confidence
+        // above the band closes those items.
+        let before_rule = review_items_by_id(&app, &analyst, "ai").await;
+        app.save_rule(&engineer, "ai", &rule_text(1, "T1059.001", 0.3), false)
+            .await
+            .unwrap();
+        let low: Vec<String> = review_items_by_id(&app, &analyst, "ai")
+            .await
+            .into_values()
+            .filter(|i| i.reason == "low_confidence" && i.state == "open")
+            .filter(|i| !before_rule.contains_key(&i.id))
+            .map(|i| i.id)
+            .collect();
+        assert!(!low.is_empty(), "{label}");
+        app.save_rule(&engineer, "ai", &rule_text(2, "T1059.001", 0.9), true)
+            .await
+            .unwrap();
+        let now = review_items_by_id(&app, &analyst, "ai").await;
+        for id in &low {
+            closed_by_remap(&now[id], "eve", label);
+        }
+
+        // Flip-flopping overrides lock an alert with a conflict item; the
+        // lead's arbitration unlocks it and closes the item.
+        let uid = ruled.iter().next().unwrap();
+        let alert = app.alert_mapping(&lead, "ai", uid).await.unwrap().alert.id;
+        let flip = |step: usize| OverrideInput {
+            action: if step.is_multiple_of(2) {
+                "add"
+            } else {
+                "remove"
+            }
+            .into(),
+            technique: "T1003".into(),
+            reason: Some("wrong_technique".into()),
+            ..OverrideInput::default()
+        };
+        let mut step = 0;
+        while !app
+            .create_override(&lead, "ai", uid, flip(step))
+            .await
+            .unwrap()
+            .locked
+        {
+            step += 1;
+            assert!(step < 10, "{label}: never locked");
+        }
+        let conflict = review_items_by_id(&app, &analyst, "ai")
+            .await
+            .into_values()
+            .find(|i| i.reason == "conflict" && i.alert_id.as_ref() == Some(&alert))
+            .unwrap();
+        assert_eq!(conflict.state, "open", "{label}");
+        let arbitration = app
+            .create_override(&lead, "ai", uid, flip(step + 1))
+            .await
+            .unwrap();
+        assert!(arbitration.applied && !arbitration.locked, "{label}");
+        let now = review_items_by_id(&app, &analyst, "ai").await;
+        closed_by_remap(&now[&conflict.id], "lea", label);
+    }
+}
+
+/// Regression: an analyst's correction resolved the item as `corrected`
+/// while it was only a proposal, and a lead's rejection left it so, out of
+/// the queue with the mapping unchanged. The item now waits in the open
+/// queue for the lead: corrected on approval, timed to it; open again on
+/// rejection. A lead's correction applies and resolves at once.
+#[tokio::test]
+async fn an_analysts_correction_waits_for_the_lead_in_the_open_queue() {
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let org = app.create_org(&operator, "acme").await.unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+        let lead = member(&org, "lea", Role::Lead);
+        let analyst = member(&org, "ann", Role::Analyst);
+        let feed = std::fs::File::open(regression_alerts()).unwrap();
+        app.ingest_alerts(&engineer, "acme", Box::new(BufReader::new(feed)))
+            .await
+            .unwrap();
+        // A low-confidence rule queues the alerts it maps.
+        app.save_rule(&engineer, "acme", &rule_text(1, "T1059.001", 0.3), false)
+            .await
+            .unwrap();
+        let open = app
+            .review_list(&analyst, "acme", Some("open"), 1000)
+            .await
+            .unwrap();
+        let low: Vec<&service::ReviewItem> = open
+            .iter()
+            .filter(|i| i.reason == "low_confidence")
+            .collect();
+        assert!(low.len() >= 2, "{label}: {open:?}");
+        let (item, other) = (low[0].clone(), low[1].clone());
+        let alert = item.alert_id.clone().unwrap();
+        let remove = OverrideInput {
+            action: "remove".into(),
+            technique: "T1059.001".into(),
+            reason: Some("false_positive".into()),
+            ..OverrideInput::default()
+        };
+        let mapped = |app: &App| {
+            let (app, lead, alert) = (app.clone(), lead.clone(), alert.clone());
+            async move {
+                let view = app.alert_mapping(&lead, "acme", &alert).await.unwrap();
+                techniques(&view).contains("T1059.001")
+            }
+        };
+        let kpi = |name: &'static str| {
+            let (app, operator) = (app.clone(), operator.clone());
+            async move {
+                let report = app
+                    .kpis(&operator, "acme", &service::KpiRequest::default(), None)
+                    .await
+                    .unwrap();
+                let k = report.kpis.into_iter().find(|k| k.name == name).unwrap();
+                (k.numerator, k.denominator)
+            }
+        };
+
+        // The analyst's correction is a proposal: the item stays open,
+        // awaiting it, and nothing counts as validated.
+        let (proposed, correction) = app
+            .review_correct(&analyst, "acme", &item.id, remove.clone())
+            .await
+            .unwrap();
+        let service::ReviewCorrection::Override(outcome) = correction else {
+            panic!("{label}: an alert's item is corrected by an override");
+        };
+        assert!(!outcome.applied, "{label}");
+        assert_eq!(proposed.state, "open", "{label}: {proposed:?}");
+        assert_eq!(
+            proposed.awaiting_approval.as_deref(),
+            Some(outcome.r#override.id.as_str()),
+            "{label}"
+        );
+        assert_eq!(proposed.time_to_validate_ms, None, "{label}");
+        assert!(mapped(&app).await, "{label}");
+        let queue = app
+            .review_list(&analyst, "acme", Some("open"), 1000)
+            .await
+            .unwrap();
+        assert!(queue.iter().any(|i| i.id == item.id), "{label}");
+        assert_eq!(kpi("correction_rate").await, (Some(0.0), Some(0.0)));
+
+        // Rejected: open again, no longer awaiting, mapping unchanged.
+        app.decide_override(&lead, "acme", &outcome.r#override.id, false)
+            .await
+            .unwrap();
+        let rejected = app.review_list(&analyst, "acme", None, 1000).await.unwrap();
+        let rejected = rejected.iter().find(|i| i.id == item.id).unwrap();
+        assert_eq!(rejected.state, "open", "{label}: {rejected:?}");
+        assert_eq!(rejected.awaiting_approval, None, "{label}");
+        assert!(mapped(&app).await, "{label}");
+
+        // Proposed again and approved: corrected by the analyst, timed
+        // from the opening to the approval.
+        let (_, correction) = app
+            .review_correct(&analyst, "acme", &item.id, remove.clone())
+            .await
+            .unwrap();
+        let service::ReviewCorrection::Override(outcome) = correction else {
+            panic!("{label}: an alert's item is corrected by an override");
+        };
+        let approval = app
+            .decide_override(&lead, "acme", &outcome.r#override.id, true)
+            .await
+            .unwrap();
+        assert!(approval.applied, "{label}");
+        assert!(!mapped(&app).await, "{label}");
+        let all = app.review_list(&analyst, "acme", None, 1000).await.unwrap();
+        let approved = all.iter().find(|i| i.id == item.id).unwrap();
+        assert_eq!(approved.state, "corrected", "{label}: {approved:?}");
+        assert_eq!(approved.resolved_by.as_deref(), Some("ann"), "{label}");
+        assert_eq!(approved.awaiting_approval, None, "{label}");
+        let approved_at = approval.r#override.created_at.clone();
+        assert!(
+            approved.resolved_at.as_deref() >= Some(approved_at.as_str()),
+            "{label}: {approved:?} before {approved_at}"
+        );
+        assert_eq!(
+            approved.resolution.as_ref().unwrap()["override"],
+            outcome.r#override.id.as_str(),
+            "{label}"
+        );
+
+        // A lead's correction applies and resolves at once, although the
+        // re-map it causes removes the item's reason.
+        let (corrected, correction) = app
+            .review_correct(&lead, "acme", &other.id, remove)
+            .await
+            .unwrap();
+        let service::ReviewCorrection::Override(outcome) = correction else {
+            panic!("{label}: an alert's item is corrected by an override");
+        };
+        assert!(outcome.applied, "{label}");
+        assert_eq!(corrected.state, "corrected", "{label}: {corrected:?}");
+        assert_eq!(corrected.resolved_by.as_deref(), Some("lea"), "{label}");
+        assert_eq!(kpi("correction_rate").await, (Some(2.0), Some(2.0)));
+    }
+}

@@ -54,7 +54,7 @@ pub use kpis::{KpiAiCandidateRow, KpiAlertRow, KpiMappingRow, KpiReviewRow, KpiW
 pub use notifications::{ActorBurst, NotificationAudience, NotificationEntry};
 pub use records::*;
 pub use references::REFERENCE_MIGRATION;
-pub use review::{NotificationRecord, OverrideRecord, ReviewRecord};
+pub use review::{NotificationRecord, OverrideRecord, ReviewReasons, ReviewRecord};
 pub use rollups::{CellMappingRecord, ExclusionRecord, RollupRecord};
 pub use rules::{PackImportRecord, RuleRecord};
 

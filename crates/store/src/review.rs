@@ -70,7 +70,9 @@ pub struct ReviewRecord {
     /// What exactly (JSON text): an alert's flags, an incident's stale
     /// reasons.
     pub detail: String,
-    /// `open`, `accepted`, `rejected` or `corrected`.
+    /// `open`, `accepted`, `rejected`, `corrected` or `resolved_by_remap`
+    /// (the product closed it: a recomputation of the alert's canonical set
+    /// removed its reason).
     pub state: String,
     /// When it was queued.
     pub opened_at: DateTime<Utc>,
@@ -82,6 +84,19 @@ pub struct ReviewRecord {
     pub resolution: Option<String>,
     /// How many actions touched it.
     pub interactions: i64,
+}
+
+/// A recomputed alert, for [`Tx::close_reviews_gone`]: the review reasons
+/// its new canonical set gives, and the resolution (JSON text) its closed
+/// items get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewReasons {
+    /// The alert.
+    pub alert_id: AlertId,
+    /// The reasons that still apply.
+    pub reasons: Vec<String>,
+    /// What closed the others: cause, actor, canonical version.
+    pub resolution: String,
 }
 
 /// A message for the org's leads.
@@ -256,6 +271,49 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Notes `resolution` (JSON text) on an item that stays open (a
+    /// correction awaiting a lead's approval, or one the lead rejected) and
+    /// counts the action; false when it is not open (or not the org's).
+    pub async fn note_open_review(
+        &mut self,
+        scope: &OrgScope,
+        id: &str,
+        resolution: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE review_queue SET resolution = $1, interactions = interactions + 1 \
+             WHERE org_id = $2 AND id = $3 AND state = 'open'",
+        )
+        .bind(resolution)
+        .bind(scope.org().as_str())
+        .bind(id)
+        .execute(self.conn())
+        .await
+        .context(|| format!("noting on review item {id}"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The open items of an alert, read inside this transaction, oldest
+    /// first.
+    pub async fn open_alert_reviews(
+        &mut self,
+        scope: &OrgScope,
+        alert: &AlertId,
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM review_queue WHERE org_id = $1 AND alert_id = $2 \
+             AND state = 'open' ORDER BY id",
+            REVIEW_COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.org().as_str())
+            .bind(alert.as_str())
+            .fetch_all(self.conn())
+            .await
+            .context(|| format!("reading the open review items of alert {alert}"))?;
+        rows.iter().map(review_from_row).collect()
+    }
+
     /// One review item, read inside this transaction.
     pub async fn review(
         &mut self,
@@ -266,7 +324,8 @@ impl Tx {
     }
 
     /// Resolves every open item of an alert with `reason` (a recomputation
-    /// cleared a stale mark, say).
+    /// cleared a stale mark, an arbitration lifted a lock), noting
+    /// `resolution` (JSON text) when given.
     pub async fn close_reviews_of(
         &mut self,
         scope: &OrgScope,
@@ -274,14 +333,17 @@ impl Tx {
         reason: &str,
         state: &str,
         by: &str,
+        resolution: Option<&str>,
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE review_queue SET state = $1, resolved_by = $2, resolved_at = $3 \
-             WHERE org_id = $4 AND alert_id = $5 AND reason = $6 AND state = 'open'",
+            "UPDATE review_queue SET state = $1, resolved_by = $2, resolved_at = $3, \
+             resolution = COALESCE($4, resolution) \
+             WHERE org_id = $5 AND alert_id = $6 AND reason = $7 AND state = 'open'",
         )
         .bind(state)
         .bind(by)
         .bind(ts(&crate::now()))
+        .bind(resolution)
         .bind(scope.org().as_str())
         .bind(alert.as_str())
         .bind(reason)
@@ -289,6 +351,66 @@ impl Tx {
         .await
         .context(|| format!("closing review items of alert {alert}"))?;
         Ok(done.rows_affected())
+    }
+
+    /// Closes, as `resolved_by_remap`, the open items of recomputed alerts
+    /// whose reason no longer applies: for each alert, the items with a
+    /// reason among `rederived` (the reasons a canonical set decides) that
+    /// is not among the reasons its new set still gives. A few statements
+    /// whatever the number of alerts. Answers the items closed.
+    pub async fn close_reviews_gone(
+        &mut self,
+        scope: &OrgScope,
+        rederived: &[&str],
+        alerts: &[ReviewReasons],
+        by: &str,
+        at: &DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if rederived.is_empty() {
+            return Ok(0);
+        }
+        let backend = self.backend;
+        let at = ts(at);
+        let mut closed = 0;
+        for chunk in alerts.chunks(200) {
+            // SQLite numbers `?` by position, so the constants ride in the
+            // VALUES rows, which come first. The reasons that still apply
+            // travel as one `,a,b,` text per alert, which a LIKE reads the
+            // same way on both databases (the `_` of a reason matches any
+            // one character, and no two reasons differ by one character).
+            let values = 5 * chunk.len();
+            let sql = format!(
+                "UPDATE review_queue SET state = 'resolved_by_remap', resolved_by = v.column3, \
+                 resolved_at = v.column4, resolution = v.column5 \
+                 FROM (VALUES {}) AS v \
+                 WHERE review_queue.alert_id = v.column1 AND review_queue.org_id = {} \
+                 AND review_queue.state = 'open' AND review_queue.reason IN ({}) \
+                 AND v.column2 NOT LIKE '%,' || review_queue.reason || ',%'",
+                placeholders(backend, 5, chunk.len()),
+                p(backend, values + 1),
+                in_list(backend, values + 1, rederived.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for a in chunk {
+                let still = format!(",{},", a.reasons.join(","));
+                query = query
+                    .bind(a.alert_id.as_str())
+                    .bind(still)
+                    .bind(by)
+                    .bind(at.as_str())
+                    .bind(a.resolution.as_str());
+            }
+            query = query.bind(scope.org().as_str());
+            for reason in rederived {
+                query = query.bind(*reason);
+            }
+            let done = query
+                .execute(self.conn())
+                .await
+                .context(|| "closing review items a re-map made moot".to_string())?;
+            closed += done.rows_affected();
+        }
+        Ok(closed)
     }
 
     /// The open items of `incidents` with `reason`, read inside this
