@@ -1277,7 +1277,10 @@ impl App {
         cause: &str,
     ) -> Result<Vec<AlertId>> {
         const ATTEMPTS: usize = 8;
-        match self.recompute(actor, scope, engine, &alerts, cause, &[]).await {
+        match self
+            .recompute(actor, scope, engine, &alerts, cause, &[])
+            .await
+        {
             Err(ServiceError::Store(
                 store::StoreError::Conflict { .. } | store::StoreError::Contention { .. },
             )) => {}
