@@ -749,6 +749,22 @@ impl App {
             ReviewDecision::Accept => "accepted",
             ReviewDecision::Reject => "rejected",
         };
+        // A correction awaiting a lead settles the item when the lead
+        // decides it; accepting or rejecting the item meanwhile would leave
+        // the approval nothing to credit.
+        if let Some(item) = self.store.review(&scope, id).await?
+            && item.state == "open"
+            && let Some(proposal) = awaiting_approval(item.resolution.as_deref())
+        {
+            return Err(review_conflict(
+                format!(
+                    "review item {id} awaits a lead's decision on the proposed override \
+                     {proposal}; the lead approves or rejects it (POST \
+                     /api/v1/overrides/{proposal}/decide) before the item can be decided"
+                ),
+                &item,
+            ));
+        }
         let resolution = notes.map(|n| json!({"notes": n}).to_string());
         self.resolve(actor, &scope, id, state, resolution).await
     }

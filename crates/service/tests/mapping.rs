@@ -1662,3 +1662,99 @@ async fn an_analysts_correction_waits_for_the_lead_in_the_open_queue() {
         assert_eq!(kpi("correction_rate").await, (Some(2.0), Some(2.0)));
     }
 }
+
+/// An item whose correction awaits a lead is settled by the lead's
+/// decision alone: the item cannot be accepted or rejected meanwhile, and a
+/// re-map that removes its reason leaves it open, so that the approval
+/// still credits the analyst's correction.
+#[tokio::test]
+async fn a_correction_awaiting_a_lead_outlives_a_remap_and_blocks_decisions() {
+    let first = raw_sigma_rules(FIRST_PACK);
+    let ruled: BTreeSet<String> = raw_alerts()
+        .iter()
+        .filter_map(|a| {
+            let uid = a["finding_info"]["uid"].as_str()?;
+            let rule = a["finding_info"]["analytic"]["uid"].as_str()?;
+            let tags = first.get(rule).map(|(_, t)| technique_tags(t))?;
+            (!tags.is_empty()).then(|| uid.to_string())
+        })
+        .collect();
+
+    for db in databases().await {
+        let label = db.label();
+        let mut config = AppConfig::new(db.url.clone());
+        config.mapping.ai_at_ingest = true;
+        let app = App::connect(config).await.unwrap();
+        activate_release(&app, "enterprise-attack-18.1.json.gz").await;
+        let operator = Actor::operator("op");
+        let org = app.create_org(&operator, "ai").await.unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+        let lead = member(&org, "lea", Role::Lead);
+        let analyst = member(&org, "ann", Role::Analyst);
+        let feed = std::fs::File::open(regression_alerts()).unwrap();
+        app.ingest_alerts(&engineer, "ai", Box::new(BufReader::new(feed)))
+            .await
+            .unwrap();
+
+        // An AI-only item of an alert the Sigma pack will decide by rule.
+        let mut waiting = None;
+        for item in review_items_by_id(&app, &analyst, "ai").await.into_values() {
+            let alert = item.alert_id.clone().unwrap();
+            let view = app.alert_mapping(&analyst, "ai", &alert).await.unwrap();
+            let uid = view.alert.source_uid.clone();
+            if item.reason == "ai_only" && ruled.contains(&uid) {
+                waiting = Some(item);
+                break;
+            }
+        }
+        let waiting =
+            waiting.unwrap_or_else(|| panic!("{label}: an AI-only item of a ruled alert"));
+        let add = OverrideInput {
+            action: "add".into(),
+            technique: "T1033".into(),
+            reason: Some("missing_technique".into()),
+            ..OverrideInput::default()
+        };
+        let (_, correction) = app
+            .review_correct(&analyst, "ai", &waiting.id, add)
+            .await
+            .unwrap();
+        let service::ReviewCorrection::Override(proposal) = correction else {
+            panic!("{label}: an alert's item is corrected by an override");
+        };
+        assert!(!proposal.applied, "{label}");
+
+        // Neither accepted nor rejected while the lead has not decided.
+        for decision in [ReviewDecision::Accept, ReviewDecision::Reject] {
+            let err = app
+                .review_decide(&analyst, "ai", &waiting.id, decision, None)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, ServiceError::StateConflict { .. }),
+                "{label}: {err}"
+            );
+        }
+
+        // The pack's re-map removes the AI-only reason; the item stays
+        // open, still awaiting the proposal.
+        app.import_sigma(&engineer, "ai", &sigma_pack(FIRST_PACK))
+            .await
+            .unwrap();
+        let after = &review_items_by_id(&app, &analyst, "ai").await[&waiting.id];
+        assert_eq!(after.state, "open", "{label}: {after:?}");
+        assert_eq!(
+            after.awaiting_approval.as_deref(),
+            Some(proposal.r#override.id.as_str()),
+            "{label}"
+        );
+
+        // The approval settles it: corrected, credited to the analyst.
+        app.decide_override(&lead, "ai", &proposal.r#override.id, true)
+            .await
+            .unwrap();
+        let settled = &review_items_by_id(&app, &analyst, "ai").await[&waiting.id];
+        assert_eq!(settled.state, "corrected", "{label}: {settled:?}");
+        assert_eq!(settled.resolved_by.as_deref(), Some("ann"), "{label}");
+    }
+}

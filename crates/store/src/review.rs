@@ -356,7 +356,9 @@ impl Tx {
     /// Closes, as `resolved_by_remap`, the open items of recomputed alerts
     /// whose reason no longer applies: for each alert, the items with a
     /// reason among `rederived` (the reasons a canonical set decides) that
-    /// is not among the reasons its new set still gives. A few statements
+    /// is not among the reasons its new set still gives. An item whose
+    /// correction awaits a lead (`awaiting_approval` in its resolution)
+    /// stays open: the lead's decision settles it. A few statements
     /// whatever the number of alerts. Answers the items closed.
     pub async fn close_reviews_gone(
         &mut self,
@@ -385,7 +387,9 @@ impl Tx {
                  FROM (VALUES {}) AS v \
                  WHERE review_queue.alert_id = v.column1 AND review_queue.org_id = {} \
                  AND review_queue.state = 'open' AND review_queue.reason IN ({}) \
-                 AND v.column2 NOT LIKE '%,' || review_queue.reason || ',%'",
+                 AND v.column2 NOT LIKE '%,' || review_queue.reason || ',%' \
+                 AND (review_queue.resolution IS NULL \
+                      OR review_queue.resolution NOT LIKE '%\"awaiting_approval\"%')",
                 placeholders(backend, 5, chunk.len()),
                 p(backend, values + 1),
                 in_list(backend, values + 1, rederived.len())
