@@ -1345,6 +1345,45 @@ async fn a_numeric_technique_uid_is_counted_as_a_malformed_declaration() {
     }
 }
 
+/// The uids of the shared alerts whose Sigma rule in the first pack tags a
+/// technique: the pack decides them by rule, and AI candidates no longer
+/// count.
+fn ruled_by_first_pack() -> BTreeSet<String> {
+    let first = raw_sigma_rules(FIRST_PACK);
+    raw_alerts()
+        .iter()
+        .filter_map(|a| {
+            let uid = a["finding_info"]["uid"].as_str()?;
+            let rule = a["finding_info"]["analytic"]["uid"].as_str()?;
+            let tags = first.get(rule).map(|(_, t)| technique_tags(t))?;
+            (!tags.is_empty()).then(|| uid.to_string())
+        })
+        .collect()
+}
+
+/// An app asking for AI candidates at ingestion, with Enterprise 18.1
+/// active and org `ai` holding the 111 shared alerts (no rules yet: AI
+/// alone maps them); its operator, engineer `eve`, lead `lea` and analyst
+/// `ann`.
+async fn ai_org_with_feed(db: &store::testing::TestDatabase) -> (App, [Actor; 4]) {
+    let mut config = AppConfig::new(db.url.clone());
+    config.mapping.ai_at_ingest = true;
+    let app = App::connect(config).await.unwrap();
+    activate_release(&app, "enterprise-attack-18.1.json.gz").await;
+    let operator = Actor::operator("op");
+    let org = app.create_org(&operator, "ai").await.unwrap();
+    let engineer = member(&org, "eve", Role::Engineer);
+    let lead = member(&org, "lea", Role::Lead);
+    let analyst = member(&org, "ann", Role::Analyst);
+    let feed = std::fs::File::open(regression_alerts()).unwrap();
+    let ingest = app
+        .ingest_alerts(&engineer, "ai", Box::new(BufReader::new(feed)))
+        .await
+        .unwrap();
+    assert_eq!(ingest.ingested, 111, "{}", db.label());
+    (app, [operator, engineer, lead, analyst])
+}
+
 /// The review items of `org` in every state, by item id.
 async fn review_items_by_id(
     app: &App,
@@ -1375,36 +1414,11 @@ fn closed_by_remap(item: &service::ReviewItem, by: &str, label: &str) {
 /// them is no analyst's validation.
 #[tokio::test]
 async fn a_remap_closes_the_review_items_whose_reason_it_removed() {
-    let first = raw_sigma_rules(FIRST_PACK);
-    // Alerts whose Sigma rule tags a technique: the pack decides them by
-    // rule, and AI candidates no longer count.
-    let ruled: BTreeSet<String> = raw_alerts()
-        .iter()
-        .filter_map(|a| {
-            let uid = a["finding_info"]["uid"].as_str()?;
-            let rule = a["finding_info"]["analytic"]["uid"].as_str()?;
-            let tags = first.get(rule).map(|(_, t)| technique_tags(t))?;
-            (!tags.is_empty()).then(|| uid.to_string())
-        })
-        .collect();
+    let ruled = ruled_by_first_pack();
 
     for db in databases().await {
         let label = db.label();
-        let mut config = AppConfig::new(db.url.clone());
-        config.mapping.ai_at_ingest = true;
-        let app = App::connect(config).await.unwrap();
-        activate_release(&app, "enterprise-attack-18.1.json.gz").await;
-        let operator = Actor::operator("op");
-        let org = app.create_org(&operator, "ai").await.unwrap();
-        let engineer = member(&org, "eve", Role::Engineer);
-        let lead = member(&org, "lea", Role::Lead);
-        let analyst = member(&org, "ann", Role::Analyst);
-        let feed = std::fs::File::open(regression_alerts()).unwrap();
-        let ingest = app
-            .ingest_alerts(&engineer, "ai", Box::new(BufReader::new(feed)))
-            .await
-            .unwrap();
-        assert_eq!(ingest.ingested, 111, "{label}");
+        let (app, [operator, engineer, lead, analyst]) = ai_org_with_feed(&db).await;
         let mut uid_of = BTreeMap::new();
         for a in raw_alerts() {
             let uid = a["finding_info"]["uid"].as_str().unwrap().to_string();
@@ -1669,32 +1683,11 @@ async fn an_analysts_correction_waits_for_the_lead_in_the_open_queue() {
 /// still credits the analyst's correction.
 #[tokio::test]
 async fn a_correction_awaiting_a_lead_outlives_a_remap_and_blocks_decisions() {
-    let first = raw_sigma_rules(FIRST_PACK);
-    let ruled: BTreeSet<String> = raw_alerts()
-        .iter()
-        .filter_map(|a| {
-            let uid = a["finding_info"]["uid"].as_str()?;
-            let rule = a["finding_info"]["analytic"]["uid"].as_str()?;
-            let tags = first.get(rule).map(|(_, t)| technique_tags(t))?;
-            (!tags.is_empty()).then(|| uid.to_string())
-        })
-        .collect();
+    let ruled = ruled_by_first_pack();
 
     for db in databases().await {
         let label = db.label();
-        let mut config = AppConfig::new(db.url.clone());
-        config.mapping.ai_at_ingest = true;
-        let app = App::connect(config).await.unwrap();
-        activate_release(&app, "enterprise-attack-18.1.json.gz").await;
-        let operator = Actor::operator("op");
-        let org = app.create_org(&operator, "ai").await.unwrap();
-        let engineer = member(&org, "eve", Role::Engineer);
-        let lead = member(&org, "lea", Role::Lead);
-        let analyst = member(&org, "ann", Role::Analyst);
-        let feed = std::fs::File::open(regression_alerts()).unwrap();
-        app.ingest_alerts(&engineer, "ai", Box::new(BufReader::new(feed)))
-            .await
-            .unwrap();
+        let (app, [_, engineer, lead, analyst]) = ai_org_with_feed(&db).await;
 
         // An AI-only item of an alert the Sigma pack will decide by rule.
         let mut waiting = None;
