@@ -290,6 +290,29 @@ async fn mapping_commands_keep_the_issue_3_contract() {
 /// Environment, flags and the name the refusal must give.
 type Refusal<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
 
+/// Enterprise 18.1 loaded, validated, approved by a second person and
+/// activated in the database at `url`.
+fn activate_18_1(url: &str) {
+    let id = run(
+        url,
+        &[
+            "dataset",
+            "load",
+            &path("attack/enterprise-attack-18.1.json.gz"),
+            "--actor",
+            "alice",
+            "--json",
+        ],
+    )
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(run(url, &["dataset", "validate", &id, "--actor", "alice"]).ok);
+    assert!(run(url, &["dataset", "approve", &id, "--actor", "bob"]).ok);
+    assert!(run(url, &["dataset", "activate", &id, "--actor", "bob"]).ok);
+}
+
 /// `run` with extra environment variables.
 fn run_env(db: &str, env: &[(&str, &str)], args: &[&str]) -> support::Run {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_nexus-attack"))
@@ -337,24 +360,7 @@ async fn band_thresholds_from_the_environment_change_the_band_and_bad_ones_are_r
     for db in databases().await {
         let url = db.url.clone();
         let label = db.label();
-        let id = run(
-            &url,
-            &[
-                "dataset",
-                "load",
-                &path("attack/enterprise-attack-18.1.json.gz"),
-                "--actor",
-                "alice",
-                "--json",
-            ],
-        )
-        .json()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert!(run(&url, &["dataset", "validate", &id, "--actor", "alice"]).ok);
-        assert!(run(&url, &["dataset", "approve", &id, "--actor", "bob"]).ok);
-        assert!(run(&url, &["dataset", "activate", &id, "--actor", "bob"]).ok);
+        activate_18_1(&url);
         assert!(run(&url, &["org", "create", "acme"]).ok);
         let created = run(
             &url,
