@@ -329,6 +329,79 @@ async fn mapping_rows_must_name_a_stored_alert_of_their_org() {
     }
 }
 
+/// Migration 0016: on PostgreSQL the org of new alerts is checked once per
+/// statement instead of by a foreign key per row; the guarantee stays what
+/// the foreign key gave, on both databases.
+#[tokio::test]
+async fn alerts_must_name_a_stored_org_and_that_org_stays() {
+    for db in databases().await {
+        let label = db.label();
+        let store = db.store().await;
+        let a = new_org(&store, "org-a").await;
+        let kept = alert(a.org(), "a-1", "alert of a");
+        let mut tx = store.begin_in(&a).await.unwrap();
+        tx.insert_new_alerts(vec![kept.clone()]).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let refused = |err: StoreError| {
+            let text = err.to_string();
+            assert!(
+                text.contains("foreign key") || text.contains("FOREIGN KEY"),
+                "{label}: {text}"
+            );
+        };
+        // An org that was never stored, as the transaction's own org (one
+        // check per statement on PostgreSQL) and from a transaction that
+        // may see every org (a check per row).
+        let ghost = OrgScope::new(OrgId::generate());
+        let mut tx = store.begin_in(&ghost).await.unwrap();
+        let err = tx
+            .insert_new_alerts(vec![alert(ghost.org(), "g-1", "ghost")])
+            .await
+            .unwrap_err();
+        refused(err);
+        drop(tx);
+        let mut tx = store.begin_all().await.unwrap();
+        let err = tx
+            .insert_new_alerts(vec![
+                alert(a.org(), "a-2", "good row"),
+                alert(ghost.org(), "g-2", "ghost"),
+            ])
+            .await
+            .unwrap_err();
+        refused(err);
+        drop(tx);
+        assert_eq!(store.alert_count(&a).await.unwrap(), 1, "{label}");
+
+        // An org its alerts name neither goes nor changes its id; its
+        // other columns still change.
+        let mut conn = owner_connection(&db).await;
+        let org = a.org().as_str();
+        for statement in [
+            format!("DELETE FROM orgs WHERE id = '{org}'"),
+            format!("UPDATE orgs SET id = 'renamed' WHERE id = '{org}'"),
+        ] {
+            let err = conn.execute(statement.as_str()).await.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("FOREIGN KEY") || text.contains("orgs are kept"),
+                "{label}: {statement}: {text}"
+            );
+        }
+        if db.backend == Backend::Postgres {
+            let err = conn.execute("TRUNCATE orgs CASCADE").await.unwrap_err();
+            assert!(err.to_string().contains("orgs are kept"), "{label}: {err}");
+        }
+        conn.execute(format!("UPDATE orgs SET name = 'org-a renamed' WHERE id = '{org}'").as_str())
+            .await
+            .unwrap();
+        let _ = conn.close().await;
+        let stored = store.alert(&a, "a-1").await.unwrap();
+        assert_eq!(stored.map(|s| s.id), Some(kept.id), "{label}");
+        store.close().await;
+    }
+}
+
 /// On PostgreSQL a column that holds one value in every row of a
 /// statement is sent once beside the rows (`store::batch`). Whether a
 /// column is shared or varies from row to row, and whether the shared
