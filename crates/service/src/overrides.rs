@@ -125,6 +125,18 @@ pub const REVIEW_STATES: &[&str] = &[
     "resolved_by_remap",
 ];
 
+/// What a review list may be filtered on: one of [`REVIEW_STATES`], or
+/// `all` for every state, the word `review list --state all` takes, so that
+/// the CLI and the API accept the same values with the same meaning.
+pub const REVIEW_STATE_FILTERS: &[&str] = &[
+    "open",
+    "accepted",
+    "rejected",
+    "corrected",
+    "resolved_by_remap",
+    "all",
+];
+
 /// A review decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -698,7 +710,7 @@ impl App {
             .await?;
         let scope = self.scope(actor, org).await?;
         let state = match state.map(str::trim).filter(|s| !s.is_empty()) {
-            None => None,
+            None | Some("all") => None,
             Some(s) if REVIEW_STATES.contains(&s) => Some(s),
             Some(other) => {
                 return Err(ServiceError::InvalidInput {
@@ -706,7 +718,7 @@ impl App {
                     message: format!(
                         "`{}` is not one of {}",
                         crate::echo(other),
-                        REVIEW_STATES.join(", ")
+                        REVIEW_STATE_FILTERS.join(", ")
                     ),
                 });
             }
