@@ -303,6 +303,15 @@ fn import_summary(outcome: &SigmaImportOutcome) -> Value {
             "files": report.unreadable,
         }));
     }
+    if !report.not_rules.is_empty() {
+        skipped.push(json!({
+            "reason": "not_a_rule",
+            "message": "YAML documents that are not Sigma rules (filters, collection actions, \
+                        documents without detection)",
+            "count": report.not_rules.len(),
+            "files": report.not_rules,
+        }));
+    }
     let unmapped = report.rules - report.mapped_rules;
     json!({
         "import_id": outcome.import_id,
