@@ -526,13 +526,14 @@ mod tests {
     }
 
     #[test]
-    fn a_field_error_points_at_the_line_of_its_key() {
+    fn a_field_error_points_at_the_line_of_its_part() {
         let text = "id: x\nversion: 1\nmatch:\n  all:\n    - field: a\n      regex: \"(\"\n\
                     techniques:\n  - { id: T1999 }\n";
-        assert_eq!(key_line(text, "rule.match.all[0].regex"), Some(6));
-        assert_eq!(key_line(text, "rule.version"), Some(2));
-        assert_eq!(key_line(text, "rule.techniques[0].id"), Some(8));
-        assert_eq!(key_line(text, "rule"), None);
+        let line = |path: &str| mapping::locate_rule_path(text, path).map(|at| at.line);
+        assert_eq!(line("match.all[0].regex"), Some(6));
+        assert_eq!(line("version"), Some(2));
+        assert_eq!(line("techniques[0].id"), Some(8));
+        assert_eq!(line(""), Some(1));
         assert_eq!(
             path_in("at `match.all[0].regex`: bad"),
             Some("match.all[0].regex")
