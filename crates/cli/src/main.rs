@@ -545,10 +545,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let database = cli.database.clone();
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("{}", one_line(&error));
+            eprintln!("{}", one_line(&error, &database));
             ExitCode::FAILURE
         }
     }
@@ -566,12 +567,21 @@ fn docs(command: DocsCommand) -> ExitCode {
 /// conflict ends with the structured details the API answers in
 /// `error.details`, as compact JSON (`; details: {...}`), so a script reads
 /// the state it met (the survivor of a merged incident, a review item's
-/// state) without parsing the message.
-fn one_line(error: &anyhow::Error) -> String {
+/// state) without parsing the message. A database that stopped answering
+/// is named (`database`, its password masked), since the driver's words
+/// alone (`pool timed out`) do not say which one.
+fn one_line(error: &anyhow::Error, database: &str) -> String {
     let service = error.chain().find_map(|e| e.downcast_ref::<ServiceError>());
     let code = service
         .map(|e| format!("[{}]", e.code()))
         .unwrap_or_default();
+    if let Some(ServiceError::Store(store::StoreError::Unavailable { context, reason })) = service {
+        return format!(
+            "error{code}: the database `{}` stopped answering while {context} ({reason}); \
+             check that it is running and reachable, then try again",
+            store::redact(database)
+        );
+    }
     let mut message = error.to_string();
     for cause in error.chain().skip(1) {
         let cause = cause.to_string();
@@ -1044,4 +1054,26 @@ async fn taxonomy(app: &App, command: TaxonomyCommand) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a database that stopped answering in the middle of a
+    /// command printed the driver's words (`pool timed out ...`) without
+    /// saying which database.
+    #[test]
+    fn a_database_that_stopped_answering_is_named_without_its_password() {
+        let error = anyhow::Error::from(ServiceError::Store(store::StoreError::Unavailable {
+            context: "listing alerts".into(),
+            reason: "pool timed out while waiting for an open connection".into(),
+        }));
+        assert_eq!(
+            one_line(&error, "postgres://me:secret@db.example/nexus"),
+            "error[database_unavailable]: the database `postgres://me:***@db.example/nexus` \
+             stopped answering while listing alerts (pool timed out while waiting for an open \
+             connection); check that it is running and reachable, then try again"
+        );
+    }
 }

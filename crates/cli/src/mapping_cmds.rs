@@ -504,6 +504,11 @@ pub async fn rules(app: &App, command: RulesCommand) -> anyhow::Result<ExitCode>
             for problem in &outcome.report.unreadable {
                 eprintln!("{}: {}", problem.file.escape_debug(), problem.message);
             }
+            // Documents that are not rules: nothing lost, but a pack whose
+            // every document is accounted for reads the same as its files.
+            for problem in &outcome.report.not_rules {
+                eprintln!("{}: {}", problem.file.escape_debug(), problem.message);
+            }
             if outcome.report.rules == 0 && outcome.report.skipped == 0 {
                 eprintln!("no Sigma rule found in {}", path.display());
             }

@@ -653,5 +653,8 @@ fn argument_errors_carry_codes_and_conflicts_say_conflict_once() {
     ));
 
     run("mysql://x", &["dataset", "list"]).fails_with("error[invalid_config]");
-    run("postgres://postgres@127.0.0.1:1/x", &["dataset", "list"]).fails_with("error[unavailable]");
+    run("postgres://postgres@127.0.0.1:1/x", &["dataset", "list"]).fails_with(
+        "error[database_unavailable]: cannot open the database: cannot connect to the database \
+         `postgres://postgres@127.0.0.1:1/x`",
+    );
 }

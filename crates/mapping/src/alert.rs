@@ -589,18 +589,22 @@ fn all_text(value: &Value, path: &str) -> Vec<String> {
         .collect()
 }
 
-/// The technique ids at `path` as written: texts, and numbers or booleans
-/// as their JSON text. A number (`"uid": 1105`) is no technique id, but
-/// dropping it would hide the declaration; kept as text it is reported
-/// as malformed.
+/// The technique ids at `path` as written: texts, and every other shape
+/// but null as its JSON text. A number (`"uid": 1105`), a boolean or an
+/// object (`"uid": {"id": "T1059"}`, alone or inside a list) is no
+/// technique id, but dropping it would hide the declaration; kept as text
+/// it is reported as malformed. A list is read item by item (see
+/// [`get_all`]), so a list of ids declares each of them.
 fn all_ids(value: &Value, path: &str) -> Vec<String> {
     get_all(value, path)
         .into_iter()
         .filter_map(|v| match v {
             Value::String(s) if !s.trim().is_empty() => Some(without_nul(s.trim())),
+            Value::String(_) | Value::Null => None,
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(b) => Some(b.to_string()),
-            _ => None,
+            // Compact JSON escapes a NUL, so the text is safe to store.
+            Value::Object(_) | Value::Array(_) => Some(v.to_string()),
         })
         .collect()
 }
@@ -1221,6 +1225,65 @@ mod tests {
             }]
         );
         assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
+    }
+
+    /// Regression: a technique uid given as an object, or as a list
+    /// holding one, was skipped without a word, while a number was
+    /// reported; every non-text shape is now a malformed declaration and
+    /// the alert's other declarations are kept.
+    #[test]
+    fn an_object_technique_uid_is_a_malformed_declaration() {
+        let doc = serde_json::json!({
+            "class_uid": 2004,
+            "finding_info": {"uid": "o-1", "title": "t", "attacks": [
+                {"technique": {"uid": {"id": "T1059"}}},
+                {"technique": {"uid": [{"id": "T1105"}, "T1003"]}},
+                {"sub_technique": {"uid": {}}},
+                {"technique": {"uid": "T1078"}}
+            ]}
+        });
+        let a = decode_alert(&doc).unwrap();
+        assert_eq!(
+            declared(&a),
+            vec![("T1003".into(), vec![]), ("T1078".into(), vec![])]
+        );
+        let field = "finding_info.attacks".to_string();
+        assert_eq!(
+            a.malformed,
+            vec![
+                MalformedDeclaration {
+                    value: r#"{"id":"T1059"}"#.into(),
+                    field: field.clone()
+                },
+                MalformedDeclaration {
+                    value: r#"{"id":"T1105"}"#.into(),
+                    field: field.clone()
+                },
+                MalformedDeclaration {
+                    value: "{}".into(),
+                    field
+                },
+            ]
+        );
+        assert_eq!(a.warnings.len(), 3, "{:?}", a.warnings);
+    }
+
+    /// The same for ECS: an object technique id is reported, not dropped.
+    #[test]
+    fn an_object_ecs_technique_id_is_a_malformed_declaration() {
+        let doc = serde_json::json!({
+            "@timestamp": "2026-01-01T00:00:00Z",
+            "event": {"id": "e-1"},
+            "message": "m",
+            "threat": [{"framework": "MITRE ATT&CK",
+                        "technique": [{"id": {"value": "T1059"}},
+                                      {"id": "T1105", "subtechnique": [{"id": ["x", {"a": 1}]}]}]}]
+        });
+        let a = decode_alert(&doc).unwrap();
+        assert_eq!(declared(&a), vec![("T1105".into(), vec![])]);
+        let values: Vec<&str> = a.malformed.iter().map(|m| m.value.as_str()).collect();
+        assert_eq!(values, [r#"{"value":"T1059"}"#, "x", r#"{"a":1}"#]);
+        assert!(a.malformed.iter().all(|m| m.field == "threat"));
     }
 
     #[test]

@@ -205,6 +205,13 @@ pub struct ImportReport {
     pub skipped: usize,
     /// Files or documents that could not be read, with the reason.
     pub unreadable: Vec<FileProblem>,
+    /// YAML documents of the pack that are not Sigma rules (a filter, an
+    /// `action: global` or `action: reset` collection document, a document
+    /// without `detection` that does not look like a broken rule either):
+    /// nothing to import, but listed so that the pack's every document is
+    /// accounted for. Absent from reports stored before it was counted.
+    #[serde(default)]
+    pub not_rules: Vec<FileProblem>,
 }
 
 /// What an import produced.
@@ -399,10 +406,23 @@ pub fn import_files(
                 continue;
             }
         };
-        for doc in read_documents(&name, &text, &mut report.unreadable) {
+        let documents = read_documents(&name, &text, &mut report.unreadable);
+        report.not_rules.extend(documents.collections);
+        for (number, doc) in documents.rules {
             let rule = match rule_from_doc(&name, &doc, release) {
                 Ok(Some(rule)) => rule,
-                Ok(None) => continue,
+                Ok(None) => {
+                    let what = if doc.get("filter").is_some() {
+                        "a Sigma filter"
+                    } else {
+                        "no detection or correlation block"
+                    };
+                    report.not_rules.push(FileProblem {
+                        file: name.clone(),
+                        message: format!("document {number}: not a Sigma rule ({what})"),
+                    });
+                    continue;
+                }
                 Err(message) => {
                     report.unreadable.push(FileProblem {
                         file: name.clone(),
@@ -461,11 +481,19 @@ pub fn import_files(
     }
 }
 
-/// The documents of a file, with `action: global` documents merged into the
-/// ones that follow (until `action: reset`), as Sigma collections define.
-fn read_documents(name: &str, text: &str, problems: &mut Vec<FileProblem>) -> Vec<Yaml> {
+/// The documents of a file: the candidate rules, numbered from 1 in the
+/// file, with `action: global` documents merged into the ones that follow
+/// (until `action: reset`), as Sigma collections define; and those
+/// collection documents themselves, for the report.
+struct Documents {
+    rules: Vec<(usize, Yaml)>,
+    collections: Vec<FileProblem>,
+}
+
+fn read_documents(name: &str, text: &str, problems: &mut Vec<FileProblem>) -> Documents {
     use serde::Deserialize as _;
     let mut docs = Vec::new();
+    let mut collections = Vec::new();
     let mut global: Option<serde_yaml::Mapping> = None;
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value = match Yaml::deserialize(doc) {
@@ -479,16 +507,37 @@ fn read_documents(name: &str, text: &str, problems: &mut Vec<FileProblem>) -> Ve
                 break;
             }
         };
-        let Yaml::Mapping(map) = value else { continue };
+        let number = i + 1;
+        let Yaml::Mapping(map) = value else {
+            // An empty document (a trailing `---`) is no document at all.
+            if !value.is_null() {
+                collections.push(FileProblem {
+                    file: name.to_string(),
+                    message: format!("document {number}: not a Sigma rule (not a mapping)"),
+                });
+            }
+            continue;
+        };
         match map.get("action").and_then(Yaml::as_str) {
             Some("global") => {
                 let mut g = map.clone();
                 g.remove("action");
                 global = Some(g);
+                collections.push(FileProblem {
+                    file: name.to_string(),
+                    message: format!(
+                        "document {number}: not a Sigma rule (`action: global`, merged into \
+                         the documents that follow it)"
+                    ),
+                });
                 continue;
             }
             Some("reset") => {
                 global = None;
+                collections.push(FileProblem {
+                    file: name.to_string(),
+                    message: format!("document {number}: not a Sigma rule (`action: reset`)"),
+                });
                 continue;
             }
             _ => {}
@@ -498,9 +547,12 @@ fn read_documents(name: &str, text: &str, problems: &mut Vec<FileProblem>) -> Ve
             merged.insert(k, v);
         }
         merged.remove("action");
-        docs.push(Yaml::Mapping(merged));
+        docs.push((number, Yaml::Mapping(merged)));
     }
-    docs
+    Documents {
+        rules: docs,
+        collections,
+    }
 }
 
 fn text_of(doc: &Yaml, key: &str) -> Option<String> {
@@ -909,6 +961,9 @@ filter: {rules: [c1]}
 ---
 title: no id
 detection: {condition: x}
+---
+title: notes, neither rule nor filter
+---
 ";
         let retired = "title: R\nid: r1\nstatus: deprecated\ntags: [attack.t1059]\ndetection: {condition: x}\n";
         let files = vec![
@@ -937,6 +992,34 @@ detection: {condition: x}
             .collect();
         assert_eq!(unreadable, vec!["multi.yml", "broken.yml", "latin1.yml"]);
         assert!(import.report.unreadable[0].message.contains("no id"));
+        // Regression: the documents that are not rules were skipped without
+        // a word. multi.yml's are its 1st (global), 4th (reset) and 5th
+        // (filter) documents, and a trailing empty document is none.
+        let not_rules: Vec<(&str, &str)> = import
+            .report
+            .not_rules
+            .iter()
+            .map(|p| (p.file.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            not_rules,
+            vec![
+                (
+                    "multi.yml",
+                    "document 1: not a Sigma rule (`action: global`, merged into the documents \
+                     that follow it)"
+                ),
+                (
+                    "multi.yml",
+                    "document 4: not a Sigma rule (`action: reset`)"
+                ),
+                ("multi.yml", "document 5: not a Sigma rule (a Sigma filter)"),
+                (
+                    "multi.yml",
+                    "document 7: not a Sigma rule (no detection or correlation block)"
+                ),
+            ]
+        );
 
         let all = import_files(
             [file("retired.yml", retired)],
@@ -947,6 +1030,38 @@ detection: {condition: x}
         );
         assert_eq!(all.report.rules, 1);
         assert_eq!(all.mapping_rules[0].confidence.value(), 0.41);
+    }
+
+    /// Two rules with one id: the later in pack order is kept, and the
+    /// report names both places instead of replacing without a word.
+    #[test]
+    fn a_repeated_rule_id_keeps_the_later_rule_and_is_reported() {
+        let r = tiny_release();
+        let rule = |title: &str| {
+            format!("title: {title}\nid: dup\ntags: [attack.t1059]\ndetection: {{condition: x}}\n")
+        };
+        let import = import_files(
+            [
+                file("a.yml", &rule("first")),
+                file("b.yml", &rule("second")),
+            ],
+            &r,
+            SigmaOptions::default(),
+        );
+        let kept: Vec<(&str, &str)> = import
+            .rules
+            .iter()
+            .map(|r| (r.id.as_str(), r.title.as_str()))
+            .collect();
+        assert_eq!(kept, vec![("dup", "second")]);
+        assert_eq!(import.report.rules, 1);
+        assert_eq!(
+            import.report.unreadable,
+            vec![FileProblem {
+                file: "b.yml".into(),
+                message: "rule id dup already defined in a.yml; this one replaces it".into(),
+            }]
+        );
     }
 
     #[test]

@@ -15,6 +15,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+/// How long a client is told to wait before retrying while the database
+/// is unavailable: the pool's own acquire timeout is 10 s, so sooner
+/// would mostly meet the same outage.
+const DATABASE_RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// An error answered to an API client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -120,6 +125,23 @@ impl ApiError {
             "the request took longer than the server allows",
         )
         .with_details(json!({ "timeout_seconds": limit.as_secs_f64() }))
+    }
+
+    /// 503 `database_unavailable`: the database did not answer (no pooled
+    /// connection in time, a broken connection): the same request may
+    /// succeed once it answers again.
+    pub fn database_unavailable() -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unavailable; retry later",
+        )
+        .with_details(json!({
+            "dependency": "database",
+            "retry_after_seconds": DATABASE_RETRY_AFTER.as_secs(),
+        }));
+        error.retry_after = Some(DATABASE_RETRY_AFTER);
+        error
     }
 
     /// 500 `internal`: logs `cause` inside the current (request) span and
@@ -251,12 +273,10 @@ impl From<service::ServiceError> for ApiError {
             ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::Internal => return ApiError::internal(&error),
             ErrorKind::Unavailable => {
+                // The operator's problem, with the driver's cause; the
+                // client learns only which dependency and to retry.
                 tracing::error!(error = %error, "dependency unavailable");
-                return ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "a dependency of the service is unavailable; retry later",
-                );
+                return ApiError::database_unavailable();
             }
         };
 

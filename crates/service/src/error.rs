@@ -186,7 +186,12 @@ impl ServiceError {
             ServiceError::Store(
                 store::StoreError::Conflict { .. } | store::StoreError::Contention { .. },
             ) => "conflict",
-            ServiceError::Store(store::StoreError::Unreachable { .. }) => "unavailable",
+            // One code whether the database never answered (at start) or
+            // stopped answering (a pool timeout): the client's answer is the
+            // same, retry once it is back.
+            ServiceError::Store(
+                store::StoreError::Unreachable { .. } | store::StoreError::Unavailable { .. },
+            ) => "database_unavailable",
             ServiceError::Store(_) | ServiceError::Internal(_) => "internal",
         }
     }
@@ -214,7 +219,9 @@ impl ServiceError {
             ServiceError::Store(
                 store::StoreError::Conflict { .. } | store::StoreError::Contention { .. },
             ) => ErrorKind::Conflict,
-            ServiceError::Store(store::StoreError::Unreachable { .. }) => ErrorKind::Unavailable,
+            ServiceError::Store(
+                store::StoreError::Unreachable { .. } | store::StoreError::Unavailable { .. },
+            ) => ErrorKind::Unavailable,
             ServiceError::Store(_) | ServiceError::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -48,8 +48,9 @@
 //! the re-mapping that follows takes that reason off again once none of the
 //! incident's entries is outdated, resolving an item left without a reason
 //! (`system:recompute`). A merge resolves the absorbed incident's open item
-//! (`system:merge`): it takes no further change. The item is resolved, with
-//! its time to validate, by a lead adjustment (`corrected`), or by the
+//! (`system:merge`): it takes no further change. Those closures by the
+//! product carry no time to validate. The item is resolved, with its time
+//! to validate, by a lead adjustment (`corrected`), or by the
 //! review actions: accept (the profile still holds; clears the stale mark),
 //! reject (the mark stays for the lead), correct (a lead adjustment). See
 //! `crate::overrides`.
@@ -1752,7 +1753,8 @@ impl App {
 
     /// Resolves the open `stale` items of an incident inside `tx` as `how`
     /// says, each with its `review_resolve` audit event and time to
-    /// validate, like an alert's item. With `expected`, that item must be
+    /// validate (null when `by` is the product itself, a `system:` actor),
+    /// like an alert's item. With `expected`, that item must be
     /// among them, or the change is refused (a concurrent resolution got
     /// there first). Answers the item ids.
     async fn resolve_stale_items(
@@ -1794,7 +1796,9 @@ impl App {
                 "before": "open",
                 "after": state,
                 "resolved_by": by,
-                "time_to_validate_ms": (now - item.opened_at).num_milliseconds(),
+                // The product closing an item is no one's validation.
+                "time_to_validate_ms": (!crate::kpis::is_system_actor(by))
+                    .then(|| (now - item.opened_at).num_milliseconds()),
                 "resolution": resolution,
             });
             tx.append_audit(&self.org_event(
@@ -1879,7 +1883,7 @@ impl App {
     /// incident has no entry computed under another release of the domain
     /// any more drops that reason, as the incident's profile does on read.
     /// An item left without a reason is resolved (`accepted` by
-    /// [`REMAP_RESOLVER`], with its time to validate); one that still holds
+    /// [`REMAP_RESOLVER`], with no time to validate); one that still holds
     /// another trigger's reason stays open with that one. An incident whose
     /// alerts were not all re-mapped (a re-mapping that failed part way)
     /// keeps its reason, as it stays stale on read. Answers the items

@@ -473,7 +473,7 @@ fn mapping_kpis(facts: &Facts, segment: Segment<'_>) -> Vec<Kpi> {
 
 /// Whether a review item's resolver is the product itself
 /// (`system:recompute`, `system:merge`, `system:status`, ...).
-fn is_system_actor(resolved_by: &str) -> bool {
+pub(crate) fn is_system_actor(resolved_by: &str) -> bool {
     resolved_by.starts_with("system:")
 }
 

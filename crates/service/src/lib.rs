@@ -90,8 +90,8 @@ pub use matrix::{
     ExclusionInput, FilterInput, RebuildReport,
 };
 pub use overrides::{
-    Notification, OverrideInput, OverrideOutcome, REVIEW_STATES, ReviewCorrection, ReviewDecision,
-    ReviewItem,
+    Notification, OverrideInput, OverrideOutcome, REVIEW_STATE_FILTERS, REVIEW_STATES,
+    ReviewCorrection, ReviewDecision, ReviewItem,
 };
 pub use remap_runs::{RemapRun, RemapState};
 pub use rules::{

@@ -85,7 +85,10 @@ pub struct ReviewItem {
     pub resolution: Option<serde_json::Value>,
     /// Actions taken on it.
     pub interactions: i64,
-    /// Time to validate in milliseconds, once resolved.
+    /// Time to validate in milliseconds, once a person resolved it; null
+    /// while open and when the product closed it itself (a `system:`
+    /// resolver, such as `resolved_by_remap`): no one validated anything,
+    /// as the `mean_time_to_validate` KPI counts it.
     pub time_to_validate_ms: Option<i64>,
     /// For an open alert's item an analyst corrected: the proposed
     /// override that awaits a lead. The item stays open (and unvalidated)
@@ -123,6 +126,18 @@ pub const REVIEW_STATES: &[&str] = &[
     "rejected",
     "corrected",
     "resolved_by_remap",
+];
+
+/// What a review list may be filtered on: one of [`REVIEW_STATES`], or
+/// `all` for every state, the word `review list --state all` takes, so that
+/// the CLI and the API accept the same values with the same meaning.
+pub const REVIEW_STATE_FILTERS: &[&str] = &[
+    "open",
+    "accepted",
+    "rejected",
+    "corrected",
+    "resolved_by_remap",
+    "all",
 ];
 
 /// A review decision.
@@ -207,6 +222,11 @@ fn review_item(r: &store::ReviewRecord) -> ReviewItem {
         interactions: r.interactions,
         time_to_validate_ms: r
             .resolved_at
+            .filter(|_| {
+                !r.resolved_by
+                    .as_deref()
+                    .is_some_and(crate::kpis::is_system_actor)
+            })
             .map(|at| (at - r.opened_at).num_milliseconds()),
         awaiting_approval: match r.state.as_str() {
             "open" => awaiting_approval(r.resolution.as_deref()),
@@ -698,7 +718,7 @@ impl App {
             .await?;
         let scope = self.scope(actor, org).await?;
         let state = match state.map(str::trim).filter(|s| !s.is_empty()) {
-            None => None,
+            None | Some("all") => None,
             Some(s) if REVIEW_STATES.contains(&s) => Some(s),
             Some(other) => {
                 return Err(ServiceError::InvalidInput {
@@ -706,7 +726,7 @@ impl App {
                     message: format!(
                         "`{}` is not one of {}",
                         crate::echo(other),
-                        REVIEW_STATES.join(", ")
+                        REVIEW_STATE_FILTERS.join(", ")
                     ),
                 });
             }

@@ -976,7 +976,8 @@ async fn staleness_triggers_queue_the_incident_once_until_reviewed() {
             .unwrap_err();
         assert_eq!(err.code(), "not_found", "{label}");
 
-        // Each resolution is audited with its time to validate.
+        // Each resolution is audited, a person's with its time to validate,
+        // the merge's (the product's own) with none.
         let events = app
             .audit_list(
                 &admin,
@@ -994,10 +995,19 @@ async fn staleness_triggers_queue_the_incident_once_until_reviewed() {
             .filter(|e| e.details["time_to_validate_ms"].is_i64())
             .map(|e| e.target_id.clone())
             .collect();
-        let want: BTreeSet<String> = [first.clone(), accepted.id.clone(), y_item.clone()]
-            .into_iter()
-            .collect();
+        let want: BTreeSet<String> = [first.clone(), accepted.id.clone()].into_iter().collect();
         assert_eq!(resolved, want, "{label}");
+        let merged = events
+            .items
+            .iter()
+            .find(|e| e.action == "review_resolve" && e.target_id == y_item)
+            .unwrap_or_else(|| panic!("{label}: no review_resolve event for {y_item}"));
+        assert_eq!(merged.details["resolved_by"], "system:merge", "{label}");
+        assert_eq!(
+            merged.details["time_to_validate_ms"],
+            Value::Null,
+            "{label}"
+        );
     }
 }
 
@@ -1155,7 +1165,8 @@ async fn activating_a_release_queues_incidents_until_their_alerts_are_remapped()
             item.resolution,
             Some(serde_json::json!({"remapped_under": "17.1"}))
         );
-        assert_eq!(item.time_to_validate_ms, Some(shown_time_to_validate(item)));
+        // The product settled it: no one's time to validate.
+        assert_eq!(item.time_to_validate_ms, None, "{label}");
 
         let now = app
             .incident_profile(&analyst, "acme", &live.id)
@@ -1475,17 +1486,10 @@ async fn reopening_after_a_failed_remap_queues_the_release_reason_again() {
     }
 }
 
-/// The milliseconds between an item's opening and its resolution, read from
-/// the timestamps it shows.
-fn shown_time_to_validate(item: &service::ReviewItem) -> i64 {
-    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
-    let resolved = item.resolved_at.as_deref().expect("resolved");
-    (at(resolved) - at(&item.opened_at)).num_milliseconds()
-}
-
 /// Resolving or closing an incident resolves its open review item in the
 /// same change (`accepted` by `system:status`, the resolution naming the
-/// status, audited with its time to validate); the stale mark stays, and
+/// status, audited, with no time to validate: the product closed it); the
+/// stale mark stays, and
 /// reopening queues the incident again with every reason. A status change
 /// that finds no open item resolves none.
 #[tokio::test]
@@ -1522,10 +1526,8 @@ async fn resolving_or_closing_an_incident_resolves_its_review_item() {
             Some(serde_json::json!({"incident_status": "resolved"})),
             "{label}"
         );
-        assert_eq!(
-            item.time_to_validate_ms,
-            Some(shown_time_to_validate(&item))
-        );
+        // The product closed it: no one validated, so no time to validate.
+        assert_eq!(item.time_to_validate_ms, None, "{label}");
         assert!(resolved.stale, "{label}: nobody reviewed the profile");
         let reasons: Vec<&str> = resolved
             .stale_reasons
@@ -1589,11 +1591,8 @@ async fn resolving_or_closing_an_incident_resolves_its_review_item() {
                 .unwrap_or_else(|| panic!("{label}: no review_resolve event for {id}"));
             assert_eq!(event.actor, "ann", "{label}");
             assert_eq!(event.details["resolved_by"], "system:status");
-            assert_eq!(
-                event.details["time_to_validate_ms"],
-                shown_time_to_validate(&item),
-                "{label}"
-            );
+            assert!(item.resolved_at.is_some(), "{label}: {item:?}");
+            assert_eq!(event.details["time_to_validate_ms"], Value::Null, "{label}");
         }
         // Listed newest first.
         let status_changes: Vec<(String, Value)> = events

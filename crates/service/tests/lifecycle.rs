@@ -1138,7 +1138,7 @@ async fn unreachable_database_reports_the_drivers_cause_quickly() {
         panic!("port 1 refused nothing");
     };
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    assert_eq!(err.code(), "unavailable");
+    assert_eq!(err.code(), "database_unavailable");
     assert!(
         err.to_string()
             .to_lowercase()

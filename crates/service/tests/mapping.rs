@@ -1403,6 +1403,9 @@ fn closed_by_remap(item: &service::ReviewItem, by: &str, label: &str) {
     assert_eq!(item.state, "resolved_by_remap", "{label}: {item:?}");
     assert_eq!(item.resolved_by.as_deref(), Some("system:remap"), "{label}");
     assert!(item.resolved_at.is_some(), "{label}: {item:?}");
+    // Regression: the product closing it was timed as if someone had
+    // validated it.
+    assert_eq!(item.time_to_validate_ms, None, "{label}: {item:?}");
     let closed = &item.resolution.as_ref().unwrap()["resolved_by_remap"];
     assert_eq!(closed["by"], by, "{label}: {item:?}");
 }

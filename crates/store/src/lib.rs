@@ -78,6 +78,18 @@ pub enum StoreError {
         /// The driver's cause (`Connection refused`), or the timeout.
         reason: String,
     },
+    /// The database stopped answering after the store connected: no pooled
+    /// connection could be had in time, the pool is closed, or a connection
+    /// broke. Unlike [`StoreError::Database`] no statement is at fault, and
+    /// the same work may succeed once the database is back.
+    #[error("the database is unavailable while {context}: {reason}")]
+    Unavailable {
+        /// What the store was doing.
+        context: String,
+        /// The driver's cause (`pool timed out while waiting for an open
+        /// connection`).
+        reason: String,
+    },
     /// A unique constraint refused the change (a duplicate name, a second
     /// active dataset in a domain).
     #[error("{what} already exists")]
@@ -116,8 +128,9 @@ pub enum StoreError {
 }
 
 /// Adds what the store was doing to a driver error, and turns unique
-/// violations into [`StoreError::Conflict`] and deadlocks into
-/// [`StoreError::Contention`].
+/// violations into [`StoreError::Conflict`], deadlocks into
+/// [`StoreError::Contention`] and a database that cannot be reached into
+/// [`StoreError::Unavailable`].
 pub(crate) trait Context<T> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError>;
 }
@@ -135,6 +148,11 @@ impl<T> Context<T> for Result<T, sqlx::Error> {
                 .is_some_and(|code| code == "40P01" || code == "40001");
             if unique {
                 StoreError::Conflict { what: context() }
+            } else if is_unavailable(&source) {
+                StoreError::Unavailable {
+                    context: context(),
+                    reason: source.to_string(),
+                }
             } else if contention {
                 StoreError::Contention { context: context() }
             } else {
@@ -144,6 +162,27 @@ impl<T> Context<T> for Result<T, sqlx::Error> {
                 }
             }
         })
+    }
+}
+
+/// Whether a driver error says the database cannot be reached, rather than
+/// that a statement failed: the pool gave no connection in time or is
+/// closed, the socket broke, or PostgreSQL refused or dropped the session
+/// (SQLSTATE class 08 connection exception; 57P01 to 57P03, an
+/// administrator or a crash shutting it down or a server still starting;
+/// 53300, too many connections). SQLite's numeric codes never take those
+/// forms.
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 
@@ -209,7 +248,7 @@ fn check_sqlite_directory(url: &str) -> Result<(), StoreError> {
 }
 
 /// Masks the password of a URL for messages and logs.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -687,6 +726,34 @@ mod tests {
         ] {
             let err = Backend::from_url(bad).unwrap_err();
             assert!(matches!(err, StoreError::InvalidUrl { .. }), "{bad}: {err}");
+        }
+    }
+
+    /// Regression: a pool timeout or a broken connection was a plain
+    /// database error, which the API answered 500 `internal`.
+    #[test]
+    fn an_unreachable_database_is_unavailable_not_a_failed_statement() {
+        let io = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        for (error, unavailable) in [
+            (sqlx::Error::PoolTimedOut, true),
+            (sqlx::Error::PoolClosed, true),
+            (sqlx::Error::Io(io()), true),
+            (sqlx::Error::WorkerCrashed, true),
+            (sqlx::Error::RowNotFound, false),
+            (sqlx::Error::ColumnNotFound("x".into()), false),
+        ] {
+            let text = error.to_string();
+            let result: Result<(), _> = Err(error);
+            let err = result.context(|| "listing alerts".to_string()).unwrap_err();
+            assert_eq!(
+                matches!(
+                    &err,
+                    StoreError::Unavailable { context, reason }
+                        if context == "listing alerts" && *reason == text
+                ),
+                unavailable,
+                "{text}: {err:?}"
+            );
         }
     }
 

@@ -904,3 +904,21 @@ async fn every_text_column_compares_bytewise() {
         store.close().await;
     }
 }
+
+/// Regression: a database that stopped answering failed every call as a
+/// plain database error (an API 500). A closed pool, where a pool timeout
+/// or a broken connection leaves its callers, answers
+/// [`StoreError::Unavailable`], on both backends.
+#[tokio::test]
+async fn a_database_that_stopped_answering_is_unavailable() {
+    for db in databases().await {
+        let store = db.store().await;
+        store.close().await;
+        let err = store.list_orgs().await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Unavailable { .. }),
+            "{}: {err:?}",
+            db.label()
+        );
+    }
+}

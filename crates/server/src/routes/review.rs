@@ -23,8 +23,8 @@ use crate::extract::{AfterRole, AfterRoleQuery, ApiJson, PathId};
 /// Filter of `GET /api/v1/review`.
 pub(super) const LIST_FILTERS: [Param; 1] = [Param::query(
     "state",
-    ParamType::Enum(service::REVIEW_STATES),
-    "Only items in this state (all states when absent)",
+    ParamType::Enum(service::REVIEW_STATE_FILTERS),
+    "Only items in this state; `all`, or no value, lists every state",
 )];
 
 #[derive(Debug, Deserialize)]

@@ -303,6 +303,15 @@ fn import_summary(outcome: &SigmaImportOutcome) -> Value {
             "files": report.unreadable,
         }));
     }
+    if !report.not_rules.is_empty() {
+        skipped.push(json!({
+            "reason": "not_a_rule",
+            "message": "YAML documents that are not Sigma rules (filters, collection actions, \
+                        documents without detection)",
+            "count": report.not_rules.len(),
+            "files": report.not_rules,
+        }));
+    }
     let unmapped = report.rules - report.mapped_rules;
     json!({
         "import_id": outcome.import_id,
@@ -342,8 +351,13 @@ fn rule_error(error: ServiceError, text: &str) -> ApiError {
             details["column"] = json!(column);
         }
         None => {
-            if let Some(line) = key_line(text, &field) {
-                details["line"] = json!(line);
+            // The node the path names, at any depth (inside `all`, `any`
+            // and `not` too); the whole rule for `rule`.
+            let path = field.strip_prefix("rule").unwrap_or_default();
+            let path = path.strip_prefix('.').unwrap_or(path);
+            if let Some(at) = mapping::locate_rule_path(text, path) {
+                details["line"] = json!(at.line);
+                details["column"] = json!(at.column);
             }
         }
     }
@@ -373,38 +387,6 @@ fn line_column(message: &str) -> Option<(u64, u64)> {
             .ok()
     };
     Some((digits(line)?, digits(column)?))
-}
-
-/// The 1-based line of the text that holds `field`
-/// (`rule.techniques[0].id`) when the parser named a field but no line:
-/// each key of the path is looked for as a key on or after the line of the
-/// one before it (`techniques:`, then the first `id:` after it).
-fn key_line(text: &str, field: &str) -> Option<usize> {
-    let keys: Vec<&str> = field
-        .strip_prefix("rule.")?
-        .split('.')
-        .map(|segment| segment.split('[').next().unwrap_or(segment))
-        .filter(|k| !k.is_empty())
-        .collect();
-    let lines: Vec<&str> = text.lines().collect();
-    let mut from = 0;
-    let mut found = None;
-    for key in keys {
-        let at = lines[from..].iter().position(|line| is_key(line, key))? + from;
-        found = Some(at + 1);
-        from = at;
-    }
-    found
-}
-
-/// Whether a line of YAML or pretty JSON opens `key` (`key:`, `- key:`,
-/// `"key":`, `{ key:`).
-fn is_key(line: &str, key: &str) -> bool {
-    let line = line
-        .trim_start()
-        .trim_start_matches(['-', '{', ' '])
-        .trim_start();
-    line.starts_with(&format!("{key}:")) || line.starts_with(&format!("\"{key}\":"))
 }
 
 /// The name an upload is stored under: the final component of the client's
@@ -544,13 +526,14 @@ mod tests {
     }
 
     #[test]
-    fn a_field_error_points_at_the_line_of_its_key() {
+    fn a_field_error_points_at_the_line_of_its_part() {
         let text = "id: x\nversion: 1\nmatch:\n  all:\n    - field: a\n      regex: \"(\"\n\
                     techniques:\n  - { id: T1999 }\n";
-        assert_eq!(key_line(text, "rule.match.all[0].regex"), Some(6));
-        assert_eq!(key_line(text, "rule.version"), Some(2));
-        assert_eq!(key_line(text, "rule.techniques[0].id"), Some(8));
-        assert_eq!(key_line(text, "rule"), None);
+        let line = |path: &str| mapping::locate_rule_path(text, path).map(|at| at.line);
+        assert_eq!(line("match.all[0].regex"), Some(6));
+        assert_eq!(line("version"), Some(2));
+        assert_eq!(line("techniques[0].id"), Some(8));
+        assert_eq!(line(""), Some(1));
         assert_eq!(
             path_in("at `match.all[0].regex`: bad"),
             Some("match.all[0].regex")

@@ -576,6 +576,49 @@ async fn overrides_keep_history_and_review_items_leave_the_open_queue() {
         let unknown_state = app.get("/api/v1/review?state=closed", &analyst).await;
         assert_eq!(unknown_state.status, 400);
 
+        // `state=all` means every state, as `review list --state all` does:
+        // the union of the lists of each state, here open and accepted
+        // items (and the corrected one) together.
+        let ids = |items: Vec<Value>| -> BTreeSet<String> {
+            items
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let mut every_state = BTreeSet::new();
+        for state in [
+            "open",
+            "accepted",
+            "rejected",
+            "corrected",
+            "resolved_by_remap",
+        ] {
+            let path = format!("/api/v1/review?state={state}");
+            every_state.extend(ids(app.all_pages(&analyst, &path, 50).await));
+        }
+        let all = app.get("/api/v1/review?state=all", &analyst).await;
+        assert_eq!(all.status, 200, "{backend}: {}", all.text());
+        let all = ids(app.all_pages(&analyst, "/api/v1/review?state=all", 2).await);
+        assert_eq!(all, every_state, "{backend}");
+        assert!(all.contains(&item_1) && all.contains(&item_2), "{backend}");
+        let document = app
+            .send(Method::GET, "/api/v1/openapi.json", None, None)
+            .await
+            .json();
+        let documented = document["paths"]["/api/v1/review"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == "state")
+            .map(|p| p["schema"]["enum"].clone());
+        assert!(
+            documented
+                .as_ref()
+                .and_then(Value::as_array)
+                .is_some_and(|values| values.contains(&json!("all"))),
+            "{documented:?}"
+        );
+
         // A re-map re-evaluates every alert and keeps the overrides' effect.
         let refused = app.post("/api/v1/remap", &analyst).await;
         assert_eq!(refused.status, 403);

@@ -7,7 +7,7 @@ use serde_json::Value;
 use server::{Location, Tenancy, route_table};
 use service::Role;
 
-use crate::helpers::{TestApp, concrete_path, error_of, http_method};
+use crate::helpers::{TestApp, backends, concrete_path, error_of, http_method};
 
 #[tokio::test]
 async fn liveness_and_readiness_on_an_empty_database() {
@@ -23,6 +23,51 @@ async fn liveness_and_readiness_on_an_empty_database() {
     assert_eq!(error["code"], "not_ready");
     assert_eq!(error["details"]["database"], true);
     assert_eq!(error["details"]["missing_domains"][0], "enterprise-attack");
+}
+
+/// Regression: with the database gone (a pool timeout, a broken
+/// connection; here the pool closed under the server) every API route
+/// answered 500 `internal`. It answers 503 `database_unavailable` in the
+/// error envelope with a Retry-After, `/readyz` says the database is
+/// unreachable, and `/healthz` still answers: the process is up.
+#[tokio::test]
+async fn a_database_that_stopped_answering_is_503_database_unavailable() {
+    for backend in backends() {
+        let app = TestApp::new(backend).await;
+        let analyst = app.token("acme", Role::Analyst).await;
+        let before = app.get("/api/v1/review", &analyst).await;
+        assert_eq!(before.status, 200, "{backend}: {}", before.text());
+
+        app.app.store().close().await;
+
+        let answer = app.get("/api/v1/review", &analyst).await;
+        assert_eq!(answer.status, 503, "{backend}: {}", answer.text());
+        let error = error_of(&answer);
+        assert_eq!(error["code"], "database_unavailable", "{backend}: {error}");
+        assert_eq!(error["details"]["dependency"], "database", "{backend}");
+        assert_eq!(
+            answer
+                .headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("10"),
+            "{backend}"
+        );
+        let message = error["message"].as_str().expect("message");
+        assert!(
+            !message.contains("pool"),
+            "{backend}: driver text leaked: {message}"
+        );
+
+        let ready = app.send(Method::GET, "/readyz", None, None).await;
+        assert_eq!(ready.status, 503, "{backend}");
+        let error = error_of(&ready);
+        assert_eq!(error["code"], "not_ready", "{backend}");
+        assert_eq!(error["details"]["database"], false, "{backend}");
+        assert_eq!(error["message"], "the database is unreachable", "{backend}");
+        let health = app.send(Method::GET, "/healthz", None, None).await;
+        assert_eq!(health.status, 200, "{backend}");
+    }
 }
 
 fn metric_value(text: &str, line_prefix: &str) -> Option<u64> {

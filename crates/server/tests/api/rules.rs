@@ -905,3 +905,61 @@ async fn a_rule_with_a_misspelt_key_is_refused_naming_it_and_nothing_is_stored()
         );
     }
 }
+
+/// Regression: an error inside a nested condition (`all`, `any`, `not`)
+/// lacked `details.line` when the part sat in a flow mapping, and got the
+/// line of the first key of that name after the combinator (another
+/// item's) otherwise. Both name the line and column of the part itself.
+#[tokio::test]
+async fn a_nested_condition_error_names_the_line_of_its_own_part() {
+    let head = "id: nested\nversion: 1\ntitle: Nested\nauthor: test\nrationale: test\n\
+                confidence: 0.8\ntechniques: [T1059]\n";
+    // Lines 8 on: the bad part's line and column are counted by hand.
+    let cases = [
+        (
+            "match:\n  all:\n    - field: process.cmd_line\n      regex: ok\n    - any:\n        - { field: process.cmd_line, regex: \"(\" }\n",
+            "rule.match.all[1].any[0].regex",
+            (13, 45),
+        ),
+        (
+            "match:\n  all:\n    - field: process.cmd_line\n      regex: ok\n    - field: process.name\n      regex: \"(\"\n",
+            "rule.match.all[1].regex",
+            (13, 14),
+        ),
+        (
+            "match:\n  not: {field: process.name, endswith: x}\n",
+            "rule.match.not.endswith",
+            (9, 40),
+        ),
+    ];
+    for backend in backends() {
+        let app = TestApp::new(backend).await;
+        with_release(&app).await;
+        let engineer = app.token("acme", Role::Engineer).await;
+        for (condition, field, (line, column)) in cases {
+            let text = format!("{head}{condition}");
+            for route in ["/api/v1/rules", "/api/v1/rules/simulate"] {
+                let answer = app
+                    .post_json(route, &engineer, json!({ "rule": text }))
+                    .await;
+                assert_eq!(
+                    answer.status,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "{backend}: {route}: {}",
+                    answer.text()
+                );
+                let error = error_of(&answer);
+                assert_eq!(error["code"], "invalid_rule", "{error}");
+                assert_eq!(error["details"]["field"], field, "{backend}: {error}");
+                assert_eq!(
+                    error["details"]["line"], line,
+                    "{backend}: {field}: {error}"
+                );
+                assert_eq!(
+                    error["details"]["column"], column,
+                    "{backend}: {field}: {error}"
+                );
+            }
+        }
+    }
+}
