@@ -1194,6 +1194,82 @@ async fn a_nul_character_in_an_alert_fails_neither_its_batch_nor_a_database() {
     }
 }
 
+/// Trial finding: OCSF `finding_info.uid: 12345678901234567890123` was
+/// stored as `1.2345678901234568e+22`, and `...124` then "updated" it. Both
+/// lines are refused with their line numbers and nothing of them is stored;
+/// the same ids sent as strings are two alerts.
+#[tokio::test]
+async fn numeric_uids_beyond_64_bits_are_refused_not_rounded_into_one() {
+    let line = |uid: &str| {
+        format!(
+            r#"{{"class_uid":2004,"severity_id":3,"time_dt":"2026-01-02T03:04:05Z","finding_info":{{"uid":{uid},"title":"t"}}}}"#
+        )
+    };
+    let feed = [
+        line("12345678901234567890123"),
+        line("12345678901234567890124"),
+        r#"{"@timestamp":"2026-01-02T03:04:05Z","event":{"id":18446744073709551616},"message":"m"}"#
+            .to_string(),
+    ]
+    .join("\n");
+    let as_text = [
+        line(r#""12345678901234567890123""#),
+        line(r#""12345678901234567890124""#),
+    ]
+    .join("\n");
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let engineer = acme_engineer(&app).await;
+        let ingest = |text: String| {
+            app.ingest_alerts(
+                &engineer,
+                "acme",
+                Box::new(std::io::Cursor::new(text.into_bytes())),
+            )
+        };
+        let report = ingest(feed.clone()).await.unwrap();
+        assert_eq!(
+            (report.ingested, report.updated, report.rejected),
+            (0, 0, 3),
+            "{label}: {report:?}"
+        );
+        let refused: Vec<(usize, &str)> = report
+            .errors
+            .iter()
+            .map(|e| (e.line, e.code.as_str()))
+            .collect();
+        assert_eq!(
+            refused,
+            [(1, "bad_field"), (2, "bad_field"), (3, "bad_field")]
+        );
+        assert!(
+            report.errors[0].message.contains("finding_info.uid")
+                && report.errors[0].message.contains("as a JSON string"),
+            "{label}: {}",
+            report.errors[0].message
+        );
+        assert!(report.errors[2].message.contains("event.id"), "{label}");
+        let listed = app
+            .list_alerts(
+                &engineer,
+                "acme",
+                &service::AlertFilter::default(),
+                &service::PageRequest::default(),
+            )
+            .await
+            .unwrap();
+        assert!(listed.items.is_empty(), "{label}: nothing stored");
+
+        let report = ingest(as_text.clone()).await.unwrap();
+        assert_eq!((report.ingested, report.updated), (2, 0), "{label}");
+        for uid in ["12345678901234567890123", "12345678901234567890124"] {
+            let view = app.alert_mapping(&engineer, "acme", uid).await.unwrap();
+            assert_eq!(view.alert.source_uid, uid, "{label}");
+        }
+    }
+}
+
 /// A re-map of the org while leads override some of its alerts: an
 /// override that commits between the re-map reading a page and writing it
 /// gives that alert a newer version than the one the re-map computed from.
