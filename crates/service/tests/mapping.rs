@@ -545,7 +545,7 @@ async fn overrides_and_review(
         again.details(),
         Some(serde_json::json!({
             "override": proposal.r#override.id,
-            "status": "proposed",
+            "status": "approved",
             "decision": {"id": approved.r#override.id, "status": "approved", "by": lead.name},
         })),
         "{label}"
@@ -1777,6 +1777,139 @@ async fn an_analysts_correction_waits_for_the_lead_in_the_open_queue() {
         assert_eq!(corrected.state, "corrected", "{label}: {corrected:?}");
         assert_eq!(corrected.resolved_by.as_deref(), Some("lea"), "{label}");
         assert_eq!(kpi("correction_rate").await, (Some(2.0), Some(2.0)));
+    }
+}
+
+/// Trial findings: an analyst's second correction of one item replaced
+/// the first (`awaiting_approval` moved to the second), so approving the
+/// first changed the mapping without crediting the item; and an approved
+/// proposal still showed `status: proposed`, while deciding it again was
+/// refused as "not an open proposal (status proposed, already decided)".
+/// A second correction is refused naming the pending proposal; the
+/// proposal shows its decision.
+#[tokio::test]
+async fn a_second_correction_waits_for_the_first_and_a_decided_proposal_shows_its_decision() {
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let org = app.create_org(&operator, "acme").await.unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+        let lead = member(&org, "lea", Role::Lead);
+        let analyst = member(&org, "ann", Role::Analyst);
+        let other_analyst = member(&org, "abe", Role::Analyst);
+        let feed = std::fs::File::open(regression_alerts()).unwrap();
+        app.ingest_alerts(&engineer, "acme", Box::new(BufReader::new(feed)))
+            .await
+            .unwrap();
+        app.save_rule(&engineer, "acme", &rule_text(1, "T1059.001", 0.3), false)
+            .await
+            .unwrap();
+        let open = app
+            .review_list(&analyst, "acme", Some("open"), 1000)
+            .await
+            .unwrap();
+        let item = open
+            .iter()
+            .find(|i| i.reason == "low_confidence")
+            .expect("a low-confidence item")
+            .clone();
+        let alert = item.alert_id.clone().unwrap();
+        let remove = OverrideInput {
+            action: "remove".into(),
+            technique: "T1059.001".into(),
+            reason: Some("false_positive".into()),
+            ..OverrideInput::default()
+        };
+        let add = OverrideInput {
+            action: "add".into(),
+            technique: "T1059".into(),
+            reason: Some("wrong_subtechnique".into()),
+            ..OverrideInput::default()
+        };
+
+        let (_, first) = app
+            .review_correct(&analyst, "acme", &item.id, remove)
+            .await
+            .unwrap();
+        let service::ReviewCorrection::Override(first) = first else {
+            panic!("{label}: an alert's item is corrected by an override");
+        };
+        let first_id = first.r#override.id.clone();
+        let overrides_before = app
+            .alert_mapping(&lead, "acme", &alert)
+            .await
+            .unwrap()
+            .overrides
+            .len();
+
+        // A second correction, by anyone, is refused naming the first.
+        for who in [&analyst, &other_analyst, &lead] {
+            let refused = app
+                .review_correct(who, "acme", &item.id, add.clone())
+                .await
+                .unwrap_err();
+            let ServiceError::StateConflict { message, details } = &refused else {
+                panic!("{label}: {refused:?}");
+            };
+            assert!(message.contains(&first_id), "{label}: {message}");
+            assert_eq!(details["awaiting_approval"], first_id.as_str(), "{label}");
+        }
+        let view = app.alert_mapping(&lead, "acme", &alert).await.unwrap();
+        assert_eq!(
+            view.overrides.len(),
+            overrides_before,
+            "{label}: nothing stored"
+        );
+        let items = review_items_by_id(&app, &analyst, "acme").await;
+        assert_eq!(
+            items[&item.id].awaiting_approval.as_deref(),
+            Some(first_id.as_str()),
+            "{label}"
+        );
+
+        // The lead approves the first: the item is credited to the analyst,
+        // and the proposal shows the decision.
+        let decision = app
+            .decide_override(&lead, "acme", &first_id, true)
+            .await
+            .unwrap();
+        let items = review_items_by_id(&app, &analyst, "acme").await;
+        assert_eq!(items[&item.id].state, "corrected", "{label}");
+        assert_eq!(
+            items[&item.id].resolved_by.as_deref(),
+            Some("ann"),
+            "{label}"
+        );
+        let view = app.alert_mapping(&lead, "acme", &alert).await.unwrap();
+        let proposal = view.overrides.iter().find(|o| o.id == first_id).unwrap();
+        assert_eq!(proposal.status, "approved", "{label}: {proposal:?}");
+        assert_eq!(proposal.approved_by.as_deref(), Some("lea"), "{label}");
+        let decided = view
+            .overrides
+            .iter()
+            .find(|o| o.id == decision.r#override.id)
+            .unwrap();
+        assert_eq!(decided.supersedes.as_deref(), Some(first_id.as_str()));
+        let problems = service::check_schema(
+            &service::alert_mapping_schema(),
+            &serde_json::to_value(&view).unwrap(),
+        );
+        assert!(problems.is_empty(), "{label}: {problems:?}");
+
+        let again = app
+            .decide_override(&lead, "acme", &first_id, false)
+            .await
+            .unwrap_err();
+        let ServiceError::StateConflict { message, details } = &again else {
+            panic!("{label}: {again:?}");
+        };
+        assert!(
+            message.contains("already approved by lea"),
+            "{label}: {message}"
+        );
+        assert!(!message.contains("proposed"), "{label}: {message}");
+        assert_eq!(details["status"], "approved", "{label}");
     }
 }
 
