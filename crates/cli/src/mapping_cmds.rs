@@ -509,6 +509,14 @@ pub async fn rules(app: &App, command: RulesCommand) -> anyhow::Result<ExitCode>
             for problem in &outcome.report.not_rules {
                 eprintln!("{}: {}", problem.file.escape_debug(), problem.message);
             }
+            for warning in &outcome.report.warnings {
+                eprintln!(
+                    "{}: rule {}: {}",
+                    warning.file.escape_debug(),
+                    warning.rule.escape_debug(),
+                    warning.message
+                );
+            }
             if outcome.report.rules == 0 && outcome.report.skipped == 0 {
                 eprintln!("no Sigma rule found in {}", path.display());
             }

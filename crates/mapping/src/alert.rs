@@ -372,7 +372,10 @@ pub enum DecodeError {
     )]
     UnrecognizedFormat,
     /// An OCSF class other than a finding.
-    #[error("OCSF class_uid {0} is not supported (expected 2004 Detection Finding)")]
+    #[error(
+        "OCSF class_uid {0} is not supported (expected 2004 Detection Finding or 2001 Security \
+         Finding)"
+    )]
     UnsupportedClass(i64),
     /// A required field is missing.
     #[error("missing required field `{0}`")]
@@ -565,6 +568,51 @@ fn first_text(value: &Value, paths: &[&str]) -> Option<String> {
             _ => None,
         })
     })
+}
+
+/// The source uid at the first of `paths` that holds one, read as
+/// [`first_text`] reads; a number whose text JSON parsing could not keep
+/// is refused instead (see [`exact_number_text`]).
+fn first_uid(value: &Value, paths: &[&str]) -> Result<Option<String>, DecodeError> {
+    for path in paths {
+        for v in get_all(value, path) {
+            match v {
+                Value::String(s) if !s.trim().is_empty() => return Ok(Some(without_nul(s))),
+                Value::Number(n) => {
+                    return match exact_number_text(n) {
+                        Some(text) => Ok(Some(text)),
+                        None => Err(DecodeError::BadField {
+                            field: (*path).to_string(),
+                            message: format!(
+                                "the number {n} cannot be read exactly as an id (beyond \
+                                 64-bit integers a JSON number is rounded); send the uid as a \
+                                 JSON string, \"12345678901234567890123\""
+                            ),
+                        }),
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The text of a number as sent, when parsing kept it: every 64-bit
+/// integer, and a number read as a float below 2^53 in magnitude, whose
+/// shortest text round-trips. A larger float is an integer written beyond
+/// 64 bits (`12345678901234567890123`) or with an exponent, and its text
+/// would be the rounded `1.2345678901234568e22`: two different ids would
+/// become one, and the second alert an update of the first. Reading every
+/// number exactly would take serde_json's `arbitrary_precision`, which
+/// changes how every JSON number in the workspace is held.
+fn exact_number_text(n: &serde_json::Number) -> Option<String> {
+    const EXACT_FLOAT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if n.is_i64() || n.is_u64() {
+        return Some(n.to_string());
+    }
+    let x = n.as_f64()?;
+    (x.is_finite() && x.abs() < EXACT_FLOAT).then(|| n.to_string())
 }
 
 /// `s` with each NUL character replaced by U+FFFD. JSON may carry NUL
@@ -801,7 +849,7 @@ fn decode_ocsf(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, Deco
         return Err(DecodeError::UnsupportedClass(class_uid));
     }
 
-    let uid = first_text(v, &["finding_info.uid", "metadata.uid"]);
+    let uid = first_uid(v, &["finding_info.uid", "metadata.uid"])?;
     let severity = match v.get("severity_id").and_then(Value::as_i64) {
         Some(id) if id != 0 && id != 99 => Severity::from_ocsf_id(id),
         _ => first_text(v, &["severity"]).map_or(Severity::Unknown, |s| Severity::from_word(&s)),
@@ -861,7 +909,7 @@ fn decode_ocsf(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, Deco
 // ---------------------------------------------------------------- ECS
 
 fn decode_ecs(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, DecodeError> {
-    let uid = first_text(v, &["event.id", "kibana.alert.uuid", "_id"]);
+    let uid = first_uid(v, &["event.id", "kibana.alert.uuid", "_id"])?;
     let severity = if let Some(word) = first_text(v, &["kibana.alert.severity", "log.level"]) {
         Severity::from_word(&word)
     } else {
@@ -1004,6 +1052,16 @@ fn decode_native(v: &Value, keep: &FieldSelection) -> Result<NormalizedAlert, De
                 "title"
             }));
         }
+    }
+    // Said before serde does: its message would show a large number
+    // already rounded, as if that were what was sent.
+    if let Some(Value::Number(_)) = obj.get("uid") {
+        return Err(DecodeError::BadField {
+            field: "uid".into(),
+            message: "must be a JSON string, not a number: send the uid in quotes, as the \
+                      sender holds it"
+                .into(),
+        });
     }
     let alert: NativeAlert = NativeAlert::deserialize(v).map_err(|e| DecodeError::BadField {
         field: "(native alert)".into(),
@@ -1578,5 +1636,75 @@ mod tests {
         assert_eq!(Severity::from_risk_score(73.0), Severity::High);
         assert_eq!(Severity::from_risk_score(74.0), Severity::Critical);
         assert_eq!(Severity::from_risk_score(101.0), Severity::Unknown);
+    }
+    /// Trial finding: a numeric uid beyond 64-bit integers was stored
+    /// rounded (`1.2345678901234568e+22`), so `...123` and `...124` became
+    /// one alert. Such a uid is refused, naming its field; 64-bit integers
+    /// and short decimals keep their exact text.
+    #[test]
+    fn a_numeric_uid_that_json_cannot_hold_exactly_is_refused() {
+        let ocsf = |uid: &str| {
+            serde_json::from_str::<Value>(&format!(
+                r#"{{"class_uid": 2004, "finding_info": {{"uid": {uid}, "title": "t"}}}}"#
+            ))
+            .unwrap()
+        };
+        for big in [
+            "12345678901234567890123",
+            "12345678901234567890124",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1e22",
+        ] {
+            let error = decode_alert(&ocsf(big)).unwrap_err();
+            assert_eq!(error.code(), "bad_field", "{big}");
+            let DecodeError::BadField { field, message } = &error else {
+                panic!("{big}: {error:?}");
+            };
+            assert_eq!(field, "finding_info.uid", "{big}");
+            assert!(
+                message.contains("send the uid as a JSON string"),
+                "{message}"
+            );
+        }
+        for (exact, text) in [
+            ("18446744073709551615", "18446744073709551615"),
+            ("-9223372036854775808", "-9223372036854775808"),
+            ("9007199254740991", "9007199254740991"),
+            ("42", "42"),
+            ("1.5", "1.5"),
+        ] {
+            assert_eq!(decode_alert(&ocsf(exact)).unwrap().source_uid, text);
+        }
+
+        let ecs = |uid: &str| {
+            serde_json::from_str::<Value>(&format!(
+                r#"{{"@timestamp": "2026-01-01T00:00:00Z", "event": {{"id": {uid}}}}}"#
+            ))
+            .unwrap()
+        };
+        let error = decode_alert(&ecs("12345678901234567890123")).unwrap_err();
+        assert!(
+            matches!(&error, DecodeError::BadField { field, .. } if field == "event.id"),
+            "{error:?}"
+        );
+        assert_eq!(decode_alert(&ecs("77")).unwrap().source_uid, "77");
+
+        let native: Value =
+            serde_json::from_str(r#"{"uid": 12345678901234567890123, "title": "t"}"#).unwrap();
+        let error = decode_alert(&native).unwrap_err();
+        let DecodeError::BadField { field, message } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(field, "uid");
+        assert!(!message.contains("e22"), "no rounded number: {message}");
+    }
+
+    #[test]
+    fn an_unsupported_class_names_both_finding_classes() {
+        let v: Value = serde_json::from_str(r#"{"class_uid": 3002}"#).unwrap();
+        let message = decode_alert(&v).unwrap_err().to_string();
+        assert!(message.contains("2004"), "{message}");
+        assert!(message.contains("2001"), "{message}");
     }
 }

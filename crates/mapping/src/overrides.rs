@@ -205,14 +205,14 @@ pub enum OverrideError {
         source: taxonomy::IdError,
     },
     /// Replace without the mapping it replaces.
-    #[error("a replace override needs `replaces_technique`")]
+    #[error("a replace override needs `replaces`, the technique it replaces")]
     ReplaceWithoutOld,
     /// A replace whose target is the very mapping it replaces: it would
     /// change nothing, and is more likely a slip than an intent.
     #[error("a replace override must name another mapping than the one it replaces")]
     ReplaceWithItself,
     /// `replaces_*` given on add or remove.
-    #[error("`replaces_technique` is only allowed on a replace override")]
+    #[error("`replaces` is only allowed on a replace override")]
     OldWithoutReplace,
     /// The technique or tactic does not fit the release.
     #[error("field `{field}`: {source}")]
@@ -369,7 +369,8 @@ fn parse_old_target(
     tactic: Option<&str>,
     release: &Release,
 ) -> Result<Target, OverrideError> {
-    let field = "replaces_technique";
+    // Named as the API and the incident adjustments spell the field.
+    let field = "replaces";
     let technique =
         TechniqueId::parse(technique).map_err(|source| OverrideError::BadId { field, source })?;
     let tactic = match tactic {
@@ -538,6 +539,25 @@ mod tests {
             refuse(old_on_add, alert()),
             OverrideError::OldWithoutReplace
         );
+        // Trial finding: the messages named `replaces_technique`, a field
+        // the API does not have; it is `replaces` there.
+        for e in [
+            OverrideError::ReplaceWithoutOld,
+            OverrideError::OldWithoutReplace,
+        ] {
+            let text = e.to_string();
+            assert!(text.contains("`replaces`"), "{text}");
+            assert!(!text.contains("replaces_technique"), "{text}");
+        }
+        let mut bad_old = request("replace", "T1059");
+        bad_old.replaces_technique = Some("t1059-1".into());
+        assert!(matches!(
+            refuse(bad_old, alert()),
+            OverrideError::BadId {
+                field: "replaces",
+                ..
+            }
+        ));
         assert!(matches!(
             refuse(request("add", "T1685"), alert()),
             OverrideError::Target {

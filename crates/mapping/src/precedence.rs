@@ -88,7 +88,8 @@ pub struct CanonicalMapping {
     pub vendor_declared: bool,
     /// Some candidate behind the entry links evidence (or a person vouched).
     pub evidence_linked: bool,
-    /// The entry belongs in the review queue (AI-only, low band, or no evidence).
+    /// The entry belongs in the review queue (AI-only, low band, no
+    /// evidence, or in an over-mapped set).
     pub needs_review: bool,
 }
 
@@ -323,7 +324,8 @@ fn review_flags(entries: &mut [CanonicalMapping], policy: &PrecedencePolicy) -> 
     let mut flags = Vec::new();
     let mut techniques: Vec<&TechniqueId> = entries.iter().map(|e| &e.technique).collect();
     techniques.dedup();
-    if techniques.len() > policy.max_techniques {
+    let over_mapped = techniques.len() > policy.max_techniques;
+    if over_mapped {
         flags.push(ReviewFlag::OverMapping {
             techniques: techniques.len(),
             limit: policy.max_techniques,
@@ -331,7 +333,10 @@ fn review_flags(entries: &mut [CanonicalMapping], policy: &PrecedencePolicy) -> 
     }
     for e in entries.iter_mut() {
         let technique = e.technique.clone();
-        e.needs_review = !e.evidence_linked || e.source == Source::Ai || e.band == Band::Low;
+        // Over-mapping flags the set, not one entry: the reviewer decides
+        // which of them to keep, so each is under review.
+        e.needs_review =
+            over_mapped || !e.evidence_linked || e.source == Source::Ai || e.band == Band::Low;
         if !e.evidence_linked {
             flags.push(ReviewFlag::NoEvidence {
                 technique: technique.clone(),
@@ -622,6 +627,36 @@ pub(crate) mod tests {
         );
         assert!(set.entries[0].needs_review, "T1003 has no evidence");
         assert!(set.needs_review());
+    }
+
+    /// Trial finding: an over-mapped set was flagged `over_mapping` and
+    /// queued, yet every entry said `needs_review: false`. Each entry of an
+    /// over-mapped set is under review; one technique fewer, none is.
+    #[test]
+    fn every_entry_of_an_over_mapped_set_needs_review() {
+        let a = Subject::alert("a1");
+        let cands: Vec<MappingCandidate> = ["T1003", "T1003.001", "T1059", "T1059.001", "T1078"]
+            .iter()
+            .map(|t| cand("a1", t, None, Source::Rule, 0.9, "r1"))
+            .collect();
+        let policy = PrecedencePolicy {
+            max_techniques: 4,
+            ..PrecedencePolicy::default()
+        };
+        let set = canonical(&a, &cands, &[], &policy);
+        assert_eq!(
+            set.flags,
+            vec![ReviewFlag::OverMapping {
+                techniques: 5,
+                limit: 4
+            }]
+        );
+        let flagged = set.entries.iter().filter(|e| e.needs_review).count();
+        assert_eq!(flagged, 5);
+
+        let set = canonical(&a, &cands[..4], &[], &policy);
+        assert!(set.flags.is_empty());
+        assert!(set.entries.iter().all(|e| !e.needs_review));
     }
 
     #[test]

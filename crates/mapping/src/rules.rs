@@ -671,6 +671,32 @@ impl Rule {
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+
+    /// What the rule maps (see [`mapping_content`]).
+    pub fn mapping_content(&self) -> Value {
+        mapping_content(&self.to_value())
+    }
+}
+
+/// What a rule maps, read from its JSON definition (as [`Rule::to_value`]
+/// writes it and the store keeps it): its `match`, its `techniques` with
+/// their tactics, and its `confidence`. Two definitions with the same
+/// content map every alert alike; the rest (title, author, rationale,
+/// evidence pattern, dates) describes the rule. A Sigma re-import compares
+/// this rather than the rule's dates, which authors often leave alone when
+/// they change a tag. The order of the techniques does not count: each
+/// output is a candidate of its own.
+pub fn mapping_content(definition: &Value) -> Value {
+    let mut techniques: Vec<Value> = match definition.get("techniques") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    techniques.sort_by_cached_key(Value::to_string);
+    json!({
+        "match": definition.get("match"),
+        "techniques": techniques,
+        "confidence": definition.get("confidence"),
+    })
 }
 
 // ---------------------------------------------------------------- evaluation

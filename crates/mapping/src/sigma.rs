@@ -27,9 +27,12 @@
 //! the mapping and listed in the report's problems, never silently.
 //!
 //! Confidence comes from the rule's metadata (see [`sigma_confidence`]).
-//! The mapping rule's version is the rule's `modified` (else `date`) as
-//! `YYYYMMDD`, so re-importing an unchanged rule gives the same version and a
-//! changed rule a higher one.
+//! The mapping rule's version proposed here is the rule's `modified` (else
+//! `date`) as `YYYYMMDD`, else 1. It is only a first guess: whether a
+//! re-imported rule changed is decided by what it maps (see
+//! [`mapping_content`]), since authors edit tags without touching the dates;
+//! the service numbers a changed rule above its stored versions. A date that
+//! is present but unreadable is reported in [`ImportReport::warnings`].
 //!
 //! Rules with status `deprecated` or `unsupported` are skipped unless
 //! [`SigmaOptions::include_deprecated`] is set: SigmaHQ keeps them for
@@ -110,6 +113,9 @@ pub struct SigmaRule {
     pub author: Option<String>,
     /// `modified`, else `date`.
     pub date: Option<NaiveDate>,
+    /// Why a `modified` or `date` that is present could not be read.
+    #[serde(default)]
+    pub date_warnings: Vec<String>,
     /// All tags as written.
     pub tags: Vec<String>,
     /// The technique and tactic tags, checked.
@@ -179,6 +185,18 @@ pub struct FileProblem {
     pub message: String,
 }
 
+/// Something of a rule that was imported but not read as written (an
+/// unreadable `date`), as the report lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleWarning {
+    /// The Sigma rule id.
+    pub rule: String,
+    /// Path inside the pack.
+    pub file: String,
+    /// What was not read, and what was used instead.
+    pub message: String,
+}
+
 /// Counts split by tag kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagsByKind {
@@ -212,6 +230,10 @@ pub struct ImportReport {
     /// accounted for. Absent from reports stored before it was counted.
     #[serde(default)]
     pub not_rules: Vec<FileProblem>,
+    /// Rules imported with something not read as written (an unreadable
+    /// date). Reports stored before this field read back with none.
+    #[serde(default)]
+    pub warnings: Vec<RuleWarning>,
 }
 
 /// What an import produced.
@@ -467,6 +489,13 @@ pub fn import_files(
                 });
             }
         }
+        for message in &rule.date_warnings {
+            report.warnings.push(RuleWarning {
+                rule: rule.id.clone(),
+                file: rule.file.clone(),
+                message: message.clone(),
+            });
+        }
         if let Some(mapping) = mapping_rule(rule, release) {
             mapping_rules.push(mapping);
         }
@@ -563,6 +592,22 @@ fn text_of(doc: &Yaml, key: &str) -> Option<String> {
     }
 }
 
+/// A YAML value as one line of a message (escaped: it comes from the pack).
+fn yaml_text(value: &Yaml) -> String {
+    let text = match value {
+        Yaml::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    };
+    text.chars()
+        .take(80)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
+}
+
 fn parse_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y/%m/%d"))
@@ -625,9 +670,25 @@ fn rule_from_doc(file: &str, doc: &Yaml, release: &Release) -> Result<Option<Sig
         }
         _ => text_of(doc, "author"),
     };
-    let date = text_of(doc, "modified")
-        .or_else(|| text_of(doc, "date"))
-        .and_then(|d| parse_date(&d));
+    // `modified` first, as Sigma intends; an unreadable one falls back to
+    // `date` and is reported, so a typo never goes unnoticed.
+    let mut date_warnings = Vec::new();
+    let mut date = None;
+    for key in ["modified", "date"] {
+        let Some(text) = doc.get(key).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        match text_of(doc, key).and_then(|d| parse_date(&d)) {
+            Some(d) => {
+                date = Some(d);
+                break;
+            }
+            None => date_warnings.push(format!(
+                "`{key}: {}` is not a date (YYYY-MM-DD), so it is not used",
+                yaml_text(text)
+            )),
+        }
+    }
 
     let mut checks = Vec::new();
     let mut seen = BTreeSet::new();
@@ -648,6 +709,7 @@ fn rule_from_doc(file: &str, doc: &Yaml, release: &Release) -> Result<Option<Sig
         level: text_of(doc, "level"),
         author,
         date,
+        date_warnings,
         tags,
         checks,
         file: file.to_string(),
@@ -1078,6 +1140,95 @@ title: notes, neither rule nor filter
             "{}",
             import.report.unreadable[0].message
         );
+    }
+
+    /// Trial finding: `date: 2025-13-45` was dropped without a word.
+    /// An unreadable date is listed in the report's warnings; an unreadable
+    /// `modified` falls back to a readable `date`.
+    #[test]
+    fn an_unreadable_date_is_a_warning() {
+        let r = tiny_release();
+        let rule = |id: &str, meta: &str| {
+            format!(
+                "title: {id}\nid: {id}\n{meta}tags: [attack.t1059]\ndetection: {{condition: x}}\n"
+            )
+        };
+        let files = [
+            file("bad.yml", &rule("bad", "date: 2025-13-45\n")),
+            file(
+                "fallback.yml",
+                &rule("fallback", "date: 2024-02-03\nmodified: soon\n"),
+            ),
+            file("fine.yml", &rule("fine", "date: 2024/02/03\n")),
+            file("none.yml", &rule("none", "")),
+        ];
+        let import = import_files(files, &r, SigmaOptions::default());
+        let warned: Vec<(&str, &str)> = import
+            .report
+            .warnings
+            .iter()
+            .map(|w| (w.rule.as_str(), w.file.as_str()))
+            .collect();
+        assert_eq!(warned, [("bad", "bad.yml"), ("fallback", "fallback.yml")]);
+        assert!(
+            import.report.warnings[0]
+                .message
+                .contains("`date: 2025-13-45`")
+        );
+        assert!(
+            import.report.warnings[1]
+                .message
+                .contains("`modified: soon`")
+        );
+        let versions: Vec<(&str, u32)> = import
+            .mapping_rules
+            .iter()
+            .map(|m| (m.id.as_str(), m.version))
+            .collect();
+        assert_eq!(
+            versions,
+            [
+                ("sigma:bad", 1),
+                ("sigma:fallback", 20240203),
+                ("sigma:fine", 20240203),
+                ("sigma:none", 1),
+            ]
+        );
+        // A report stored before warnings existed still reads.
+        let mut old = serde_json::to_value(&import.report).unwrap();
+        old.as_object_mut().unwrap().remove("warnings");
+        let read: ImportReport = serde_json::from_value(old).unwrap();
+        assert!(read.warnings.is_empty());
+    }
+
+    /// What a re-import compares: the techniques and the confidence count,
+    /// the title, dates and tag order do not.
+    #[test]
+    fn mapping_content_is_what_the_rule_maps() {
+        let r = tiny_release();
+        let content = |text: &str| {
+            import_files([file("c.yml", text)], &r, SigmaOptions::default()).mapping_rules[0]
+                .mapping_content()
+        };
+        let base = content(
+            "title: A\nid: c\nlevel: high\ndate: 2024-01-01\ntags: [attack.t1059, attack.t1003]\n\
+             detection: {condition: x}\n",
+        );
+        let described_otherwise = content(
+            "title: B\nid: c\nlevel: high\ndate: 2025-06-07\ntags: [attack.t1003, attack.t1059]\n\
+             detection: {condition: x}\n",
+        );
+        assert_eq!(base, described_otherwise);
+        let other_tag = content(
+            "title: A\nid: c\nlevel: high\ndate: 2024-01-01\ntags: [attack.t1059, attack.t1078]\n\
+             detection: {condition: x}\n",
+        );
+        assert_ne!(base, other_tag);
+        let other_level = content(
+            "title: A\nid: c\nlevel: low\ndate: 2024-01-01\ntags: [attack.t1059, attack.t1003]\n\
+             detection: {condition: x}\n",
+        );
+        assert_ne!(base, other_level);
     }
 
     #[test]

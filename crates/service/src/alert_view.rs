@@ -192,9 +192,10 @@ pub struct OverrideView {
     pub notes: Option<String>,
     /// Who.
     pub actor: String,
-    /// `proposed`, `approved`, `rejected`.
+    /// `proposed`, `approved`, `rejected`; a proposal a lead decided shows
+    /// the decision's status.
     pub status: String,
-    /// Who decided.
+    /// Who decided (for a decided proposal, the lead).
     pub approved_by: Option<String>,
     /// The proposal it decides.
     pub supersedes: Option<String>,
@@ -539,7 +540,7 @@ fn view(
                 created_at: ts(&c.created_at),
             })
             .collect(),
-        overrides: overrides.iter().map(override_view).collect(),
+        overrides: override_views(overrides),
         history: history
             .iter()
             .map(|h| HistoryView {
@@ -639,6 +640,36 @@ fn store_filter(filter: &AlertFilter) -> Result<store::AlertListFilter> {
             &["mapped", "unmapped"],
         )?,
     })
+}
+
+/// The views of an alert's override rows. Rows are append-only, so a
+/// lead's decision on a proposal is a later row that supersedes it; the
+/// proposal's view shows the status and the approver of that decision, as
+/// a reader asks "what became of this proposal", while the decision's own
+/// row still says which proposal it decided.
+pub(crate) fn override_views(rows: &[OverrideRecord]) -> Vec<OverrideView> {
+    rows.iter()
+        .map(|row| {
+            let mut view = override_view(row);
+            if let Some(decision) = decision_of(rows, row) {
+                view.status = decision.status.clone();
+                view.approved_by = decision.approved_by.clone();
+            }
+            view
+        })
+        .collect()
+}
+
+/// The row that decided the proposal `proposal`, among `rows` (its alert's).
+pub(crate) fn decision_of<'r>(
+    rows: &'r [OverrideRecord],
+    proposal: &OverrideRecord,
+) -> Option<&'r OverrideRecord> {
+    if proposal.status != "proposed" {
+        return None;
+    }
+    rows.iter()
+        .find(|o| o.supersedes.as_deref() == Some(proposal.id.as_str()))
 }
 
 /// The view of one override row.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use store::{AlertRecord, NotificationRecord, OrgScope, OverrideRecord};
 
-use crate::alert_view::{OverrideView, override_view};
+use crate::alert_view::{OverrideView, decision_of, override_view};
 use crate::alerts::{Engine, override_from_record};
 use crate::{Action, Actor, App, Outcome, Result, ServiceError, access};
 
@@ -198,6 +198,34 @@ fn awaiting_approval(resolution: Option<&str>) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(resolution?).ok()?;
     let id = value.get("awaiting_approval")?.get("override")?.as_str()?;
     Some(id.to_string())
+}
+
+/// The proposal an open item awaits, if any.
+fn pending_proposal(item: &store::ReviewRecord) -> Option<String> {
+    (item.state == "open")
+        .then(|| awaiting_approval(item.resolution.as_deref()))
+        .flatten()
+}
+
+/// The refusal of a second correction of an item whose first awaits a
+/// lead. Noting the second would hide the first: its approval would then
+/// change the mapping without crediting the item. The lead decides the
+/// first; then the item takes a correction again (or is settled by the
+/// approval).
+fn pending_correction(item: &store::ReviewRecord, proposal: &str) -> ServiceError {
+    let mut error = review_conflict(
+        format!(
+            "review item {} already has a correction awaiting a lead: the proposed override \
+             {proposal}; the lead approves or rejects it (POST \
+             /api/v1/overrides/{proposal}/decide) before the item takes another correction",
+            item.id
+        ),
+        item,
+    );
+    if let ServiceError::StateConflict { details, .. } = &mut error {
+        details["awaiting_approval"] = json!(proposal);
+    }
+    error
 }
 
 fn review_item(r: &store::ReviewRecord) -> ReviewItem {
@@ -380,19 +408,33 @@ impl App {
             .await?
             .ok_or_else(not_found)?;
         let rows = self.store.overrides_of(&scope, &proposal.alert_id).await?;
-        let decided = rows.iter().any(|o| o.supersedes.as_deref() == Some(id));
-        if proposal.status != "proposed" || decided {
-            // The row deciding it, when there is one, says how.
-            let decision = rows.iter().find(|o| o.supersedes.as_deref() == Some(id));
-            return Err(ServiceError::StateConflict {
-                message: format!(
-                    "override {id} is not an open proposal (status {}{})",
-                    proposal.status,
-                    if decided { ", already decided" } else { "" }
+        let decision = decision_of(&rows, &proposal);
+        if proposal.status != "proposed" || decision.is_some() {
+            // The status is the one the override's view shows: a decided
+            // proposal shows its decision's.
+            let (message, status) = match decision {
+                Some(d) => (
+                    format!(
+                        "override {id} was already {} by {}; a proposal is decided once",
+                        d.status,
+                        d.approved_by.as_deref().unwrap_or("a lead")
+                    ),
+                    d.status.as_str(),
                 ),
+                None => (
+                    format!(
+                        "override {id} is not a proposal: it was {} when written, so there is \
+                         nothing to decide",
+                        proposal.status
+                    ),
+                    proposal.status.as_str(),
+                ),
+            };
+            return Err(ServiceError::StateConflict {
+                message,
                 details: json!({
                     "override": id,
-                    "status": proposal.status,
+                    "status": status,
                     "decision": decision.map(|d| json!({
                         "id": d.id, "status": d.status, "by": d.approved_by,
                     })),
@@ -497,15 +539,24 @@ impl App {
             } else {
                 let note =
                     json!({"awaiting_approval": {"override": row.id, "proposed_by": actor.name}});
-                tx.note_open_review(scope, &item.id, &note.to_string())
+                tx.note_awaited_proposal(scope, &item.id, &note.to_string())
                     .await?
             };
             if !settled {
                 drop(tx);
-                let message = format!("review item {} was resolved concurrently", item.id);
-                return Err(match self.store.review(scope, &item.id).await? {
-                    Some(current) => review_conflict(message, &current),
-                    None => ServiceError::Conflict(message),
+                let current = self.store.review(scope, &item.id).await?;
+                return Err(match current {
+                    Some(current) => match pending_proposal(&current) {
+                        Some(proposal) => pending_correction(&current, &proposal),
+                        None => review_conflict(
+                            format!("review item {} was resolved concurrently", item.id),
+                            &current,
+                        ),
+                    },
+                    None => ServiceError::Conflict(format!(
+                        "review item {} was resolved concurrently",
+                        item.id
+                    )),
                 });
             }
         }
@@ -832,6 +883,9 @@ impl App {
             .await?;
         let scope = self.scope(actor, org).await?;
         let item = self.open_review(&scope, id).await?;
+        if let Some(proposal) = pending_proposal(&item) {
+            return Err(pending_correction(&item, &proposal));
+        }
         if let Some(incident) = &item.incident_id {
             let adjustment = crate::AdjustmentInput {
                 action: input.action,

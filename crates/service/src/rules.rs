@@ -193,6 +193,71 @@ fn rule_record(scope: &OrgScope, rule: &Rule, actor: &Actor, pack_id: Option<&st
     }
 }
 
+/// What a Sigma import stores: the rules it makes active, split into new
+/// versions and stored versions active again, and how many were unchanged.
+#[derive(Debug, Default)]
+struct SigmaPlan {
+    /// Every rule that becomes active, at the version it is stored under.
+    fresh: Vec<Rule>,
+    /// The ones among them to store (a version never stored).
+    new: Vec<Rule>,
+    /// The ones stored already, as (id, version), made active again.
+    reactivated: Vec<(String, i64)>,
+    /// Rules whose active version maps the same.
+    unchanged: usize,
+}
+
+/// Decides, per imported rule, by what it maps ([`mapping::rules::mapping_content`])
+/// and not by its dates: a rule whose active version maps the same is
+/// unchanged; one that maps as a stored, retired version did (an older pack
+/// imported again after a newer one) makes that version active again, since
+/// stored versions never change; any other is a new version, numbered by
+/// its date (`YYYYMMDD`, else 1) when that is above every stored version of
+/// its id and one above the highest otherwise. Authors often change a tag
+/// without touching `modified`, and a rule without a readable date would
+/// otherwise stay at version 1 for ever.
+fn plan_sigma_versions(imported: &[Rule], stored: &[RuleRecord]) -> SigmaPlan {
+    let mut by_id: std::collections::HashMap<&str, Vec<(i64, bool, Value)>> =
+        std::collections::HashMap::new();
+    for record in stored {
+        let definition: Value = serde_json::from_str(&record.definition).unwrap_or(Value::Null);
+        by_id.entry(record.id.as_str()).or_default().push((
+            record.version,
+            record.status == "active",
+            mapping::rules::mapping_content(&definition),
+        ));
+    }
+
+    let mut plan = SigmaPlan::default();
+    for rule in imported {
+        let content = rule.mapping_content();
+        let versions = by_id.get(rule.id.as_str()).map_or(&[][..], Vec::as_slice);
+        if versions
+            .iter()
+            .any(|(_, active, c)| *active && *c == content)
+        {
+            plan.unchanged += 1;
+            continue;
+        }
+        let mut rule = rule.clone();
+        let same = versions
+            .iter()
+            .filter(|(_, _, c)| *c == content)
+            .map(|(v, _, _)| *v)
+            .max();
+        if let Some(version) = same {
+            rule.version = u32::try_from(version).unwrap_or(u32::MAX);
+            plan.reactivated.push((rule.id.clone(), version));
+        } else {
+            let above = versions.iter().map(|(v, _, _)| *v).max().unwrap_or(0) + 1;
+            rule.version = rule.version.max(u32::try_from(above).unwrap_or(u32::MAX));
+            plan.new.push(rule.clone());
+        }
+        plan.fresh.push(rule);
+    }
+    plan
+}
+
 /// Whether an alert is touched by a change between two rule versions: one
 /// of them matches it, or it has candidates from the rule.
 fn touched_by(old: &RuleSet, new: &RuleSet, alert: &mapping::NormalizedAlert) -> bool {
@@ -482,36 +547,18 @@ impl App {
         })?;
 
         let stored = self.store.rules(&scope, None).await?;
-        let active: std::collections::HashMap<&str, i64> = stored
-            .iter()
-            .filter(|r| r.status == "active")
-            .map(|r| (r.id.as_str(), r.version))
-            .collect();
-        let known: std::collections::HashSet<(&str, i64)> =
-            stored.iter().map(|r| (r.id.as_str(), r.version)).collect();
+        let plan = plan_sigma_versions(&import.mapping_rules, &stored);
         let import_id = uuid::Uuid::now_v7().to_string();
-        let fresh: Vec<&Rule> = import
-            .mapping_rules
-            .iter()
-            .filter(|r| active.get(r.id.as_str()) != Some(&i64::from(r.version)))
-            .collect();
-        let ids: Vec<String> = fresh.iter().map(|r| r.id.clone()).collect();
-        // A version stored before (an older pack imported again after a
-        // newer one) becomes active again; stored versions never change.
-        let (again, new): (Vec<&Rule>, Vec<&Rule>) = fresh
-            .iter()
-            .copied()
-            .partition(|r| known.contains(&(r.id.as_str(), i64::from(r.version))));
-        let reactivated: Vec<(String, i64)> = again
-            .iter()
-            .map(|r| (r.id.clone(), i64::from(r.version)))
-            .collect();
-        let records: Vec<RuleRecord> = new
+        let ids: Vec<String> = plan.fresh.iter().map(|r| r.id.clone()).collect();
+        let records: Vec<RuleRecord> = plan
+            .new
             .iter()
             .map(|r| rule_record(&scope, r, actor, Some(&import_id)))
             .collect();
-        let new_versions = fresh.len();
-        let unchanged = import.mapping_rules.len() - new_versions;
+        let reactivated = plan.reactivated;
+        let new_versions = plan.fresh.len();
+        let unchanged = plan.unchanged;
+        let fresh = plan.fresh;
         let report_text = serde_json::to_string(&import.report).unwrap_or_default();
         let details = json!({
             "source": source,
@@ -555,7 +602,7 @@ impl App {
         tx.commit().await?;
 
         let (reevaluated, changed) = if new_versions > 0 {
-            let touched = RuleSet::new(fresh.into_iter().cloned());
+            let touched = RuleSet::new(fresh);
             self.reevaluate(actor, &scope, "rule_import", |a| {
                 !touched.evaluate(a).is_empty()
             })

@@ -184,7 +184,32 @@ async fn sigma_packs_map_the_regression_alerts_and_people_correct_them() {
                     .collect::<BTreeMap<String, i64>>()
             }
         };
+        // What each active rule maps: its techniques (in any order) and
+        // its confidence, read from the stored definitions.
+        let active_mappings = |org_id: store::OrgId| {
+            let app = &app;
+            async move {
+                app.store()
+                    .rules(&store::OrgScope::new(org_id), Some("active"))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| {
+                        let definition: Value = serde_json::from_str(&r.definition).unwrap();
+                        let mut techniques: Vec<String> = definition["techniques"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(Value::to_string)
+                            .collect();
+                        techniques.sort();
+                        (r.id, (techniques, definition["confidence"].to_string()))
+                    })
+                    .collect::<BTreeMap<String, (Vec<String>, String)>>()
+            }
+        };
         let first_active = active_rules(org.id.clone()).await;
+        let first_mappings = active_mappings(org.id.clone()).await;
         assert_eq!(first_active.len(), import.report.mapped_rules, "{label}");
         // Regression: the listing shows each rule's techniques, the tags of
         // its Sigma rule (it once showed none).
@@ -226,13 +251,15 @@ async fn sigma_packs_map_the_regression_alerts_and_people_correct_them() {
 
         // Regression: going back to the older pack and forward again
         // reactivates the stored versions instead of failing on them.
+        // Going back, every rule maps as the older pack says (a rule the
+        // two packs map alike keeps its version: its dates alone changed).
         let second_active = active_rules(beta_org.id.clone()).await;
         app.import_sigma(&operator, "beta", &sigma_pack(FIRST_PACK))
             .await
             .unwrap();
-        let back = active_rules(beta_org.id.clone()).await;
-        for (id, version) in &first_active {
-            assert_eq!(back.get(id), Some(version), "{label}: rule {id}");
+        let back = active_mappings(beta_org.id.clone()).await;
+        for (id, mapped) in &first_mappings {
+            assert_eq!(back.get(id), Some(mapped), "{label}: rule {id}");
         }
         let forward = app
             .import_sigma(&operator, "beta", &sigma_pack(SECOND_PACK))
@@ -518,7 +545,7 @@ async fn overrides_and_review(
         again.details(),
         Some(serde_json::json!({
             "override": proposal.r#override.id,
-            "status": "proposed",
+            "status": "approved",
             "decision": {"id": approved.r#override.id, "status": "approved", "by": lead.name},
         })),
         "{label}"
@@ -1167,6 +1194,82 @@ async fn a_nul_character_in_an_alert_fails_neither_its_batch_nor_a_database() {
     }
 }
 
+/// Trial finding: OCSF `finding_info.uid: 12345678901234567890123` was
+/// stored as `1.2345678901234568e+22`, and `...124` then "updated" it. Both
+/// lines are refused with their line numbers and nothing of them is stored;
+/// the same ids sent as strings are two alerts.
+#[tokio::test]
+async fn numeric_uids_beyond_64_bits_are_refused_not_rounded_into_one() {
+    let line = |uid: &str| {
+        format!(
+            r#"{{"class_uid":2004,"severity_id":3,"time_dt":"2026-01-02T03:04:05Z","finding_info":{{"uid":{uid},"title":"t"}}}}"#
+        )
+    };
+    let feed = [
+        line("12345678901234567890123"),
+        line("12345678901234567890124"),
+        r#"{"@timestamp":"2026-01-02T03:04:05Z","event":{"id":18446744073709551616},"message":"m"}"#
+            .to_string(),
+    ]
+    .join("\n");
+    let as_text = [
+        line(r#""12345678901234567890123""#),
+        line(r#""12345678901234567890124""#),
+    ]
+    .join("\n");
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let engineer = acme_engineer(&app).await;
+        let ingest = |text: String| {
+            app.ingest_alerts(
+                &engineer,
+                "acme",
+                Box::new(std::io::Cursor::new(text.into_bytes())),
+            )
+        };
+        let report = ingest(feed.clone()).await.unwrap();
+        assert_eq!(
+            (report.ingested, report.updated, report.rejected),
+            (0, 0, 3),
+            "{label}: {report:?}"
+        );
+        let refused: Vec<(usize, &str)> = report
+            .errors
+            .iter()
+            .map(|e| (e.line, e.code.as_str()))
+            .collect();
+        assert_eq!(
+            refused,
+            [(1, "bad_field"), (2, "bad_field"), (3, "bad_field")]
+        );
+        assert!(
+            report.errors[0].message.contains("finding_info.uid")
+                && report.errors[0].message.contains("as a JSON string"),
+            "{label}: {}",
+            report.errors[0].message
+        );
+        assert!(report.errors[2].message.contains("event.id"), "{label}");
+        let listed = app
+            .list_alerts(
+                &engineer,
+                "acme",
+                &service::AlertFilter::default(),
+                &service::PageRequest::default(),
+            )
+            .await
+            .unwrap();
+        assert!(listed.items.is_empty(), "{label}: nothing stored");
+
+        let report = ingest(as_text.clone()).await.unwrap();
+        assert_eq!((report.ingested, report.updated), (2, 0), "{label}");
+        for uid in ["12345678901234567890123", "12345678901234567890124"] {
+            let view = app.alert_mapping(&engineer, "acme", uid).await.unwrap();
+            assert_eq!(view.alert.source_uid, uid, "{label}");
+        }
+    }
+}
+
 /// A re-map of the org while leads override some of its alerts: an
 /// override that commits between the re-map reading a page and writing it
 /// gives that alert a newer version than the one the re-map computed from.
@@ -1677,6 +1780,139 @@ async fn an_analysts_correction_waits_for_the_lead_in_the_open_queue() {
         assert_eq!(corrected.state, "corrected", "{label}: {corrected:?}");
         assert_eq!(corrected.resolved_by.as_deref(), Some("lea"), "{label}");
         assert_eq!(kpi("correction_rate").await, (Some(2.0), Some(2.0)));
+    }
+}
+
+/// Trial findings: an analyst's second correction of one item replaced
+/// the first (`awaiting_approval` moved to the second), so approving the
+/// first changed the mapping without crediting the item; and an approved
+/// proposal still showed `status: proposed`, while deciding it again was
+/// refused as "not an open proposal (status proposed, already decided)".
+/// A second correction is refused naming the pending proposal; the
+/// proposal shows its decision.
+#[tokio::test]
+async fn a_second_correction_waits_for_the_first_and_a_decided_proposal_shows_its_decision() {
+    for db in databases().await {
+        let label = db.label();
+        let app = app_with_18_1(&db).await;
+        let operator = Actor::operator("op");
+        let org = app.create_org(&operator, "acme").await.unwrap();
+        let engineer = member(&org, "eve", Role::Engineer);
+        let lead = member(&org, "lea", Role::Lead);
+        let analyst = member(&org, "ann", Role::Analyst);
+        let other_analyst = member(&org, "abe", Role::Analyst);
+        let feed = std::fs::File::open(regression_alerts()).unwrap();
+        app.ingest_alerts(&engineer, "acme", Box::new(BufReader::new(feed)))
+            .await
+            .unwrap();
+        app.save_rule(&engineer, "acme", &rule_text(1, "T1059.001", 0.3), false)
+            .await
+            .unwrap();
+        let open = app
+            .review_list(&analyst, "acme", Some("open"), 1000)
+            .await
+            .unwrap();
+        let item = open
+            .iter()
+            .find(|i| i.reason == "low_confidence")
+            .expect("a low-confidence item")
+            .clone();
+        let alert = item.alert_id.clone().unwrap();
+        let remove = OverrideInput {
+            action: "remove".into(),
+            technique: "T1059.001".into(),
+            reason: Some("false_positive".into()),
+            ..OverrideInput::default()
+        };
+        let add = OverrideInput {
+            action: "add".into(),
+            technique: "T1059".into(),
+            reason: Some("wrong_subtechnique".into()),
+            ..OverrideInput::default()
+        };
+
+        let (_, first) = app
+            .review_correct(&analyst, "acme", &item.id, remove)
+            .await
+            .unwrap();
+        let service::ReviewCorrection::Override(first) = first else {
+            panic!("{label}: an alert's item is corrected by an override");
+        };
+        let first_id = first.r#override.id.clone();
+        let overrides_before = app
+            .alert_mapping(&lead, "acme", &alert)
+            .await
+            .unwrap()
+            .overrides
+            .len();
+
+        // A second correction, by anyone, is refused naming the first.
+        for who in [&analyst, &other_analyst, &lead] {
+            let refused = app
+                .review_correct(who, "acme", &item.id, add.clone())
+                .await
+                .unwrap_err();
+            let ServiceError::StateConflict { message, details } = &refused else {
+                panic!("{label}: {refused:?}");
+            };
+            assert!(message.contains(&first_id), "{label}: {message}");
+            assert_eq!(details["awaiting_approval"], first_id.as_str(), "{label}");
+        }
+        let view = app.alert_mapping(&lead, "acme", &alert).await.unwrap();
+        assert_eq!(
+            view.overrides.len(),
+            overrides_before,
+            "{label}: nothing stored"
+        );
+        let items = review_items_by_id(&app, &analyst, "acme").await;
+        assert_eq!(
+            items[&item.id].awaiting_approval.as_deref(),
+            Some(first_id.as_str()),
+            "{label}"
+        );
+
+        // The lead approves the first: the item is credited to the analyst,
+        // and the proposal shows the decision.
+        let decision = app
+            .decide_override(&lead, "acme", &first_id, true)
+            .await
+            .unwrap();
+        let items = review_items_by_id(&app, &analyst, "acme").await;
+        assert_eq!(items[&item.id].state, "corrected", "{label}");
+        assert_eq!(
+            items[&item.id].resolved_by.as_deref(),
+            Some("ann"),
+            "{label}"
+        );
+        let view = app.alert_mapping(&lead, "acme", &alert).await.unwrap();
+        let proposal = view.overrides.iter().find(|o| o.id == first_id).unwrap();
+        assert_eq!(proposal.status, "approved", "{label}: {proposal:?}");
+        assert_eq!(proposal.approved_by.as_deref(), Some("lea"), "{label}");
+        let decided = view
+            .overrides
+            .iter()
+            .find(|o| o.id == decision.r#override.id)
+            .unwrap();
+        assert_eq!(decided.supersedes.as_deref(), Some(first_id.as_str()));
+        let problems = service::check_schema(
+            &service::alert_mapping_schema(),
+            &serde_json::to_value(&view).unwrap(),
+        );
+        assert!(problems.is_empty(), "{label}: {problems:?}");
+
+        let again = app
+            .decide_override(&lead, "acme", &first_id, false)
+            .await
+            .unwrap_err();
+        let ServiceError::StateConflict { message, details } = &again else {
+            panic!("{label}: {again:?}");
+        };
+        assert!(
+            message.contains("already approved by lea"),
+            "{label}: {message}"
+        );
+        assert!(!message.contains("proposed"), "{label}: {message}");
+        assert_eq!(details["status"], "approved", "{label}");
     }
 }
 

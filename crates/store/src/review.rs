@@ -293,6 +293,31 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Notes `resolution` (JSON text naming a proposed correction) on an
+    /// open item and counts the action, unless the item already awaits
+    /// another proposal's approval: false then, or when it is not open.
+    /// The check is part of the update so that two corrections sent at
+    /// once cannot both be noted, the later hiding the earlier.
+    pub async fn note_awaited_proposal(
+        &mut self,
+        scope: &OrgScope,
+        id: &str,
+        resolution: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE review_queue SET resolution = $1, interactions = interactions + 1 \
+             WHERE org_id = $2 AND id = $3 AND state = 'open' \
+             AND (resolution IS NULL OR resolution NOT LIKE '%\"awaiting_approval\"%')",
+        )
+        .bind(resolution)
+        .bind(scope.org().as_str())
+        .bind(id)
+        .execute(self.conn())
+        .await
+        .context(|| format!("noting a proposal on review item {id}"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The open items of an alert, read inside this transaction, oldest
     /// first.
     pub async fn open_alert_reviews(

@@ -324,6 +324,7 @@ fn import_summary(outcome: &SigmaImportOutcome) -> Value {
         "tags": report.tags,
         "tags_by_kind": report.tags_by_kind,
         "tag_problems": report.problems,
+        "warnings": report.warnings,
         "reevaluated": outcome.reevaluated,
         "changed": outcome.changed,
     })
