@@ -1642,6 +1642,35 @@ async fn a_remap_closes_the_review_items_whose_reason_it_removed() {
     }
 }
 
+/// Acme with the regression feed ingested and then a low-confidence rule
+/// saved over it, which queues the alerts the rule maps: the app, the org,
+/// its lead and analyst, and the open `low_confidence` items.
+async fn low_confidence_queue(
+    db: &store::testing::TestDatabase,
+) -> (App, service::Org, Actor, Actor, Vec<service::ReviewItem>) {
+    let app = app_with_18_1(db).await;
+    let operator = Actor::operator("op");
+    let org = app.create_org(&operator, "acme").await.unwrap();
+    let engineer = member(&org, "eve", Role::Engineer);
+    let lead = member(&org, "lea", Role::Lead);
+    let analyst = member(&org, "ann", Role::Analyst);
+    let feed = std::fs::File::open(regression_alerts()).unwrap();
+    app.ingest_alerts(&engineer, "acme", Box::new(BufReader::new(feed)))
+        .await
+        .unwrap();
+    app.save_rule(&engineer, "acme", &rule_text(1, "T1059.001", 0.3), false)
+        .await
+        .unwrap();
+    let low = app
+        .review_list(&analyst, "acme", Some("open"), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.reason == "low_confidence")
+        .collect();
+    (app, org, lead, analyst, low)
+}
+
 /// Regression: an analyst's correction resolved the item as `corrected`
 /// while it was only a proposal, and a lead's rejection left it so, out of
 /// the queue with the mapping unchanged. The item now waits in the open
@@ -1651,29 +1680,9 @@ async fn a_remap_closes_the_review_items_whose_reason_it_removed() {
 async fn an_analysts_correction_waits_for_the_lead_in_the_open_queue() {
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
+        let (app, _, lead, analyst, low) = low_confidence_queue(&db).await;
         let operator = Actor::operator("op");
-        let org = app.create_org(&operator, "acme").await.unwrap();
-        let engineer = member(&org, "eve", Role::Engineer);
-        let lead = member(&org, "lea", Role::Lead);
-        let analyst = member(&org, "ann", Role::Analyst);
-        let feed = std::fs::File::open(regression_alerts()).unwrap();
-        app.ingest_alerts(&engineer, "acme", Box::new(BufReader::new(feed)))
-            .await
-            .unwrap();
-        // A low-confidence rule queues the alerts it maps.
-        app.save_rule(&engineer, "acme", &rule_text(1, "T1059.001", 0.3), false)
-            .await
-            .unwrap();
-        let open = app
-            .review_list(&analyst, "acme", Some("open"), 1000)
-            .await
-            .unwrap();
-        let low: Vec<&service::ReviewItem> = open
-            .iter()
-            .filter(|i| i.reason == "low_confidence")
-            .collect();
-        assert!(low.len() >= 2, "{label}: {open:?}");
+        assert!(low.len() >= 2, "{label}: {low:?}");
         let (item, other) = (low[0].clone(), low[1].clone());
         let alert = item.alert_id.clone().unwrap();
         let remove = OverrideInput {
@@ -1794,29 +1803,9 @@ async fn an_analysts_correction_waits_for_the_lead_in_the_open_queue() {
 async fn a_second_correction_waits_for_the_first_and_a_decided_proposal_shows_its_decision() {
     for db in databases().await {
         let label = db.label();
-        let app = app_with_18_1(&db).await;
-        let operator = Actor::operator("op");
-        let org = app.create_org(&operator, "acme").await.unwrap();
-        let engineer = member(&org, "eve", Role::Engineer);
-        let lead = member(&org, "lea", Role::Lead);
-        let analyst = member(&org, "ann", Role::Analyst);
+        let (app, org, lead, analyst, low) = low_confidence_queue(&db).await;
         let other_analyst = member(&org, "abe", Role::Analyst);
-        let feed = std::fs::File::open(regression_alerts()).unwrap();
-        app.ingest_alerts(&engineer, "acme", Box::new(BufReader::new(feed)))
-            .await
-            .unwrap();
-        app.save_rule(&engineer, "acme", &rule_text(1, "T1059.001", 0.3), false)
-            .await
-            .unwrap();
-        let open = app
-            .review_list(&analyst, "acme", Some("open"), 1000)
-            .await
-            .unwrap();
-        let item = open
-            .iter()
-            .find(|i| i.reason == "low_confidence")
-            .expect("a low-confidence item")
-            .clone();
+        let item = low.first().expect("a low-confidence item").clone();
         let alert = item.alert_id.clone().unwrap();
         let remove = OverrideInput {
             action: "remove".into(),

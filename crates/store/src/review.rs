@@ -280,17 +280,8 @@ impl Tx {
         id: &str,
         resolution: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE review_queue SET resolution = $1, interactions = interactions + 1 \
-             WHERE org_id = $2 AND id = $3 AND state = 'open'",
-        )
-        .bind(resolution)
-        .bind(scope.org().as_str())
-        .bind(id)
-        .execute(self.conn())
-        .await
-        .context(|| format!("noting on review item {id}"))?;
-        Ok(done.rows_affected() == 1)
+        self.note_on_open(scope, id, resolution, "", "noting on")
+            .await
     }
 
     /// Notes `resolution` (JSON text naming a proposed correction) on an
@@ -304,17 +295,37 @@ impl Tx {
         id: &str,
         resolution: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE review_queue SET resolution = $1, interactions = interactions + 1 \
-             WHERE org_id = $2 AND id = $3 AND state = 'open' \
-             AND (resolution IS NULL OR resolution NOT LIKE '%\"awaiting_approval\"%')",
+        self.note_on_open(
+            scope,
+            id,
+            resolution,
+            " AND (resolution IS NULL OR resolution NOT LIKE '%\"awaiting_approval\"%')",
+            "noting a proposal on",
         )
-        .bind(resolution)
-        .bind(scope.org().as_str())
-        .bind(id)
-        .execute(self.conn())
         .await
-        .context(|| format!("noting a proposal on review item {id}"))?;
+    }
+
+    /// The update behind both notes: `also` narrows which open items take
+    /// it (a fixed SQL condition, never input).
+    async fn note_on_open(
+        &mut self,
+        scope: &OrgScope,
+        id: &str,
+        resolution: &str,
+        also: &str,
+        what: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE review_queue SET resolution = $1, interactions = interactions + 1 \
+             WHERE org_id = $2 AND id = $3 AND state = 'open'{also}"
+        );
+        let done = sqlx::query(&sql)
+            .bind(resolution)
+            .bind(scope.org().as_str())
+            .bind(id)
+            .execute(self.conn())
+            .await
+            .context(|| format!("{what} review item {id}"))?;
         Ok(done.rows_affected() == 1)
     }
 
